@@ -1,0 +1,52 @@
+"""Chooses the engine once, at import: the C engine (fastpool._core) or the pure one.
+
+Both engines export the same names with the same behaviour and raise the same exceptions
+(defined once, in fastpool._errors, with codes from fastpool._codes):
+
+Parsing and writing (csrc/fp_http.h is the specification of both):
+
+    ResponseParser(head_request=False, limits=DEFAULT_LIMITS)
+        .feed(data) -> bool        append bytes; True once the response is complete. Bytes
+                                   after the response go to .result().trailing.
+        .feed_eof() -> bool        the peer closed; True when that completes the response
+                                   (close-delimited body), else raises ProtocolError.
+        .complete -> bool
+        .result() -> RawResponse   once complete.
+        A ProtocolError leaves the parser failed: every later call raises it again.
+
+    RawResponse (attributes): status_code: int, http_version: str ("HTTP/1.1" | "HTTP/1.0"),
+        reason: bytes, head: bytes (the final head, status line through blank line),
+        spans: bytes (native uint32 quadruples name_off, name_len, value_off, value_len,
+        relative to head), body: bytes (decoded), keep_alive: bool, interim: int (1xx
+        skipped), trailing: bytes (received after the response), headers: list of
+        (name, value) bytes pairs decoded from head and spans.
+
+    parse_response(data, head_request=False, limits=DEFAULT_LIMITS, eof=False)
+        -> RawResponse | None      one shot; None when incomplete and not eof.
+
+    encode_header_block(fields) -> bytes
+        fields: sequence of (name: bytes, value: bytes); validated like fp_check_field.
+    build_request(method, target, block, fields, body) -> bytes
+        body None: no body and no Content-Length; bytes (b"" included): Content-Length.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("FASTPOOL_NO_EXTENSIONS") == "1":
+    from . import _pure as engine
+
+    BACKEND = "python"
+    LOAD_ERROR: str | None = "FASTPOOL_NO_EXTENSIONS=1"
+else:
+    try:
+        from . import _core as engine  # type: ignore[no-redef]
+
+        BACKEND = "c"
+        LOAD_ERROR = None
+    except ImportError as exc:
+        from . import _pure as engine  # type: ignore[no-redef]
+
+        BACKEND = "python"
+        LOAD_ERROR = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,150 @@
+"""The error model, shared by both engines and both pools.
+
+Every failure of a request is exactly one of two things, and a trading engine must always be
+able to tell which:
+
+* ``NotSentError``: no byte of the request reached the socket. The server cannot have acted on
+  it; retrying is safe.
+* ``MaybeSentError``: bytes were written. The server may have acted (placed the order); the
+  pool never re-sends it on its own unless the method is idempotent and the caller allowed it.
+
+The concrete classes below carry the phase and cause. Timeouts additionally derive from
+``TimeoutException`` (httpx's name) and say which phase ran out in ``.phase``.
+"""
+
+from __future__ import annotations
+
+
+class FastpoolError(Exception):
+    """Base class of every error fastpool raises."""
+
+
+class NotSentError(FastpoolError):
+    """No byte of the request reached the socket: the server cannot have acted on it."""
+
+
+class MaybeSentError(FastpoolError):
+    """Bytes of the request were written: the server may have acted on it."""
+
+
+class TimeoutException(FastpoolError):
+    """A deadline ran out. ``phase`` is one of "connect", "pool", "write", "read"."""
+
+    phase = ""
+
+    def __init__(self, message: str = "", *, phase: str | None = None) -> None:
+        super().__init__(message)
+        if phase is not None:
+            self.phase = phase
+
+
+# --- never sent ----------------------------------------------------------------------------
+
+
+class ConnectError(NotSentError):
+    """A connection could not be opened: name resolution, refused, unreachable, reset."""
+
+
+class ConnectTimeout(ConnectError, TimeoutException):
+    """Opening a connection (TCP connect plus TLS handshake) ran out of time."""
+
+    phase = "connect"
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed: untrusted, expired or mismatched certificate, protocol."""
+
+    def __init__(self, message: str = "", *, verify_code: int = 0) -> None:
+        super().__init__(message)
+        #: OpenSSL's X509_V_ERR_* code when certificate verification failed, else 0.
+        self.verify_code = verify_code
+
+
+class PoolTimeout(NotSentError, TimeoutException):
+    """No connection became free within the pool timeout."""
+
+    phase = "pool"
+
+
+class PoolClosed(NotSentError):
+    """The pool was closed before the request could be sent."""
+
+
+class InvalidRequestError(NotSentError, ValueError):
+    """The request itself is malformed (method, target, header, body); nothing was written.
+
+    ``code`` names the rule that was broken (see ``fastpool._codes``).
+    """
+
+    def __init__(self, message: str = "", *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WriteTimeoutNotSent(NotSentError, TimeoutException):
+    """The socket accepted no byte of the request before the write deadline."""
+
+    phase = "write"
+
+
+class RateLimitedError(NotSentError):
+    """The client-side rate limit would be exceeded; ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# --- maybe sent ----------------------------------------------------------------------------
+
+
+class WriteError(MaybeSentError):
+    """The connection failed after part of the request was written."""
+
+
+class WriteTimeout(MaybeSentError, TimeoutException):
+    """The write deadline ran out after part of the request was written."""
+
+    phase = "write"
+
+
+class ReadError(MaybeSentError):
+    """The connection failed (reset, closed, TLS failure) while waiting for the response."""
+
+
+class ReadTimeout(MaybeSentError, TimeoutException):
+    """The response did not arrive (completely) within the read or total deadline."""
+
+    phase = "read"
+
+
+class ProtocolError(MaybeSentError):
+    """The response is malformed; the connection it came on is discarded.
+
+    ``code`` names the violated rule (see ``fastpool._codes``), identical on both engines.
+    """
+
+    def __init__(self, message: str = "", *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+__all__ = [
+    "FastpoolError",
+    "NotSentError",
+    "MaybeSentError",
+    "TimeoutException",
+    "ConnectError",
+    "ConnectTimeout",
+    "TLSError",
+    "PoolTimeout",
+    "PoolClosed",
+    "InvalidRequestError",
+    "WriteTimeoutNotSent",
+    "RateLimitedError",
+    "WriteError",
+    "WriteTimeout",
+    "ReadError",
+    "ReadTimeout",
+    "ProtocolError",
+]

@@ -1,0 +1,1 @@
+"""The pure-Python engine: the same interface and behaviour as fastpool._core (see _engine)."""
