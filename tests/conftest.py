@@ -30,3 +30,7 @@ def load_engine(name: str):
 def engine(request):
     """The engine module under test (fastpool._core or fastpool._pure)."""
     return load_engine(request.param)
+
+
+# Real test peers (nginx, scripted fault servers, test certificates): see tests/support/.
+pytest_plugins = ["support.fixtures"]
