@@ -358,7 +358,7 @@ int64_t fp_head_parse(fp_head *h, const char *buf, size_t len, const fp_limits *
     uint64_t pos = h->pos;
     for (;;) {
         uint64_t scan = h->scan;
-        int err;
+        int err = FP_NEED_MORE;
         int64_t lf = fp_find_lf(buf, len, pos, &scan, lim->max_line, &err);
         if (lf < 0) {
             /* A partial line is never judged (except for length), so only the search
@@ -475,7 +475,7 @@ int64_t fp_chunked_decode(fp_chunked *d, char *buf, size_t *len, const fp_limits
         switch (d->state) {
         case FP_CH_SIZE:
         case FP_CH_TRAILER: {
-            int err;
+            int err = FP_NEED_MORE;
             int64_t lf = fp_find_lf(buf, n, r, &d->scan, lim->max_line, &err);
             if (lf < 0) {
                 if (err != FP_NEED_MORE)

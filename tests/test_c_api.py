@@ -86,7 +86,9 @@ def _compile(name: str, flags: list[str], outdir: Path) -> Path:
     out = outdir / f"libfp_http_{name}.so"
     cmd = ["gcc", "-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
            *flags, str(SOURCE), "-o", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}\n{proc.stderr}")
     return out
 
 
@@ -99,6 +101,7 @@ def libdir(tmp_path_factory) -> Path:
 
 _LIBS: dict[str, object] = {}
 _PATHS: dict[str, Path] = {}
+_FAILED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session", params=list(BUILDS))
@@ -106,8 +109,14 @@ def lib(request, libdir):
     name = request.param
     if name == "sse42" and not _cpu_has_sse42():
         pytest.skip("this CPU has no SSE4.2")
+    if name in _FAILED:
+        pytest.fail(_FAILED[name])
     if name not in _LIBS:
-        path = _compile(name, BUILDS[name], libdir)
+        try:
+            path = _compile(name, BUILDS[name], libdir)
+        except RuntimeError as exc:
+            _FAILED[name] = f"build {name} failed (-Werror): {exc}"
+            pytest.fail(_FAILED[name])
         _LIBS[name] = ffi.dlopen(str(path))
         _PATHS[name] = path
     return _LIBS[name]
