@@ -160,12 +160,30 @@ static const unsigned char *fp_find_non_tchar(const unsigned char *p, const unsi
     return p;
 }
 
+static uint64_t fp_load64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8); /* one unaligned load; memcpy keeps it defined behaviour */
+    return v;
+}
+
 /* Case-insensitive equality with a lowercase literal of the same length. Only called on bytes
  * already known to be tchar or field-value bytes: there, b | 0x20 equals a lowercase letter
  * only for that letter in either case, and equals '-' only for '-' (0x0D, the other
  * preimage, is excluded by both classes), so the OR trick is exact. */
 static int fp_lower_eq(const unsigned char *p, const char *lit, size_t n)
 {
+    /* The literals are lowercase letters and '-', which all have bit 0x20 set, so OR-ing the
+     * mask into the input and comparing whole words is the same test as the byte loop; the
+     * last word overlaps the previous one instead of reading past p + n. */
+    if (n >= 8) {
+        const uint64_t m = 0x2020202020202020ull;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            if ((fp_load64(p + i) | m) != fp_load64(lit + i))
+                return 0;
+        return i == n || (fp_load64(p + n - 8) | m) == fp_load64(lit + n - 8);
+    }
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)(p[i] | 0x20) != (unsigned char)lit[i])
             return 0;

@@ -473,6 +473,29 @@ def test_close_delimited_never_keeps_alive(lib):
     assert check(lib, resp("HTTP/1.0 204 No Content\nConnection: keep-alive\n\n")).keep_alive
 
 
+@pytest.mark.parametrize("name", [b"content-length", b"transfer-encoding", b"connection"])
+def test_special_names_match_exactly(lib, name):
+    values = {b"content-length": b"x", b"transfer-encoding": b"gzip", b"connection": b"close"}
+    special = {b"content-length": FP_E_CL_INVALID, b"transfer-encoding": FP_E_TE_UNSUPPORTED}
+    value = values[name]
+
+    def outcome(n):
+        data = b"HTTP/1.1 200 OK\r\n" + n + b": " + value + b"\r\nContent-Type: t\r\n\r\n"
+        r = run(lib, data, head_request=True)
+        return r.code if r.code < 0 else (r.keep_alive, r.headers[0][0])
+
+    for i in range(len(name)):
+        # Any case of the name is the name...
+        mixed = name[:i] + name[i:i + 1].upper() + name[i + 1:]
+        assert outcome(mixed) == special.get(name, (False, mixed))
+        # ...and a name differing in one byte (case-folding partners included) is not.
+        for c in (b"x", b"_", b"^", b"~", bytes([name[i] ^ 0x20]) if name[i] != 0x2D else b"."):
+            other = name[:i] + c + name[i + 1:]
+            if other.lower() != name:
+                assert outcome(other) == (True, other), other
+    assert outcome(name.upper()) == special.get(name, (False, name.upper()))
+
+
 # ---- errors: status line ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("line,expected", [
