@@ -943,6 +943,19 @@ def test_eof_no_response(lib, head_request):
     assert code(lib, b"", eof=True, head_request=head_request) == FP_E_NO_RESPONSE
 
 
+def test_eof_no_response_direct_and_final(lib):
+    # fp_resp_eof on a parser that was never fed, then the error stays.
+    lim = limits(lib)
+    r = ffi.new("fp_resp *")
+    lib.fp_resp_init(r, lim, 0)
+    buf = DATA.put(b"")
+    assert lib.fp_resp_eof(r, buf, 0) == FP_E_NO_RESPONSE
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    buf = DATA.put(data)
+    plen = ffi.new("size_t *", len(data))
+    assert lib.fp_resp_parse(r, buf, plen, spans_for(lim)) == FP_E_NO_RESPONSE
+
+
 @pytest.mark.parametrize("data", [
     b"H",
     b"HTTP/1.1 200 OK\r\n",
