@@ -4,7 +4,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 
-.PHONY: venv build test test-c test-pure asan bench bench-micro fuzz clean
+.PHONY: venv build test test-c test-pure asan bench bench-micro fuzz clean bench-c test-c-api-asan
 
 venv: $(VENV)/.installed
 
@@ -24,3 +24,15 @@ test: build
 
 clean:
 	rm -rf build dist *.egg-info fastpool/*.so fastpool/_core.c fastpool/_core.html .pytest_cache
+
+# C parser (csrc/fp_http.c) on its own: cffi tests under ASan+UBSan, microbenchmark, fuzzing.
+test-c-api-asan: venv
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		FASTPOOL_TEST_ASAN=1 $(PYTEST) tests/test_c_api.py -k asan -p no:cacheprovider
+
+bench-c:
+	bench/c_bench.sh
+
+FUZZ_SECONDS ?= 300
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)

@@ -30,7 +30,9 @@
  *   content[9..12) three DIGITs with value >= 100                        else FP_E_STATUS
  *   content[12] absent (end of content) or SP                            else FP_E_STATUS
  *   reason = content[13..): only HTAB, SP, 0x21-0x7E, 0x80-0xFF          else FP_E_REASON
- * A response whose head starts with an empty line is FP_E_VERSION.
+ *   (the reason is not trimmed; it is empty when content[12] is absent or the last byte)
+ * A response whose head starts with an empty line is FP_E_VERSION (so is a stray empty line
+ * between an interim response and the next head).
  *
  * ---- Field lines (header and trailer) ----------------------------------------------------
  *   the empty line ends the head (or the trailer section).
@@ -41,7 +43,8 @@
  *     SP or HTAB                                                         -> FP_E_HEADER_WS
  *     end of content                                                     -> FP_E_HEADER_NO_COLON
  *     anything else                                                      -> FP_E_HEADER_NAME
- *   value = rest after ':', with leading and trailing SP/HTAB excluded from its span;
+ *   value = rest after ':', with leading and trailing SP/HTAB excluded from its span
+ *     (value_len 0 when the rest is empty or all SP/HTAB);
  *     any byte of the rest other than HTAB, SP, 0x21-0x7E, 0x80-0xFF     -> FP_E_HEADER_VALUE
  *
  * ---- Semantic rules of a head's fields (names compared case-insensitively) ---------------
@@ -52,17 +55,21 @@
  *     value, a second Transfer-Encoding line, or any Transfer-Encoding in an HTTP/1.0
  *     response (RFC 9112 §6.1) is FP_E_TE_UNSUPPORTED.
  *   Connection: comma-separated tokens (OWS around each); "close" and "keep-alive" are noted
- *     (case-insensitive), others ignored; never an error.
+ *     (case-insensitive, the whole trimmed element must match), empty elements and others are
+ *     ignored; never an error. Several Connection lines accumulate.
  * These rules, and all of the above, apply to every head, interim 1xx heads included.
  * When the blank line ending a head is reached, in this order:
  *     Content-Length and Transfer-Encoding both present                  -> FP_E_CL_AND_TE
  *     status 101                                                          -> FP_E_UNSOLICITED_101
  *     status 1xx: an interim response; it is skipped; the (max_interim+1)th -> FP_E_TOO_MANY_INTERIM
+ * (fp_head_parse makes the first check; the other two are fp_resp_parse's. CL_AND_TE holds even
+ * when the framing would use neither: HEAD, 204, 304.)
  *
  * ---- Body framing of the final response (RFC 9112 §6.3) ----------------------------------
  *   request was HEAD, or status 204 or 304   -> no body (whatever CL / TE say)
  *   Transfer-Encoding: chunked               -> chunked body
  *   Content-Length: n                        -> n bytes; n > max_body -> FP_E_BODY_TOO_LARGE
+ *                                               (reported as soon as the head is complete)
  *   otherwise                                -> body runs to end of connection (close-delimited);
  *                                               more than max_body bytes -> FP_E_BODY_TOO_LARGE
  * keep_alive = (HTTP/1.1 and no "close" token, or HTTP/1.0 with a "keep-alive" token and no
@@ -77,17 +84,31 @@
  *   any other byte after the digits and whitespace                        -> FP_E_CHUNK_SIZE
  *   decoded bytes so far + size > max_body                                -> FP_E_BODY_TOO_LARGE
  * After size bytes of data: exactly CR LF (checked byte by byte as the bytes arrive: the
- * first byte that does not match)                                         -> FP_E_CHUNK_CRLF
- * Size 0 starts the trailer section: field lines (syntax rules and max_headers as above,
- * check 2 counted from the first trailer line) until an empty line; trailers are skipped.
+ * first byte that does not match; a bare LF is refused here, unlike at line ends)
+ *                                                                         -> FP_E_CHUNK_CRLF
+ * Size 0 starts the trailer section: field lines (checks 1-4 as above: syntax rules and
+ * max_headers, counted per trailer section; check 2 counts the bytes from the start of the
+ * first trailer line, i.e. just after the last-chunk line, through this line's LF, the final
+ * empty line included) until an empty line; trailers are skipped, never interpreted (no
+ * semantic rules: a Content-Length trailer is just a field).
  * The decoder is in place: decoded data is moved down over the framing, so after each call
  * the body region holds [decoded data][not yet decoded input].
  *
  * ---- End of input (fp_resp_eof) ------------------------------------------------------------
+ *   the parse already failed                  -> that error, again
  *   no byte received at all                   -> FP_E_NO_RESPONSE
- *   close-delimited body                      -> complete
+ *   close-delimited body                      -> complete (FP_E_BODY_TOO_LARGE if len holds
+ *                                                more than max_body body bytes, which only
+ *                                                happens when they were not given to
+ *                                                fp_resp_parse first)
  *   already complete                          -> complete
  *   anywhere else (in a head, in a body)      -> FP_E_TRUNCATED
+ *
+ * ---- Errors are final ----------------------------------------------------------------------
+ * Once fp_resp_parse, fp_resp_eof or fp_chunked_decode returned an FP_E_* code, every later
+ * call on the same state returns that code again (the framing is lost; nothing after it can be
+ * trusted). Once complete, fp_resp_parse keeps returning the same length and touches nothing.
+ * After an error from fp_head_parse its state is unspecified: fp_head_init before reuse.
  */
 #ifndef FP_HTTP_H
 #define FP_HTTP_H
@@ -174,8 +195,10 @@ typedef struct fp_head {
 void fp_head_init(fp_head *h);
 
 /* Parses the head at buf[0..len) (len = all bytes received so far; the call resumes where the
- * previous one stopped). spans must have room for lim->max_headers entries. Returns the head's
- * length in bytes (> 0) when complete, FP_NEED_MORE, or an FP_E_* code. */
+ * previous one stopped). spans must have room for lim->max_headers entries and be the same
+ * array on every call for this head. Returns the head's length in bytes (> 0) when complete,
+ * FP_NEED_MORE, or an FP_E_* code (FP_E_CL_AND_TE included; 101 and 1xx are not judged here:
+ * status tells). */
 int64_t fp_head_parse(fp_head *h, const char *buf, size_t len, const fp_limits *lim,
                       fp_span *spans);
 
@@ -187,7 +210,8 @@ typedef struct fp_chunked {
     uint64_t pos;      /* next undecoded input byte, relative to the body region */
     uint64_t left;     /* bytes left in the current chunk's data */
     uint64_t scan;     /* bytes of the current line already searched for LF */
-    uint64_t trailer_start;
+    uint64_t trailer_start; /* trailer-section bytes consumed so far (check 2); validated
+                               trailer lines are removed from the buffer like other framing */
     uint32_t trailers;
     int state;
 } fp_chunked;
@@ -230,8 +254,10 @@ void fp_resp_init(fp_resp *r, const fp_limits *lim, int head_request);
  * response in the buffer (> 0, bytes after it are not part of it), FP_NEED_MORE, or FP_E_*. */
 int64_t fp_resp_parse(fp_resp *r, char *buf, size_t *len, fp_span *spans);
 
-/* The connection reached end of input after buf[0..len). Returns the response length (> 0)
- * when that completes it (close-delimited), or FP_E_TRUNCATED / FP_E_NO_RESPONSE. */
+/* The connection reached end of input after buf[0..len); len is the *len the last
+ * fp_resp_parse call left (all received bytes parsed first). Returns the response length (> 0)
+ * when that completes it (close-delimited, or already complete), or FP_E_TRUNCATED /
+ * FP_E_NO_RESPONSE (or the error the parse already failed with). */
 int64_t fp_resp_eof(fp_resp *r, const char *buf, size_t len);
 
 /* ---- request writer ------------------------------------------------------------------------ */
@@ -251,10 +277,12 @@ int fp_check_method(const char *method, size_t len);
 int fp_check_target(const char *target, size_t len);
 
 /* Returns 0 when the field may be written: the name a non-empty token, the value free of
- * controls other than HTAB (so no CR, LF, NUL) and DEL. Otherwise FP_E_FIELD_NAME /
- * FP_E_FIELD_VALUE. Host, Connection and Transfer-Encoding are FP_E_FIELD_FORBIDDEN: the pool
- * owns them (one host per pool; persistence is the pool's decision; bodies are sent with
- * Content-Length only). Content-Length is allowed here; fp_write_request checks its value. */
+ * controls other than HTAB (so no CR, LF, NUL) and DEL (obs-text 0x80-0xFF is allowed).
+ * Otherwise FP_E_FIELD_NAME / FP_E_FIELD_VALUE. Host, Connection and Transfer-Encoding
+ * (case-insensitive) are FP_E_FIELD_FORBIDDEN: the pool owns them (one host per pool;
+ * persistence is the pool's decision; bodies are sent with Content-Length only). Checked in
+ * this order: name, forbidden name, value. Content-Length is allowed here; fp_write_request
+ * checks its value. */
 int fp_check_field(const fp_field *field);
 
 /* Bytes fp_write_request will need (an upper bound, exact unless caller Content-Length
@@ -263,19 +291,25 @@ size_t fp_request_size(size_t method_len, size_t target_len, size_t block_len,
                        const fp_field *fields, size_t nfields, int64_t content_length);
 
 /* Writes "METHOD SP target SP HTTP/1.1 CRLF" + block (pre-encoded, pre-validated field lines
- * ending in CRLF) + each field + "Content-Length: n CRLF" when content_length >= 0 + CRLF +
- * body (content_length bytes) into out. Every input is validated before the first byte is
- * written. A caller field named Content-Length whose value (OWS-trimmed, 1*DIGIT) equals
- * content_length is dropped (the writer writes its own); any other value, or one when
- * content_length < 0, is FP_E_CL_MISMATCH. Returns bytes written, or an FP_E_* code
- * (FP_E_BUFFER when cap is too small). */
+ * ending in CRLF, from fp_write_fields; not checked again) + each field as "name: value CRLF"
+ * + "Content-Length: n CRLF" when content_length >= 0 + CRLF + body (content_length bytes)
+ * into out. Every input is validated before the first byte is written, in this order: method
+ * (FP_E_METHOD), target (FP_E_TARGET), each field in order (fp_check_field, then its
+ * Content-Length value), body (NULL with content_length > 0 is FP_E_CL_MISMATCH; body may be
+ * NULL when content_length <= 0), then the size (FP_E_BUFFER when cap is too small). A caller
+ * field named Content-Length whose value (OWS-trimmed, 1*DIGIT) equals content_length is
+ * dropped (the writer writes its own); any other value, or one when content_length < 0, is
+ * FP_E_CL_MISMATCH. On any error out is untouched. Returns bytes written, or an FP_E_* code. */
 int64_t fp_write_request(char *out, size_t cap, const char *method, size_t method_len,
                          const char *target, size_t target_len, const char *block,
                          size_t block_len, const fp_field *fields, size_t nfields,
                          const char *body, int64_t content_length);
 
 /* Writes the fields as "name: value CRLF" lines into out after validating all of them with
- * fp_check_field (the pool's constant header block). Returns bytes written or FP_E_*. */
+ * fp_check_field (the pool's constant header block). Content-Length is FP_E_FIELD_FORBIDDEN
+ * here too: the block goes on every request, bodiless ones included, and fp_write_request adds
+ * its own. On any error (FP_E_BUFFER included) out is untouched. Returns bytes written or
+ * FP_E_*. */
 int64_t fp_write_fields(char *out, size_t cap, const fp_field *fields, size_t nfields);
 
 #ifdef __cplusplus
