@@ -50,3 +50,20 @@ else:
 
         BACKEND = "python"
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def get_engine(name: str | None = None):
+    """The engine module for "c", "python", or None (the one chosen at import)."""
+    if name is None:
+        return engine
+    if name == "python":
+        from . import _pure
+
+        return _pure
+    if name == "c":
+        try:
+            from . import _core
+        except ImportError as exc:
+            raise ImportError(f"the C engine is not available: {exc}") from None
+        return _core
+    raise ValueError(f"engine must be 'c', 'python' or None, got {name!r}")

@@ -81,6 +81,12 @@ class InvalidRequestError(NotSentError, ValueError):
         self.code = code
 
 
+class StaleConnection(NotSentError):
+    """A connection failed before any byte of the request was written to it (the server
+    closed or reset it while it was idle). The pool replaces it and sends on a fresh one;
+    this surfaces only when no connection could be had."""
+
+
 class WriteTimeoutNotSent(NotSentError, TimeoutException):
     """The socket accepted no byte of the request before the write deadline."""
 
@@ -112,6 +118,15 @@ class ReadError(MaybeSentError):
     """The connection failed (reset, closed, TLS failure) while waiting for the response."""
 
 
+class ServerDisconnected(ReadError):
+    """The server closed the connection after the request was written, before the response
+    was complete. ``code`` is "no_response" (not a byte came back) or "truncated"."""
+
+    def __init__(self, message: str = "", *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class ReadTimeout(MaybeSentError, TimeoutException):
     """The response did not arrive (completely) within the read or total deadline."""
 
@@ -140,11 +155,13 @@ __all__ = [
     "PoolTimeout",
     "PoolClosed",
     "InvalidRequestError",
+    "StaleConnection",
     "WriteTimeoutNotSent",
     "RateLimitedError",
     "WriteError",
     "WriteTimeout",
     "ReadError",
+    "ServerDisconnected",
     "ReadTimeout",
     "ProtocolError",
 ]

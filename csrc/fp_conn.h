@@ -1,0 +1,127 @@
+/*
+ * fp_conn — one keep-alive HTTP/1.1 connection over TCP or TLS.
+ *
+ * Two ways to drive an exchange (write one request, read one response):
+ *  - blocking (sync pools): the socket stays blocking and deadlines are kernel timeouts
+ *    (SO_SNDTIMEO / SO_RCVTIMEO), so the common case is exactly one write and one read
+ *    syscall, like a hand-written client. (A poll before each read cost ~0.9 us per request
+ *    on loopback here, half the latency budget.) The caller releases the GIL around it.
+ *  - steps (async pools): the socket is non-blocking; fp_conn_step makes all the progress
+ *    it can and says what to wait for. TLS bytes OpenSSL already decrypted are consumed
+ *    before it ever answers "want read", so the caller may park on the fd safely.
+ *
+ * The receive buffer is allocated once per connection, grown only for responses that need
+ * it (bounded by the parser limits) and shrunk back afterwards.
+ */
+#ifndef FP_CONN_H
+#define FP_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fp_http.h"
+#include "fp_tls.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What failed. The Python layer turns (kind, sent) into NotSent / MaybeSent errors. */
+enum {
+    FP_CE_NONE = 0,
+    FP_CE_CONNECT,         /* socket / connect failed: refused, unreachable */
+    FP_CE_CONNECT_TIMEOUT, /* connect or TLS handshake ran out of time */
+    FP_CE_TLS,             /* TLS handshake failed (verify holds the X509 result) */
+    FP_CE_WRITE,           /* sending failed; sent says whether any byte left */
+    FP_CE_WRITE_TIMEOUT,
+    FP_CE_READ,            /* receiving failed (reset, TLS alert) */
+    FP_CE_READ_TIMEOUT,
+    FP_CE_CLOSED,          /* the peer closed before the response completed; code says how */
+    FP_CE_PROTOCOL,        /* the response is malformed; code is the parser's */
+    FP_CE_NOMEM
+};
+
+typedef struct fp_cerr {
+    int kind;
+    int sys_errno;
+    int code;        /* fp_http code for FP_CE_CLOSED / FP_CE_PROTOCOL */
+    long verify;     /* X509_V_* for FP_CE_TLS */
+    uint64_t sent;   /* bytes of the request that reached the socket (wire bytes for TLS) */
+    char msg[384];
+} fp_cerr;
+
+/* Step results. */
+enum { FP_STEP_DONE = 0, FP_STEP_WANT_READ = 1, FP_STEP_WANT_WRITE = 2, FP_STEP_ERROR = -1 };
+
+typedef struct fp_conn {
+    int fd;
+    SSL *ssl;
+    int blocking;
+    int resumed;             /* the TLS handshake resumed a session */
+    char host[256];          /* server name; outlives ssl (read by fp_tls's session hook) */
+    fp_limits lim;
+    fp_span *spans;          /* lim.max_headers */
+    char *buf;               /* receive buffer */
+    size_t cap, len, base_cap;
+    fp_resp resp;
+    int64_t end;             /* response length in buf once complete */
+    /* the request being sent (owned by the caller until the exchange is done) */
+    const char *out;
+    size_t out_len, out_done;
+    uint64_t wire_before;    /* BIO_number_written at the start of the request (TLS) */
+    int head_request;
+    int state;
+    /* kernel timeouts currently on the fd, in microseconds (0 = none, -1 = unknown) */
+    int64_t rcvtimeo_us, sndtimeo_us;
+    /* CLOCK_MONOTONIC nanoseconds of the current exchange */
+    int64_t t_start, t_written, t_first_byte, t_complete;
+} fp_conn;
+
+/* Prepares c (no socket yet): allocates the receive buffer (bufsize bytes) and spans. 0 or -1. */
+int fp_conn_init(fp_conn *c, const fp_limits *lim, size_t bufsize);
+
+/* Closes the socket (if any) and frees the buffers. */
+void fp_conn_free(fp_conn *c);
+
+/* Closes the socket, keeping the buffers (the connection can be opened again). */
+void fp_conn_close(fp_conn *c);
+
+/* Connects to ip:port (family AF_INET / AF_INET6) with TCP_NODELAY, then TLS-handshakes when
+ * tls is given (host is the SNI / verification name), all by deadline_ns (CLOCK_MONOTONIC,
+ * 0 = none). blocking selects the mode of the exchange that follows. 0, or -1 with err. */
+int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
+                 const char *host, int blocking, int64_t deadline_ns, fp_cerr *err);
+
+/* Whether an idle connection is unusable: the peer closed it, reset it, or sent bytes nobody
+ * asked for. TLS records that are not application data (TLS 1.3 session tickets) are
+ * processed and do not make it stale. 1 stale, 0 usable. */
+int fp_conn_stale(fp_conn *c);
+
+/* Blocking mode: sends req and reads the complete response. write_timeout_ns and
+ * read_timeout_ns bound each wait (-1 = none); deadline_ns bounds the whole exchange
+ * (0 = none). 0 on success (the response is in c->resp / c->buf), -1 with err. */
+int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
+                     int64_t write_timeout_ns, int64_t read_timeout_ns, int64_t deadline_ns,
+                     fp_cerr *err);
+
+/* Step mode: starts an exchange; req must stay valid until it is done. */
+void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request);
+
+/* Step mode: makes all the progress possible without blocking. FP_STEP_DONE,
+ * FP_STEP_WANT_READ, FP_STEP_WANT_WRITE, or FP_STEP_ERROR with err. */
+int fp_conn_step(fp_conn *c, fp_cerr *err);
+
+/* Bytes of the request that reached the socket so far (wire bytes for TLS). */
+uint64_t fp_conn_sent(const fp_conn *c);
+
+/* After a response was taken: whether the connection may carry another request (keep-alive
+ * and no unsolicited bytes after the response). Also resets the receive state. */
+int fp_conn_finish(fp_conn *c);
+
+/* TLS protocol version name ("TLSv1.3") or "" for plain TCP. */
+const char *fp_conn_tls_version(const fp_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FP_CONN_H */

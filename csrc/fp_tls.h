@@ -1,0 +1,60 @@
+/*
+ * fp_tls — one client TLS configuration: an SSL_CTX plus the session kept for resumption.
+ *
+ * A pool owns one fp_tls. Because the context *is* the whole configuration (trust, client
+ * certificate, versions, verification), a session cached in it can only be offered to a
+ * server under the same configuration: the cache is keyed on the whole TLS configuration by
+ * construction. Within it, a session is kept per server name, and only when the handshake
+ * that produced it was verified (or verification was explicitly disabled for this context).
+ */
+#ifndef FP_TLS_H
+#define FP_TLS_H
+
+#include <stddef.h>
+#include <pthread.h>
+#include <openssl/ssl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fp_tls_config {
+    int verify;              /* 1: verify the chain and the host name (the default) */
+    const char *ca_file;     /* PEM bundle; NULL with ca_pem NULL: system trust store */
+    const char *ca_pem;      /* in-memory PEM CA certificates (the embedded server's CA) */
+    size_t ca_pem_len;
+    const char *cert_file;   /* client certificate chain (mTLS), or NULL */
+    const char *key_file;    /* its key; NULL: in cert_file */
+    int min_version;         /* e.g. TLS1_2_VERSION; 0: TLS 1.2 */
+    int max_version;         /* 0: the highest OpenSSL supports */
+} fp_tls_config;
+
+typedef struct fp_tls {
+    SSL_CTX *ctx;
+    int verify;
+    pthread_mutex_t lock;    /* guards the session slot: connections open in parallel */
+    SSL_SESSION *session;    /* the most recent resumable session, or NULL */
+    char session_host[256];  /* the server name it was issued for */
+} fp_tls;
+
+/* Builds the context. Returns 0, or -1 with a message in err. */
+int fp_tls_init(fp_tls *t, const fp_tls_config *cfg, char *err, size_t errlen);
+
+/* Frees the context and the cached session. */
+void fp_tls_free(fp_tls *t);
+
+/* A new SSL for host (name or IP literal): SNI for names only (RFC 6066 §3), host name or IP
+ * verification, ALPN http/1.1, the cached session offered when it was issued for host.
+ * Returns NULL with a message in err. */
+SSL *fp_tls_new_ssl(fp_tls *t, const char *host, int fd, char *err, size_t errlen);
+
+/* Drops the cached session (after a resumption was refused or a handshake failed). */
+void fp_tls_forget(fp_tls *t);
+
+/* Writes OpenSSL's error queue (and the verify result, when ssl is given) into err. */
+void fp_tls_describe(SSL *ssl, const char *what, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FP_TLS_H */

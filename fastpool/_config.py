@@ -1,0 +1,44 @@
+"""What Pool and AsyncPool are configured with, validated once and shared by both."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ._connect import CertTypes, VerifyTypes, open_connection, resolve, tls_context
+from ._engine import get_engine
+from ._headers import HeaderTypes
+from ._limits import DEFAULT_LIMITS, Limits
+from ._policy import PoolState
+from ._request import RequestBuilder
+from ._timeout import Timeout, TimeoutTypes
+from ._url import parse_origin
+
+
+class PoolConfig:
+    """A pool's fixed settings and the objects derived from them."""
+
+    def __init__(self, url: str, *, connections: int = 4, max_connections: Optional[int] = None,
+                 verify: VerifyTypes = True, cert: CertTypes = None, headers: HeaderTypes = None,
+                 timeout: TimeoutTypes = 5.0, retries: int = 0, limits: Optional[Limits] = None,
+                 tls_min: Optional[str] = None, tls_max: Optional[str] = None,
+                 engine: Optional[str] = None) -> None:
+        self.engine = get_engine(engine)
+        self.origin = parse_origin(url)
+        self.timeout = Timeout.of(timeout)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+        self.retries = retries
+        self.limits = DEFAULT_LIMITS if limits is None else limits
+        if not isinstance(self.limits, Limits):
+            raise TypeError("limits must be a fastpool.Limits")
+        self.builder = RequestBuilder(self.origin, self.engine, headers)
+        self.state = PoolState(connections, max_connections, self.engine.Histogram())
+        self.decode = self.engine.decode_headers
+        self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
+                    if self.origin.tls else None)
+        self.addrs = resolve(self.origin)
+
+    def open(self, blocking: bool, deadline_ns: int = 0) -> Any:
+        """A new open connection (blocking: the GIL is released while it connects)."""
+        return open_connection(self.engine, self.addrs, self.origin, self.tls, self.limits,
+                               blocking, self.timeout.connect_ns, deadline_ns)

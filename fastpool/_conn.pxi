@@ -1,0 +1,312 @@
+# Binding of csrc/fp_tls.h and csrc/fp_conn.h: TLSContext, Connection, floor_latencies.
+# Included from _core.pyx after _http.pxi. Every wait happens in C with the GIL released.
+
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport malloc, free
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+from fastpool._failures import failure as _failure
+from fastpool import _failures
+
+
+cdef extern from "fp_clock.h" nogil:
+    int64_t fp_now_ns()
+
+
+cdef extern from "openssl/ssl.h":
+    int TLS1_2_VERSION
+    int TLS1_3_VERSION
+
+
+cdef extern from "fp_tls.h" nogil:
+    ctypedef struct fp_tls_config:
+        int verify
+        const char *ca_file
+        const char *ca_pem
+        size_t ca_pem_len
+        const char *cert_file
+        const char *key_file
+        int min_version
+        int max_version
+
+    ctypedef struct fp_tls:
+        pass
+
+    int fp_tls_init(fp_tls *t, const fp_tls_config *cfg, char *err, size_t errlen)
+    void fp_tls_free(fp_tls *t)
+    void fp_tls_forget(fp_tls *t)
+
+
+cdef extern from "fp_conn.h" nogil:
+    enum:
+        FP_CE_CONNECT
+        FP_CE_CONNECT_TIMEOUT
+        FP_CE_TLS
+        FP_CE_WRITE
+        FP_CE_WRITE_TIMEOUT
+        FP_CE_READ
+        FP_CE_READ_TIMEOUT
+        FP_CE_CLOSED
+        FP_CE_PROTOCOL
+        FP_CE_NOMEM
+        FP_STEP_DONE
+        FP_STEP_WANT_READ
+        FP_STEP_WANT_WRITE
+        FP_STEP_ERROR
+
+    ctypedef struct fp_cerr:
+        int kind
+        int sys_errno
+        int code
+        long verify
+        uint64_t sent
+        char msg[384]
+
+    ctypedef struct fp_conn:
+        int fd
+        int resumed
+        char *buf
+        fp_resp resp
+        fp_span *spans
+        int64_t t_start, t_written, t_first_byte, t_complete
+
+    int fp_conn_init(fp_conn *c, const fp_limits *lim, size_t bufsize)
+    void fp_conn_free(fp_conn *c)
+    void fp_conn_close(fp_conn *c)
+    int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
+                     const char *host, int blocking, int64_t deadline_ns, fp_cerr *err)
+    int fp_conn_stale(fp_conn *c)
+    int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
+                         int64_t write_timeout_ns, int64_t read_timeout_ns,
+                         int64_t deadline_ns, fp_cerr *err)
+    void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
+    int fp_conn_step(fp_conn *c, fp_cerr *err)
+    uint64_t fp_conn_sent(const fp_conn *c)
+    int fp_conn_finish(fp_conn *c)
+    const char *fp_conn_tls_version(const fp_conn *c)
+
+
+cdef _check_kinds():
+    pairs = [(FP_CE_CONNECT, _failures.CONNECT), (FP_CE_CONNECT_TIMEOUT, _failures.CONNECT_TIMEOUT),
+             (FP_CE_TLS, _failures.TLS), (FP_CE_WRITE, _failures.WRITE),
+             (FP_CE_WRITE_TIMEOUT, _failures.WRITE_TIMEOUT), (FP_CE_READ, _failures.READ),
+             (FP_CE_READ_TIMEOUT, _failures.READ_TIMEOUT), (FP_CE_CLOSED, _failures.CLOSED),
+             (FP_CE_PROTOCOL, _failures.PROTOCOL), (FP_CE_NOMEM, _failures.NOMEM)]
+    for c_value, py_value in pairs:
+        if c_value != py_value:
+            raise ImportError("csrc/fp_conn.h and fastpool/_failures.py disagree on error kinds")
+
+_check_kinds()
+
+STEP_DONE = FP_STEP_DONE
+STEP_WANT_READ = FP_STEP_WANT_READ
+STEP_WANT_WRITE = FP_STEP_WANT_WRITE
+
+_TLS_VERSIONS = {None: 0, "1.2": TLS1_2_VERSION, "1.3": TLS1_3_VERSION}
+
+
+cdef object _raise_cerr(const fp_cerr *err):
+    raise _failure(err.kind, err.msg.decode("utf-8", "replace"), sent=err.sent,
+                   code=err.code, verify=err.verify)
+
+
+cdef class TLSContext:
+    """One client TLS configuration and its resumable session (csrc/fp_tls.h)."""
+
+    cdef fp_tls t
+    cdef bint ready
+    cdef readonly bint verify
+
+    def __cinit__(self, *, verify=True, ca_file=None, ca_pem=None, cert_file=None,
+                  key_file=None, min_version=None, max_version=None):
+        cdef fp_tls_config cfg
+        cdef char err[512]
+        cdef bytes b_ca_file = None if ca_file is None else str(ca_file).encode()
+        cdef bytes b_ca_pem = None if ca_pem is None else bytes(ca_pem)
+        cdef bytes b_cert = None if cert_file is None else str(cert_file).encode()
+        cdef bytes b_key = None if key_file is None else str(key_file).encode()
+        if min_version not in _TLS_VERSIONS or max_version not in _TLS_VERSIONS:
+            raise ValueError("TLS versions are '1.2', '1.3' or None")
+        cfg.verify = 1 if verify else 0
+        cfg.ca_file = NULL if b_ca_file is None else <const char *>b_ca_file
+        cfg.ca_pem = NULL if b_ca_pem is None else <const char *>b_ca_pem
+        cfg.ca_pem_len = 0 if b_ca_pem is None else len(b_ca_pem)
+        cfg.cert_file = NULL if b_cert is None else <const char *>b_cert
+        cfg.key_file = NULL if b_key is None else <const char *>b_key
+        cfg.min_version = _TLS_VERSIONS[min_version]
+        cfg.max_version = _TLS_VERSIONS[max_version]
+        if fp_tls_init(&self.t, &cfg, err, sizeof(err)) < 0:
+            from fastpool._errors import TLSError
+            raise TLSError(err.decode("utf-8", "replace"))
+        self.ready = True
+        self.verify = verify
+
+    def __dealloc__(self):
+        if self.ready:
+            fp_tls_free(&self.t)
+
+    def forget_session(self):
+        """Drops the cached session: the next handshake is a full one."""
+        fp_tls_forget(&self.t)
+
+
+cdef class Connection:
+    """One keep-alive connection (csrc/fp_conn.h); see fastpool._engine for the interface."""
+
+    cdef fp_conn c
+    cdef TLSContext tls
+    cdef bytes request          # the bytes being sent by begin()/step(), kept alive here
+    cdef readonly bint reusable
+    cdef readonly bint blocking
+    #: time.monotonic_ns() when the connection last went idle (set by the pool)
+    cdef public long long idle_since
+
+    def __cinit__(self, limits=None, Py_ssize_t bufsize=16384):
+        cdef fp_limits lim
+        _limits_from(limits, &lim)
+        if fp_conn_init(&self.c, &lim, bufsize) < 0:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        fp_conn_free(&self.c)
+
+    def open(self, int family, str ip, int port, TLSContext tls, str host, bint blocking,
+             int64_t deadline_ns):
+        """Connects (and handshakes) by deadline_ns; raises ConnectError / TLSError / ..."""
+        cdef bytes b_ip = ip.encode("ascii")
+        cdef bytes b_host = host.encode("ascii")
+        cdef const char *p_ip = b_ip
+        cdef const char *p_host = b_host
+        cdef fp_tls *t = NULL if tls is None else &tls.t
+        cdef fp_cerr err
+        cdef int rc
+        self.tls = tls  # the SSL holds pointers into the context
+        with nogil:
+            rc = fp_conn_open(&self.c, family, p_ip, port, t, p_host, blocking, deadline_ns, &err)
+        if rc < 0:
+            _raise_cerr(&err)
+        self.blocking = blocking
+        self.reusable = True
+
+    def fileno(self):
+        return self.c.fd
+
+    @property
+    def resumed(self):
+        return self.c.resumed != 0
+
+    @property
+    def tls_version(self):
+        return fp_conn_tls_version(&self.c).decode()
+
+    def stale(self):
+        """Whether the idle connection is unusable (closed, reset, unsolicited bytes)."""
+        return fp_conn_stale(&self.c) != 0
+
+    def exchange(self, bytes request, bint head, int64_t write_timeout_ns,
+                 int64_t read_timeout_ns, int64_t deadline_ns, bint check_stale=False):
+        """Blocking: writes request, returns the raw response tuple (see _engine).
+
+        check_stale: first make sure the (idle) connection was not closed by the server;
+        if it was, StaleConnection (NotSent) is raised and nothing is written."""
+        cdef const char *p = PyBytes_AS_STRING(request)
+        cdef size_t n = PyBytes_GET_SIZE(request)
+        cdef fp_cerr err
+        cdef int rc
+        if check_stale and fp_conn_stale(&self.c):
+            self.reusable = False
+            raise _failure(_failures.WRITE, "the server closed the idle connection", sent=0)
+        with nogil:
+            rc = fp_conn_exchange(&self.c, p, n, head, write_timeout_ns, read_timeout_ns,
+                                  deadline_ns, &err)
+        if rc < 0:
+            self.reusable = False
+            _raise_cerr(&err)
+        return self._take()
+
+    def begin(self, bytes request, bint head):
+        """Step mode: starts sending request (kept alive until the exchange ends)."""
+        self.request = request
+        fp_conn_begin(&self.c, PyBytes_AS_STRING(request), PyBytes_GET_SIZE(request), head)
+
+    def step(self):
+        """Step mode: progress without blocking; STEP_DONE / STEP_WANT_READ / STEP_WANT_WRITE."""
+        cdef fp_cerr err
+        cdef int rc = fp_conn_step(&self.c, &err)
+        if rc == FP_STEP_ERROR:
+            self.reusable = False
+            self.request = None
+            _raise_cerr(&err)
+        return rc
+
+    def take(self):
+        """Step mode: the raw response tuple once step() returned STEP_DONE."""
+        self.request = None
+        return self._take()
+
+    cdef tuple _take(self):
+        cdef const fp_resp *r = &self.c.resp
+        cdef const char *buf = self.c.buf
+        cdef tuple raw = (
+            r.head.status,
+            r.head.minor_version,
+            PyBytes_FromStringAndSize(buf + r.head_off, r.head_len),
+            PyBytes_FromStringAndSize(<const char *>self.c.spans, r.head.num_headers * sizeof(fp_span)),
+            PyBytes_FromStringAndSize(buf + r.body_off, r.body_len),
+            r.head.reason_off,
+            r.head.reason_len,
+            self.c.t_start,
+            self.c.t_written,
+            self.c.t_first_byte,
+            self.c.t_complete,
+        )
+        self.reusable = fp_conn_finish(&self.c) != 0
+        return raw
+
+    @property
+    def sent(self):
+        """Bytes of the current request that reached the socket (wire bytes under TLS)."""
+        return fp_conn_sent(&self.c)
+
+    def close(self):
+        self.reusable = False
+        self.request = None
+        fp_conn_close(&self.c)
+
+
+def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=False,
+                    int expect_status=200, Py_ssize_t expect_body=-1):
+    """The floor: count exchanges on conn in a C loop (no Python, no GIL), latencies in ns.
+
+    Returns (latencies: list[int], failures: int). Each response's status (and body length,
+    when expect_body >= 0) is checked; a failed exchange ends the run."""
+    cdef int64_t *lat = <int64_t *>malloc((count or 1) * sizeof(int64_t))
+    cdef const char *p = PyBytes_AS_STRING(request)
+    cdef size_t n = PyBytes_GET_SIZE(request)
+    cdef fp_cerr err
+    cdef Py_ssize_t i, done = 0, bad = 0
+    cdef int64_t t0
+    cdef int rc = 0
+    if lat == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(count):
+                t0 = fp_now_ns()
+                rc = fp_conn_exchange(&conn.c, p, n, head, -1, -1, 0, &err)
+                if rc < 0:
+                    break
+                lat[i] = fp_now_ns() - t0
+                if (conn.c.resp.head.status != expect_status
+                        or (expect_body >= 0 and <Py_ssize_t>conn.c.resp.body_len != expect_body)):
+                    bad += 1
+                done += 1
+                if not fp_conn_finish(&conn.c):
+                    break
+        if rc < 0:
+            conn.reusable = False
+            _raise_cerr(&err)
+        return [lat[i] for i in range(done)], bad
+    finally:
+        free(lat)
+

@@ -1,0 +1,99 @@
+"""Opening connections, for both pools: resolve once, build the TLS context once, try each
+address in turn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from time import monotonic_ns
+from typing import Any, Optional, Union
+
+from ._errors import ConnectError, FastpoolError, TLSError
+from ._url import Origin
+
+
+class ResolveError(ConnectError):
+    """The pool's host name could not be resolved."""
+
+
+class InsecureWarning(UserWarning):
+    """verify=False: the server's identity is not checked."""
+
+
+VerifyTypes = Union[bool, str, "os.PathLike[str]", bytes]
+CertTypes = Union[None, str, "os.PathLike[str]", tuple]
+
+
+def resolve(origin: Origin) -> list[tuple[int, str]]:
+    """(family, address) pairs for the origin, in the resolver's order. Called once per pool,
+    outside any request: the hot path never touches DNS."""
+    try:
+        infos = socket.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM,
+                                   proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ResolveError(f"cannot resolve host {origin.host!r}: {exc.strerror or exc}") from None
+    out: list[tuple[int, str]] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr[0]) not in out:
+            out.append((family, sockaddr[0]))
+    if not out:
+        raise ResolveError(f"host {origin.host!r} has no IPv4 or IPv6 address")
+    return out
+
+
+def tls_context(engine: Any, verify: VerifyTypes, cert: CertTypes,
+                tls_min: Optional[str], tls_max: Optional[str]):
+    """The engine's TLSContext for a pool's TLS settings."""
+    ca_file = ca_pem = None
+    if verify is True:
+        pass  # the system trust store; SSL_CERT_FILE / SSL_CERT_DIR are honoured
+    elif verify is False:
+        warnings.warn("verify=False: the server's certificate and name are not checked; "
+                      "anyone on the path can read and alter requests", InsecureWarning,
+                      stacklevel=4)
+    elif isinstance(verify, bytes):
+        ca_pem = verify
+    elif isinstance(verify, (str, os.PathLike)):
+        ca_file = os.fspath(verify)
+        if not os.path.exists(ca_file):
+            raise TLSError(f"verify={ca_file!r}: no such CA file")
+    else:
+        raise TypeError("verify must be True, False, a CA file path, or PEM bytes")
+    cert_file = key_file = None
+    if cert is not None:
+        if isinstance(cert, tuple):
+            if len(cert) != 2:
+                raise TypeError("cert must be a path or a (certfile, keyfile) tuple")
+            cert_file, key_file = (os.fspath(cert[0]), os.fspath(cert[1]))
+        else:
+            cert_file = os.fspath(cert)
+        for path in (cert_file, key_file):
+            if path is not None and not os.path.exists(path):
+                raise TLSError(f"cert: no such file {path!r}")
+    return engine.TLSContext(verify=verify is not False, ca_file=ca_file, ca_pem=ca_pem,
+                             cert_file=cert_file, key_file=key_file, min_version=tls_min,
+                             max_version=tls_max)
+
+
+def open_connection(engine: Any, addrs: list, origin: Origin, tls: Any, limits: Any,
+                    blocking: bool, timeout_ns: int, deadline_ns: int = 0):
+    """An open engine Connection to the first address that accepts, by the connect timeout
+    (and the request's total deadline, when sooner). The last error is raised when none
+    does; a TLS failure is not retried on another address (it would fail the same way)."""
+    now = monotonic_ns()
+    stop = 0 if timeout_ns < 0 else now + timeout_ns
+    if deadline_ns and (stop == 0 or deadline_ns < stop):
+        stop = deadline_ns
+    last: Optional[FastpoolError] = None
+    for family, address in addrs:
+        conn = engine.Connection(limits)
+        try:
+            conn.open(family, address, origin.port, tls, origin.host, blocking, stop)
+            return conn
+        except TLSError:
+            raise
+        except ConnectError as exc:
+            last = exc
+    assert last is not None
+    raise last

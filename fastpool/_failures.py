@@ -1,0 +1,58 @@
+"""How a failed connection phase becomes an exception: one mapping, used by both engines.
+
+The C engine reports (kind, bytes sent, code, ...) from csrc/fp_conn.h; the pure engine
+catches OSError / ssl errors and reports the same kinds. Whether anything reached the socket
+decides NotSent versus MaybeSent, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from ._codes import PARSE_ERRORS
+from ._errors import (
+    ConnectError,
+    ConnectTimeout,
+    FastpoolError,
+    ProtocolError,
+    ReadError,
+    ReadTimeout,
+    ServerDisconnected,
+    StaleConnection,
+    TLSError,
+    WriteError,
+    WriteTimeout,
+    WriteTimeoutNotSent,
+)
+
+# The FP_CE_* kinds of csrc/fp_conn.h (the C engine checks the values at import).
+CONNECT = 1
+CONNECT_TIMEOUT = 2
+TLS = 3
+WRITE = 4
+WRITE_TIMEOUT = 5
+READ = 6
+READ_TIMEOUT = 7
+CLOSED = 8
+PROTOCOL = 9
+NOMEM = 10
+
+
+def failure(kind: int, message: str, *, sent: int = 0, code: int = 0, verify: int = 0) -> FastpoolError:
+    """The exception for a failed phase; `sent` is how many request bytes reached the socket."""
+    if kind == CONNECT:
+        return ConnectError(message)
+    if kind == CONNECT_TIMEOUT:
+        return ConnectTimeout(message)
+    if kind == TLS:
+        return TLSError(message, verify_code=verify)
+    if kind == WRITE:
+        return WriteError(message) if sent else StaleConnection(message)
+    if kind == WRITE_TIMEOUT:
+        return WriteTimeout(message) if sent else WriteTimeoutNotSent(message)
+    if kind == READ_TIMEOUT:
+        return ReadTimeout(message)
+    if kind == CLOSED:
+        return ServerDisconnected(message, code=PARSE_ERRORS[code][0])
+    if kind == PROTOCOL:
+        name, text = PARSE_ERRORS[code]
+        return ProtocolError(f"{text} ({message})" if message else text, code=name)
+    return ReadError(message)  # READ, NOMEM: the request was written, the reply is lost

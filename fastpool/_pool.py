@@ -1,0 +1,350 @@
+"""fastpool.Pool: the synchronous, thread-safe pool.
+
+The hot path of a request: pop the hottest idle connection, write the pre-assembled buffer
+and read the response in C with the GIL released (after checking the connection is still
+open), push the connection back. Popping and pushing are atomic list operations, so the hot
+path takes no lock (PoolState explains why that is safe); opening connections, replacing
+dropped ones, waiting for a free one and closing take the lock, off the hot path.
+"""
+
+from __future__ import annotations
+
+import threading
+from time import monotonic_ns
+from typing import Any, Optional
+
+from ._config import PoolConfig
+from ._errors import FastpoolError, NotSentError, PoolClosed, PoolTimeout, StaleConnection
+from ._headers import HeaderTypes
+from ._policy import should_retry
+from ._response import RAW_T_COMPLETE, RAW_T_START, Response, ResponseContext
+from ._timeout import _UNSET, Timeout
+from ._url import ParamsTypes
+
+_REFILL_BACKOFF_MIN = 0.05
+_REFILL_BACKOFF_MAX = 2.0
+_new = object.__new__
+
+
+def _pool_wait_until(tmo: Timeout, deadline: int) -> Optional[int]:
+    """When waiting for a free connection must stop (ns), or None for never."""
+    until = None if tmo.pool is None else monotonic_ns() + int(tmo.pool * 1e9)
+    if deadline and (until is None or deadline < until):
+        until = deadline
+    return until
+
+
+class Pool:
+    """A pool of pre-opened keep-alive connections to one origin (see DESIGN.md).
+
+    Construction resolves the host once and opens ``connections`` connections in parallel
+    (TCP, and the TLS handshake for https) before it returns, or raises a ConnectError /
+    TLSError saying why. Requests reuse them, hottest first; under concurrent use the pool
+    grows up to ``max_connections`` and then waits up to the pool timeout (PoolTimeout).
+    Connections that fail or that the server closes are replaced in the background.
+    """
+
+    def __init__(self, url: str, *, connections: int = 4, max_connections: Optional[int] = None,
+                 verify=True, cert=None, headers: HeaderTypes = None, timeout=5.0,
+                 retries: int = 0, limits=None, tls_min: Optional[str] = None,
+                 tls_max: Optional[str] = None, engine: Optional[str] = None) -> None:
+        self._cfg = cfg = PoolConfig(
+            url, connections=connections, max_connections=max_connections, verify=verify,
+            cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
+            tls_min=tls_min, tls_max=tls_max, engine=engine)
+        self._state = cfg.state
+        self._prepare = cfg.builder.prepare
+        self._origin = cfg.origin
+        self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
+        self._timeout = cfg.timeout
+        self._retries = cfg.retries
+        self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)    # a connection or a slot came free
+        self._refill_wanted = threading.Condition(self._lock)
+        self._refill_thread: Optional[threading.Thread] = None
+        self._waiters = 0                                  # threads in _acquire_slow
+        self._open_initial()
+
+    # ---- public API ------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> str:
+        """"c" or "python": the engine this pool runs on."""
+        return "c" if self._cfg.engine.__name__.endswith("_core") else "python"
+
+    @property
+    def url(self) -> str:
+        return f"{self._origin.scheme}://{self._origin.netloc}{self._origin.base_path}"
+
+    def request(self, method: str, url: str, *, params: ParamsTypes = None,
+                headers: HeaderTypes = None, content: Any = None, json: Any = None,
+                timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        """Sends one request and returns its response; raises NotSentError or MaybeSentError.
+
+        ``retries`` (default: the pool's) is how many times a MaybeSent failure of an
+        idempotent method may be sent again; a request that certainly did not leave (a
+        connection found closed while idle) is always moved to another connection."""
+        return self._send(method, url, params, headers, content, json, timeout, retries)
+
+    def get(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+            timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return self._send("GET", url, params, headers, None, None, timeout, retries)
+
+    def head(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+             timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return self._send("HEAD", url, params, headers, None, None, timeout, retries)
+
+    def options(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return self._send("OPTIONS", url, params, headers, None, None, timeout, retries)
+
+    def delete(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+               timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return self._send("DELETE", url, params, headers, None, None, timeout, retries)
+
+    def post(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+             content: Any = None, json: Any = None, timeout: Any = _UNSET,
+             retries: Optional[int] = None) -> Response:
+        return self._send("POST", url, params, headers, content, json, timeout, retries)
+
+    def put(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+            content: Any = None, json: Any = None, timeout: Any = _UNSET,
+            retries: Optional[int] = None) -> Response:
+        return self._send("PUT", url, params, headers, content, json, timeout, retries)
+
+    def patch(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+              content: Any = None, json: Any = None, timeout: Any = _UNSET,
+              retries: Optional[int] = None) -> Response:
+        return self._send("PATCH", url, params, headers, content, json, timeout, retries)
+
+    def stats(self) -> dict:
+        """Counters and latency percentiles (ns) since the pool was created."""
+        with self._lock:
+            return self._state.stats.snapshot(self._state.open, len(self._state.idle))
+
+    def close(self) -> None:
+        """Closes idle connections now and in-flight ones when their requests finish;
+        requests waiting for a connection fail with PoolClosed."""
+        with self._lock:
+            state = self._state
+            if state.closed:
+                return
+            state.closed = True
+            idle = state.drain()
+            state.dropped(len(idle))
+            self._freed.notify_all()
+            self._refill_wanted.notify_all()
+            refill = self._refill_thread
+        for conn in idle:
+            conn.close()
+        if refill is not None and refill is not threading.current_thread():
+            refill.join(timeout=10)
+
+    @property
+    def closed(self) -> bool:
+        return self._state.closed
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        s = self._state
+        return (f"<Pool {self.url} engine={self.engine} open={s.open} idle={len(s.idle)}"
+                f"{' closed' if s.closed else ''}>")
+
+    # ---- one request -----------------------------------------------------------------------
+
+    def _send(self, method, url, params, headers, content, json, timeout, retries) -> Response:
+        # The hot path: every line here runs per request, so it stays short.
+        start = monotonic_ns()
+        data, method, target = self._prepare(method, url, params, headers, content, json)
+        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        deadline = start + tmo.total_ns if tmo.total_ns else 0
+        head = method == "HEAD"
+        state = self._state
+        attempt = 0
+        while True:
+            conn = state.take_idle()
+            if conn is None or state.closed:
+                conn, fresh = self._acquire_slow(conn, tmo, deadline)
+            else:
+                fresh = False
+            try:
+                # An idle connection is checked first: found closed, it fails NotSent.
+                raw = conn.exchange(data, head, tmo.write_ns, tmo.read_ns, deadline, not fresh)
+            except BaseException as exc:
+                attempt = self._failed(exc, conn, fresh, attempt, method, retries, deadline)
+                continue
+            state.stats.latency.record(raw[RAW_T_COMPLETE] - raw[RAW_T_START])
+            if state.put_idle(conn):
+                if state.closed or self._waiters:
+                    self._after_put()
+            else:
+                self._drop(conn, None)
+            response = _new(Response)
+            response.status_code = raw[0]
+            response.content = raw[4]
+            response._raw = raw
+            response._ctx = (self._response_ctx, method, target, start)
+            return response
+
+    def _failed(self, exc: BaseException, conn, fresh: bool, attempt: int, method: str,
+                retries: Optional[int], deadline: int) -> int:
+        """After an attempt failed: drops its connection, then either returns the attempt
+        number to go on with (the policy allows sending again) or raises."""
+        self._drop(conn, exc)
+        if not isinstance(exc, FastpoolError):
+            raise exc  # interrupted mid-exchange: the connection is gone, nothing retried
+        allowed = self._retries if retries is None else retries
+        if (should_retry(exc, fresh=fresh, attempt=attempt, method=method, retries=allowed)
+                and not (deadline and monotonic_ns() >= deadline)):
+            with self._lock:
+                self._state.stats.retries += 1
+            return attempt if isinstance(exc, NotSentError) else attempt + 1
+        with self._lock:
+            self._state.stats.failed(exc)
+        raise exc
+
+    # ---- connections -----------------------------------------------------------------------
+
+    def _open_initial(self) -> None:
+        """Opens the initial connections in parallel threads (each releases the GIL while it
+        connects and handshakes); any failure closes the rest and is raised."""
+        n = self._state.target
+        results: list = [None] * n
+
+        def work(i: int) -> None:
+            try:
+                results[i] = self._cfg.open(blocking=True)
+            except BaseException as exc:  # noqa: BLE001 - handed to the constructor
+                results[i] = exc
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(1, n)]
+        for t in threads:
+            t.start()
+        work(0)
+        for t in threads:
+            t.join()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for r in results:
+                if not isinstance(r, BaseException) and r is not None:
+                    r.close()
+            raise errors[0]
+        with self._lock:
+            for conn in results:
+                self._state.reserve()
+                self._state.opened(conn)
+                self._state.idle.append(conn)
+            self._state.initial_done = True
+
+    def _acquire_slow(self, taken, tmo: Timeout, deadline: int):
+        """(connection, fresh) when the fast path found no idle connection (taken is None)
+        or found the pool closed: the first idle connection, else a new one when the limit
+        allows (fresh: opened for this request), else the first to come free within the
+        pool timeout."""
+        state = self._state
+        if taken is not None:  # the pool closed under the fast path
+            self._drop(taken, None)
+        until = _pool_wait_until(tmo, deadline)
+        with self._lock:
+            self._waiters += 1  # before looking: a put_idle from now on will wake us
+            try:
+                while True:
+                    if state.closed:
+                        raise PoolClosed("the pool is closed")
+                    conn = state.take_idle()
+                    if conn is not None:
+                        return conn, False
+                    if state.reserve():
+                        break
+                    left = None if until is None else (until - monotonic_ns()) / 1e9
+                    if left is not None and left <= 0:
+                        raise PoolTimeout(f"no connection came free within the pool timeout "
+                                          f"({state.open} open, limit {state.limit})")
+                    self._freed.wait(left)
+            finally:
+                self._waiters -= 1
+        try:
+            conn = self._cfg.open(blocking=True, deadline_ns=deadline)
+        except BaseException:
+            with self._lock:
+                state.unreserve()
+                self._freed.notify()
+            raise
+        with self._lock:
+            state.opened(conn)
+        return conn, True
+
+    def _after_put(self) -> None:
+        """A connection went idle while the pool closed (close it) or a thread waits."""
+        with self._lock:
+            state = self._state
+            if state.closed:
+                idle = state.drain()
+                state.dropped(len(idle))
+            else:
+                idle = ()
+                self._freed.notify()
+        for conn in idle:
+            conn.close()
+
+    def _drop(self, conn, exc: Optional[BaseException]) -> None:
+        """A connection that failed, was interrupted, or may not be reused: closed, its
+        slot freed for a waiter or the background refill."""
+        conn.close()
+        with self._lock:
+            state = self._state
+            state.dropped()
+            if isinstance(exc, StaleConnection):
+                state.stats.stale += 1
+            self._freed.notify()
+            self._want_refill_locked()
+
+    # ---- keeping `connections` warm in the background -------------------------------------
+
+    def _want_refill_locked(self) -> None:
+        if self._state.deficit() <= 0:
+            return
+        if self._refill_thread is None:
+            self._refill_thread = threading.Thread(target=self._refill_loop, daemon=True,
+                                                   name="fastpool-refill")
+            self._refill_thread.start()
+        else:
+            self._refill_wanted.notify()
+
+    def _refill_loop(self) -> None:
+        """Reopens dropped connections so requests find warm ones instead of paying a
+        connect and handshake themselves. Failures back off exponentially (bounded)."""
+        state = self._state
+        backoff = _REFILL_BACKOFF_MIN
+        while True:
+            with self._lock:
+                while not state.closed and state.deficit() <= 0:
+                    self._refill_wanted.wait()
+                if state.closed:
+                    return
+                state.reserve()
+            try:
+                conn = self._cfg.open(blocking=True)
+            except FastpoolError:
+                with self._lock:
+                    state.unreserve()
+                    if not state.closed:
+                        self._refill_wanted.wait(backoff)
+                backoff = min(backoff * 2, _REFILL_BACKOFF_MAX)
+                continue
+            backoff = _REFILL_BACKOFF_MIN
+            with self._lock:
+                if state.closed:
+                    state.unreserve()
+                else:
+                    state.opened(conn)
+                    state.idle.insert(0, conn)  # below the hot ones: reuse those first
+                    self._freed.notify()
+                    conn = None
+            if conn is not None:
+                conn.close()

@@ -1,0 +1,462 @@
+"""TLSContext and Connection on socket + ssl: the pure twin of csrc/fp_tls.c and fp_conn.c.
+
+Same modes, same decisions, same errors (through fastpool._failures):
+- blocking (sync pools): plain sockets stay blocking with kernel timeouts (SO_SNDTIMEO /
+  SO_RCVTIMEO), so an exchange is one send and one recv, as in C. TLS sockets use Python's
+  timeout mode instead: CPython's ssl module retries SSL_read forever on a blocking socket
+  whose kernel timeout expired (PySSL_select reports SOCKET_IS_BLOCKING), so it cannot use
+  the kernel-timeout trick.
+- steps (async pools): non-blocking sockets; step() goes as far as it can and says what to
+  wait for. ssl's SSLSocket does not read ahead, so when it says "want read" no complete
+  record is buffered in user space and waiting on the fd is safe.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import ssl
+import struct
+import threading
+from time import monotonic_ns
+from typing import Optional
+
+from .. import _failures as F
+from .._codes import PARSE_CODES
+from .._errors import ProtocolError, TLSError
+from .._limits import DEFAULT_LIMITS
+from ._http import ResponseParser
+
+STEP_DONE = 0
+STEP_WANT_READ = 1
+STEP_WANT_WRITE = 2
+
+_TLS_VERSIONS = {None: None, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_RECV_SIZE = 65536
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+_STALE_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+_CLOSED_NO_RESPONSE = "the server closed the connection without responding"
+_CLOSED_TRUNCATED = "the server closed the connection before the response was complete"
+
+
+class TLSContext:
+    """One client TLS configuration and its resumable session (twin of fp_tls)."""
+
+    def __init__(self, *, verify=True, ca_file=None, ca_pem=None, cert_file=None,
+                 key_file=None, min_version=None, max_version=None) -> None:
+        if min_version not in _TLS_VERSIONS or max_version not in _TLS_VERSIONS:
+            raise ValueError("TLS versions are '1.2', '1.3' or None")
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.minimum_version = _TLS_VERSIONS[min_version] or ssl.TLSVersion.TLSv1_2
+            if max_version:
+                ctx.maximum_version = _TLS_VERSIONS[max_version]
+            ctx.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
+                            | getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0))
+            if verify:
+                if ca_pem is not None:
+                    ctx.load_verify_locations(cadata=bytes(ca_pem).decode("ascii"))
+                elif ca_file is not None:
+                    ctx.load_verify_locations(cafile=ca_file)
+                else:  # honours SSL_CERT_FILE / SSL_CERT_DIR, like fp_tls
+                    ctx.set_default_verify_paths()
+            else:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file)
+            ctx.set_alpn_protocols(["http/1.1"])
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise TLSError(f"cannot build the TLS context: {exc}") from None
+        self._ctx = ctx
+        self.verify = bool(verify)
+        self._lock = threading.Lock()
+        self._session: Optional[ssl.SSLSession] = None
+        self._session_host = ""
+
+    def session_for(self, host: str) -> Optional[ssl.SSLSession]:
+        with self._lock:
+            return self._session if self._session_host == host else None
+
+    def keep(self, sock: ssl.SSLSocket, host: str) -> None:
+        """Keeps sock's session for resumption. Only verified handshakes get here (with
+        verification on, a failed one raises), as in fp_tls's session hook."""
+        session = sock.session
+        if session is not None and (session.has_ticket or session.id):
+            with self._lock:
+                self._session = session
+                self._session_host = host
+
+    def forget_session(self) -> None:
+        with self._lock:
+            self._session = None
+            self._session_host = ""
+
+
+def _wait(sock, events: int, deadline_ns: int) -> bool:
+    """Waits for events on sock until deadline_ns (0 = forever). True when ready."""
+    poller = select.poll()
+    poller.register(sock, events)
+    while True:
+        if deadline_ns:
+            left = deadline_ns - monotonic_ns()
+            if left <= 0:
+                return False
+            timeout_ms = (left + 999_999) // 1_000_000
+        else:
+            timeout_ms = None
+        if poller.poll(timeout_ms):
+            return True
+        if deadline_ns and monotonic_ns() >= deadline_ns:
+            return False
+
+
+def _timeval(us: int) -> bytes:
+    return struct.pack("ll", us // 1_000_000, us % 1_000_000)
+
+
+class Connection:
+    """One keep-alive connection on socket + ssl (see fastpool._engine)."""
+
+    def __init__(self, limits=None, bufsize: int = 16384) -> None:
+        self._limits = DEFAULT_LIMITS if limits is None else limits
+        self._sock: Optional[socket.socket] = None
+        self._tls_sock: Optional[ssl.SSLSocket] = None
+        self._io = None             # the object to send/recv on (socket or SSLSocket)
+        self._tls: Optional[TLSContext] = None
+        self._host = ""
+        self._session_kept = False
+        self.blocking = False
+        self.reusable = False
+        self.resumed = False
+        self.idle_since = 0
+        self._rcvtimeo_us = -1
+        self._sndtimeo_us = -1
+        self._request: Optional[memoryview] = None
+        self._sent = 0
+        self._send_attempted = False
+        self._parser: Optional[ResponseParser] = None
+        self._head = False
+        self._exchanging = False
+        self._t_written = self._t_first_byte = 0
+
+    # ---- opening --------------------------------------------------------------------------
+
+    def open(self, family: int, ip: str, port: int, tls: Optional[TLSContext], host: str,
+             blocking: bool, deadline_ns: int) -> None:
+        self.close()
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            rc = sock.connect_ex((ip, port))
+            if rc not in (0, errno.EINPROGRESS):
+                raise F.failure(F.CONNECT, f"connect to {ip} port {port}: {os.strerror(rc)}")
+            if rc:
+                if not _wait(sock, _POLLOUT, deadline_ns):
+                    raise F.failure(F.CONNECT_TIMEOUT, f"connect to {ip} port {port} timed out")
+                rc = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if rc:
+                    raise F.failure(F.CONNECT, f"connect to {ip} port {port}: {os.strerror(rc)}")
+            io = sock
+            if tls is not None:
+                io = self._handshake(sock, tls, host, deadline_ns)
+            if blocking:
+                if tls is None:
+                    sock.setblocking(True)
+                    self._rcvtimeo_us = self._sndtimeo_us = 0
+                else:
+                    io.settimeout(None)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._tls_sock = io if tls is not None else None
+        self._io = io
+        self._tls = tls
+        self._host = host
+        self._session_kept = False
+        self.blocking = blocking
+        self.reusable = True
+        self._exchanging = False
+
+    def _handshake(self, sock: socket.socket, tls: TLSContext, host: str,
+                   deadline_ns: int) -> ssl.SSLSocket:
+        try:
+            tsock = tls._ctx.wrap_socket(sock, server_hostname=host,
+                                         do_handshake_on_connect=False,
+                                         session=tls.session_for(host))
+        except (ssl.SSLError, ValueError) as exc:
+            raise F.failure(F.TLS, f"cannot configure the TLS connection: {exc}") from None
+        while True:
+            try:
+                tsock.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                ready = _wait(tsock, _POLLIN, deadline_ns)
+            except ssl.SSLWantWriteError:
+                ready = _wait(tsock, _POLLOUT, deadline_ns)
+            except ssl.SSLCertVerificationError as exc:
+                raise F.failure(F.TLS, f"TLS handshake failed: certificate verify failed: "
+                                       f"{exc.verify_message} ({host})",
+                                verify=exc.verify_code) from None
+            except ssl.SSLError as exc:
+                raise F.failure(F.TLS, f"TLS handshake failed: {exc.reason or exc} ({host})") from None
+            except OSError as exc:
+                raise F.failure(F.TLS, f"TLS handshake with {host} failed: connection closed "
+                                       f"by the server ({exc.strerror or exc})") from None
+            if not ready:
+                raise F.failure(F.CONNECT_TIMEOUT, f"TLS handshake with {host} timed out")
+        alpn = tsock.selected_alpn_protocol()
+        if alpn not in (None, "http/1.1"):
+            raise F.failure(F.TLS, f"server {host} selected ALPN protocol '{alpn}', not http/1.1")
+        self.resumed = tsock.session_reused
+        if tsock.version() != "TLSv1.3":
+            tls.keep(tsock, host)  # TLS 1.2 sessions exist at the end of the handshake
+            self._session_kept = True
+        return tsock
+
+    # ---- state ----------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._sock.fileno() if self._sock is not None else -1
+
+    @property
+    def tls_version(self) -> str:
+        return self._tls_sock.version() or "" if self._tls_sock is not None else ""
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def stale(self) -> bool:
+        sock = self._io
+        if sock is None or self._exchanging or not self.reusable:
+            return True
+        tsock = self._tls_sock
+        if tsock is not None and tsock.pending():
+            return True
+        poller = select.poll()
+        poller.register(sock, _STALE_EVENTS)
+        events = poller.poll(0)
+        if not events:
+            return False
+        if events[0][1] & ~select.POLLIN:
+            return True
+        if tsock is None:
+            return True  # an idle HTTP/1.1 connection has nothing to say but EOF
+        # TLS 1.3 session tickets make the socket readable without making it stale.
+        previous = tsock.gettimeout()
+        tsock.setblocking(False)
+        try:
+            tsock.recv(1)
+            return True  # application data nobody asked for, or EOF
+        except ssl.SSLWantReadError:
+            self._keep_session()
+            return False
+        except (ssl.SSLError, OSError):
+            return True
+        finally:
+            tsock.settimeout(previous)
+
+    def close(self) -> None:
+        self.reusable = False
+        self._exchanging = False
+        self._request = None
+        self._parser = None
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = self._tls_sock = self._io = None
+
+    # ---- exchanges ------------------------------------------------------------------------
+
+    def begin(self, request: bytes, head: bool) -> None:
+        self._request = memoryview(request)
+        self._sent = 0
+        self._send_attempted = False
+        self._head = head
+        self._parser = ResponseParser(head, self._limits)
+        self._t_start = monotonic_ns()
+        self._t_written = self._t_first_byte = 0
+        self._exchanging = True
+
+    def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
+                 read_timeout_ns: int, deadline_ns: int, check_stale: bool = False) -> tuple:
+        if check_stale and self.stale():
+            self.reusable = False
+            raise F.failure(F.WRITE, "the server closed the idle connection", sent=0)
+        self.begin(request, head)
+        io = self._io
+        request_view = self._request
+        total = len(request_view)
+        try:
+            while self._sent < total:
+                self._arm_write(write_timeout_ns, deadline_ns)
+                self._send_attempted = True
+                self._sent += io.send(request_view[self._sent:])
+        except (BlockingIOError, socket.timeout):
+            raise self._fail(F.WRITE_TIMEOUT, deadline_ns) from None
+        except OSError as exc:
+            raise self._fail_os(F.WRITE, exc) from None
+        self._t_written = monotonic_ns()
+        parser = self._parser
+        try:
+            while True:
+                self._arm_read(read_timeout_ns, deadline_ns)
+                data = io.recv(_RECV_SIZE)
+                if self._received(parser, data):
+                    break
+        except (BlockingIOError, socket.timeout):
+            raise self._fail(F.READ_TIMEOUT, deadline_ns) from None
+        except OSError as exc:
+            raise self._fail_os(F.READ, exc) from None
+        return self._take(parser)
+
+    def step(self) -> int:
+        if not self._exchanging:
+            self.reusable = False
+            raise F.failure(F.READ, "the connection is not in an exchange")
+        io = self._io
+        request_view = self._request
+        if self._t_written == 0:
+            try:
+                while self._sent < len(request_view):
+                    self._sent += io.send(request_view[self._sent:])
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                return STEP_WANT_WRITE
+            except ssl.SSLWantReadError:
+                return STEP_WANT_READ
+            except OSError as exc:
+                raise self._fail_os(F.WRITE, exc) from None
+            self._t_written = monotonic_ns()
+        parser = self._parser
+        if parser.complete:
+            return STEP_DONE
+        try:
+            while True:
+                data = io.recv(_RECV_SIZE)
+                if self._received(parser, data):
+                    return STEP_DONE
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return STEP_WANT_READ
+        except ssl.SSLWantWriteError:
+            return STEP_WANT_WRITE
+        except OSError as exc:
+            raise self._fail_os(F.READ, exc) from None
+
+    def take(self) -> tuple:
+        return self._take(self._parser)
+
+    def _received(self, parser: ResponseParser, data: bytes) -> bool:
+        """Feeds what arrived (b"" = end of input); True when the response is complete."""
+        try:
+            if not data:
+                return parser.feed_eof()
+            if not self._t_first_byte:
+                self._t_first_byte = monotonic_ns()
+            return parser.feed(data)
+        except ProtocolError as exc:
+            self.reusable = False
+            self._exchanging = False
+            code = PARSE_CODES[exc.code]
+            if not data:
+                message = _CLOSED_NO_RESPONSE if exc.code == "no_response" else _CLOSED_TRUNCATED
+                raise F.failure(F.CLOSED, message, sent=self._sent, code=code) from None
+            raise F.failure(F.PROTOCOL, "malformed response", sent=self._sent, code=code) from None
+
+    def _take(self, parser: ResponseParser) -> tuple:
+        t_complete = monotonic_ns()
+        res = parser.result()
+        reason_len = len(res.reason)
+        raw = (res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
+               res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
+               self._t_first_byte, t_complete)
+        self.reusable = res.keep_alive and not res.trailing
+        self._exchanging = False
+        self._request = None
+        self._parser = None
+        if self._tls_sock is not None and not self._session_kept:
+            self._keep_session()
+        return raw
+
+    def _keep_session(self) -> None:
+        # TLS 1.3 tickets arrive after the handshake; by the first response they are in.
+        if self._tls is not None and not self._session_kept and self._tls_sock is not None:
+            session = self._tls_sock.session
+            if session is not None and session.has_ticket:
+                self._tls.keep(self._tls_sock, self._host)
+                self._session_kept = True
+
+    # ---- timeouts and failures ------------------------------------------------------------
+
+    def _arm_write(self, timeout_ns: int, deadline_ns: int) -> None:
+        if self._tls_sock is not None:
+            self._tls_sock.settimeout(self._seconds(timeout_ns, deadline_ns))
+        else:
+            self._sndtimeo_us = self._arm(socket.SO_SNDTIMEO, timeout_ns, deadline_ns,
+                                          self._sndtimeo_us)
+
+    def _arm_read(self, timeout_ns: int, deadline_ns: int) -> None:
+        if self._tls_sock is not None:
+            self._tls_sock.settimeout(self._seconds(timeout_ns, deadline_ns))
+        else:
+            self._rcvtimeo_us = self._arm(socket.SO_RCVTIMEO, timeout_ns, deadline_ns,
+                                          self._rcvtimeo_us)
+
+    @staticmethod
+    def _seconds(timeout_ns: int, deadline_ns: int) -> Optional[float]:
+        t = None if timeout_ns < 0 else timeout_ns / 1e9
+        if deadline_ns:
+            left = (deadline_ns - monotonic_ns()) / 1e9
+            if left <= 0:
+                raise socket.timeout("deadline")
+            if t is None or left < t:
+                t = left
+        return t
+
+    def _arm(self, opt: int, timeout_ns: int, deadline_ns: int, current_us: int) -> int:
+        """min(timeout, time to deadline) as a kernel timeout; a syscall only on change
+        (the same rule as fp_conn's arm_timeout)."""
+        us = 0 if timeout_ns < 0 else (timeout_ns + 999) // 1000
+        if timeout_ns == 0:
+            us = 1
+        if deadline_ns:
+            left = deadline_ns - monotonic_ns()
+            if left <= 0:
+                raise BlockingIOError("deadline")
+            left_us = (left + 999) // 1000
+            if us == 0 or left_us < us:
+                us = left_us
+        if us != current_us:
+            self._sock.setsockopt(socket.SOL_SOCKET, opt, _timeval(us))
+        return us
+
+    def _fail(self, kind: int, deadline_ns: int):
+        self.reusable = False
+        self._exchanging = False
+        what = "sending the request" if kind == F.WRITE_TIMEOUT else "the response"
+        if deadline_ns and monotonic_ns() >= deadline_ns:
+            message = f"total deadline ran out waiting for {what}"
+        else:
+            message = f"timed out waiting for {what}"
+        # Under TLS, how much of a stalled record reached the wire is unknown here (fp_conn
+        # counts wire bytes): once a send was attempted, count it as sent (MaybeSent), the
+        # conservative answer.
+        sent = self._sent or (1 if self._tls_sock is not None and self._send_attempted else 0)
+        return F.failure(kind, message, sent=sent)
+
+    def _fail_os(self, kind: int, exc: OSError):
+        self.reusable = False
+        self._exchanging = False
+        if isinstance(exc, ssl.SSLError):
+            message = f"TLS {'write' if kind == F.WRITE else 'read'} failed: {exc.reason or exc}"
+        else:
+            verb = "send" if kind == F.WRITE else "recv"
+            message = f"{verb}: {exc.strerror or exc}"
+        return F.failure(kind, message, sent=self._sent)
+

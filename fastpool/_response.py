@@ -1,0 +1,188 @@
+"""Response: built from an engine's raw tuple in a few assignments; the rest is lazy."""
+
+from __future__ import annotations
+
+import datetime
+import json as _json
+from typing import Any, NamedTuple
+
+from ._errors import MaybeSentError
+from ._headers import Headers
+
+try:  # orjson parses exchange JSON several times faster; it is optional
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = _json.loads
+
+# The raw tuple both engines return from an exchange (fastpool._engine). t_start is when the
+# connection began the exchange (the connection was in hand: "acquired").
+RAW_STATUS, RAW_MINOR, RAW_HEAD, RAW_SPANS, RAW_BODY, RAW_REASON_OFF, RAW_REASON_LEN, \
+    RAW_T_START, RAW_T_WRITTEN, RAW_T_FIRST_BYTE, RAW_T_COMPLETE = range(11)
+
+_REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently",
+    302: "Found", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 409: "Conflict", 418: "I'm a teapot",
+    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+
+class Timings(NamedTuple):
+    """CLOCK_MONOTONIC nanosecond stamps of one request (time.monotonic_ns's clock)."""
+
+    start: int       # request() was called
+    acquired: int    # a connection was in hand
+    written: int     # the last byte of the request was written
+    first_byte: int  # the first byte of the response arrived
+    complete: int    # the response was complete
+
+    @property
+    def total(self) -> int:
+        return self.complete - self.start
+
+    @property
+    def server(self) -> int:
+        """Written to first byte: network round trip plus the server's time."""
+        return self.first_byte - self.written
+
+
+class HTTPStatusError(MaybeSentError):
+    """raise_for_status() on a 4xx or 5xx response (the server received the request)."""
+
+    def __init__(self, message: str, *, response: "Response") -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class Request:
+    """What was sent, for error messages and logs (as httpx's response.request)."""
+
+    __slots__ = ("method", "url")
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"<Request [{self.method} {self.url}]>"
+
+
+class Response:
+    """An HTTP response, httpx-like: status_code, headers, content, text, json(), ...
+
+    Built on the hot path with four assignments; everything else is derived on access from
+    the engine's raw tuple and the request context (pool context, method, target, start)."""
+
+    __slots__ = ("status_code", "content", "_raw", "_ctx", "_headers", "_text")
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code} {self.reason_phrase}]>"
+
+    @property
+    def http_version(self) -> str:
+        return "HTTP/1.1" if self._raw[RAW_MINOR] == 1 else "HTTP/1.0"
+
+    @property
+    def reason_phrase(self) -> str:
+        raw = self._raw
+        off = raw[RAW_REASON_OFF]
+        reason = raw[RAW_HEAD][off:off + raw[RAW_REASON_LEN]].decode("latin-1")
+        return reason or _REASONS.get(self.status_code, "")
+
+    @property
+    def headers(self) -> Headers:
+        try:
+            return self._headers
+        except AttributeError:
+            decode = self._ctx[0].decode
+            self._headers = Headers._lazy(decode, self._raw[RAW_HEAD], self._raw[RAW_SPANS])
+            return self._headers
+
+    @property
+    def encoding(self) -> str:
+        ctype = self.headers.get("content-type", "")
+        for param in ctype.split(";")[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                return value.strip().strip('"')
+        return "utf-8"  # JSON's encoding (RFC 8259), and what exchange gateways send
+
+    @property
+    def text(self) -> str:
+        try:
+            return self._text
+        except AttributeError:
+            try:
+                self._text = self.content.decode(self.encoding, errors="replace")
+            except LookupError:
+                self._text = self.content.decode("utf-8", errors="replace")
+            return self._text
+
+    def json(self, **kwargs: Any) -> Any:
+        if kwargs:
+            return _json.loads(self.content, **kwargs)
+        return _loads(self.content)
+
+    @property
+    def head(self) -> bytes:
+        """The response head exactly as received (status line through the blank line)."""
+        return self._raw[RAW_HEAD]
+
+    @property
+    def timings(self) -> Timings:
+        raw = self._raw
+        return Timings(self._ctx[3], raw[RAW_T_START], raw[RAW_T_WRITTEN],
+                       raw[RAW_T_FIRST_BYTE], raw[RAW_T_COMPLETE])
+
+    @property
+    def elapsed(self) -> datetime.timedelta:
+        return datetime.timedelta(microseconds=(self._raw[RAW_T_COMPLETE] - self._ctx[3]) / 1000)
+
+    @property
+    def url(self) -> str:
+        return self._ctx[0].origin.url(self._ctx[2])
+
+    @property
+    def request(self) -> Request:
+        return Request(self._ctx[1], self.url)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400
+
+    def raise_for_status(self) -> "Response":
+        if self.status_code >= 400:
+            kind = "Client error" if self.status_code < 500 else "Server error"
+            raise HTTPStatusError(
+                f"{kind} '{self.status_code} {self.reason_phrase}' for {self._ctx[1]} {self.url}",
+                response=self)
+        return self
+
+
+class ResponseContext:
+    """What a pool's responses share: the header decoder and the origin (for .url)."""
+
+    __slots__ = ("decode", "origin")
+
+    def __init__(self, decode, origin) -> None:
+        self.decode = decode
+        self.origin = origin
+
+
+_new = object.__new__
+
+
+def make_response(raw: tuple, ctx: tuple) -> Response:
+    """A Response around an engine's raw tuple; ctx = (ResponseContext, method, target,
+    start_ns). The pools' hot path: four assignments."""
+    r = _new(Response)
+    r.status_code = raw[0]
+    r.content = raw[4]
+    r._raw = raw
+    r._ctx = ctx
+    return r

@@ -1,0 +1,76 @@
+"""fastpool.Timeout: httpx's shape (connect, write, read, pool) plus a total deadline."""
+
+from __future__ import annotations
+
+from typing import Union
+
+_UNSET = object()
+_NS = 1_000_000_000
+
+
+def _check(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"timeout {name} must be a non-negative number of seconds or None, got {value!r}")
+    return float(value)
+
+
+class Timeout:
+    """Deadlines for a request, in seconds; None means "no limit" for that phase.
+
+    ``Timeout(5.0)`` gives every phase 5 s; ``Timeout(5.0, connect=1.0)`` overrides one;
+    ``total`` bounds the whole request, retries and waits for a connection included.
+    Each phase bounds one wait: ``read`` is the longest silence while a response arrives
+    (as in httpx), ``write`` the longest stall while the request is sent.
+    """
+
+    __slots__ = ("connect", "write", "read", "pool", "total",
+                 "connect_ns", "write_ns", "read_ns", "total_ns")
+
+    def __init__(self, default: float | None | object = _UNSET, *, connect=_UNSET, write=_UNSET,
+                 read=_UNSET, pool=_UNSET, total: float | None = None) -> None:
+        if isinstance(default, Timeout):
+            connect, write, read, pool, total = (default.connect, default.write, default.read,
+                                                 default.pool, default.total)
+            default = None
+        elif default is _UNSET:
+            missing = [n for n, v in (("connect", connect), ("write", write), ("read", read),
+                                      ("pool", pool)) if v is _UNSET]
+            if missing:
+                raise ValueError(
+                    "Timeout needs a default or all of connect, write, read and pool "
+                    f"(missing: {', '.join(missing)}); e.g. Timeout(5.0, connect=1.0)")
+        self.connect = _check("connect", default if connect is _UNSET else connect)
+        self.write = _check("write", default if write is _UNSET else write)
+        self.read = _check("read", default if read is _UNSET else read)
+        self.pool = _check("pool", default if pool is _UNSET else pool)
+        self.total = _check("total", total)
+        # Nanosecond forms for the engines: -1 = no limit (per wait), 0 = no deadline (total).
+        self.connect_ns = -1 if self.connect is None else int(self.connect * _NS)
+        self.write_ns = -1 if self.write is None else int(self.write * _NS)
+        self.read_ns = -1 if self.read is None else int(self.read * _NS)
+        self.total_ns = 0 if self.total is None else max(1, int(self.total * _NS))
+
+    @classmethod
+    def of(cls, value: "TimeoutTypes") -> "Timeout":
+        """A Timeout from what callers pass: a Timeout, a number of seconds, or None."""
+        if isinstance(value, Timeout):
+            return value
+        return cls(value)
+
+    def _key(self):
+        return (self.connect, self.write, self.read, self.pool, self.total)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timeout) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Timeout(connect={self.connect}, write={self.write}, read={self.read}, "
+                f"pool={self.pool}, total={self.total})")
+
+
+TimeoutTypes = Union[Timeout, float, int, None]
