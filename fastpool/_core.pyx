@@ -1,2 +1,3 @@
 # cython: language_level=3
 """The C engine: a thin binding over csrc/. Each part lives in its own .pxi file."""
+include "_server.pxi"
