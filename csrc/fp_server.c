@@ -1025,7 +1025,13 @@ static ssize_t conn_read(fp_server *srv, srv_conn *c) {
     ssize_t total = 0;
     for (;;) {
         size_t room = input_room(srv, c);
-        if (room == 0) break;
+        if (room == 0) {
+            /* only reachable when the buffer could not grow (allocation failure): processing
+             * frees room in every other case before a read is attempted, and a readable fd
+             * that is never read would spin the level-triggered loop */
+            if (total == 0) return -1;
+            break;
+        }
         if (!c->ssl) {
             ssize_t n = recv(c->fd, c->ibuf + c->ilen, room, 0);
             if (n > 0) {

@@ -486,6 +486,22 @@ def test_close_after_announced(Server):
         assert srv.stats()["accepted"] == 3
 
 
+def test_final_response_survives_unread_pipelined_requests(Server):
+    # The last response (4 MiB: much of it still in the kernel's send buffer when the server
+    # is done writing) is followed by ~100 KB of requests the server will never read. A bare
+    # close() with unread input sends RST and drops the unsent tail (RFC 9112 §9.6); the
+    # server must half-close and drain instead.
+    payload = os.urandom(4 << 20)
+    with Server(body=payload, close_after=1) as srv:
+        sock = connect(srv)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(get() * 3500)
+        status, headers, body, _ = Reader(sock).response()
+        assert headers["connection"] == "close"
+        assert body == payload
+        sock.close()
+
+
 def test_close_after_silent(Server):
     with Server(close_after=2, close_silently=True) as srv:
         sock = connect(srv)
