@@ -661,10 +661,16 @@ def test_tls_pipelined_echo_and_large_body(Server):
         conn.close()
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-def test_tls_session_resumption(Server, version):
+@pytest.mark.parametrize("version, tickets", [
+    (ssl.TLSVersion.TLSv1_2, True),
+    (ssl.TLSVersion.TLSv1_2, False),  # session id: the server-side session cache
+    (ssl.TLSVersion.TLSv1_3, True),
+])
+def test_tls_session_resumption(Server, version, tickets):
     with Server(tls=True) as srv:
         ctx = client_ctx(srv, version=version)
+        if not tickets:
+            ctx.options |= ssl.OP_NO_TICKET
         first = tls_connect(srv, ctx)
         first.sendall(get())
         assert Reader(first).response()[0] == 200  # TLS 1.3 tickets arrive after the handshake
@@ -772,6 +778,60 @@ def test_client_ca_pem_must_hold_a_certificate(Server):
 
 
 # ---- lifecycle -----------------------------------------------------------------------------
+
+
+_GIL_CLIENT = r"""
+import socket, sys, time
+port, go_at = int(sys.argv[1]), float(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+req = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+def one():
+    s.sendall(req)
+    data = b""
+    while not data.endswith(b'"}'):
+        chunk = s.recv(65536)
+        assert chunk
+        data += chunk
+one()
+print("ready", flush=True)
+time.sleep(max(0.0, go_at - time.monotonic()))
+start = time.monotonic()
+for _ in range(200):
+    one()
+print(start, time.monotonic(), flush=True)
+"""
+
+
+def test_server_thread_never_needs_the_gil(Server):
+    import subprocess
+    import sys
+
+    # How long a single C-level call that never releases the GIL takes here: sum() over a
+    # range runs in C without reaching the eval loop, so no other thread of this process can
+    # take the GIL until it returns.
+    t = time.monotonic()
+    sum(range(2_000_000))
+    per_item = (time.monotonic() - t) / 2_000_000
+    hold = int(3.0 / max(per_item, 1e-9))  # about 3 s of GIL held
+    with Server() as srv:
+        go_at = time.monotonic() + 1.0
+        proc = subprocess.Popen([sys.executable, "-c", _GIL_CLIENT, str(srv.port), str(go_at)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(max(0.0, go_at - 0.2 - time.monotonic()))
+            held_from = time.monotonic()
+            sum(range(hold))  # the GIL is held throughout this call
+            held_to = time.monotonic()
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        start, end = map(float, out.split())
+        # CLOCK_MONOTONIC is system-wide, so the timestamps compare across processes
+        assert held_from < start and end < held_to, (held_from, start, end, held_to)
+        assert srv.stats()["requests"] == 201
+
 
 
 def test_start_stop_many_times_without_leaking_fds(Server):
