@@ -77,6 +77,9 @@ typedef struct fp_server_config {
     size_t client_ca_pem_len;
 } fp_server_config;
 
+/* Counters are updated by the loop thread as it goes: requests when a response is queued
+ * (before its write), bytes_out and tls_handshakes after the write that completed them, so a
+ * client that has just read a response may see those two lag for a moment. */
 typedef struct fp_server_stats {
     uint64_t accepted;       /* connections accepted (refusals over FP_SRV_MAX_CONNS excluded) */
     uint64_t open;           /* connections currently open */

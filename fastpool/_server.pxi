@@ -368,7 +368,11 @@ cdef class EmbeddedServer:
 
     def stats(self):
         """The counters: accepted, open, requests, bad_requests, tls_handshakes, tls_resumed,
-        bytes_in, bytes_out (application bytes). After stop(), the final values of that run."""
+        bytes_in, bytes_out (application bytes). After stop(), the final values of that run.
+
+        requests moves before the response is written; bytes_out (and a TLS 1.2
+        handshake) after the write, so right after reading a response a client may see
+        those lag for a moment: poll for them."""
         if self._srv != NULL:
             return self._read_stats(self._srv)
         if self._last_stats is not None:

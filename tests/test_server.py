@@ -347,7 +347,7 @@ def test_large_response_body_is_intact(Server):
             conn.request("GET", "/")
             assert conn.getresponse().read() == payload
         conn.close()
-        assert srv.stats()["bytes_out"] >= 2 * len(payload)
+        assert wait_for(lambda: srv.stats()["bytes_out"] >= 2 * len(payload))
 
 
 def test_status_and_extra_headers(Server):
@@ -949,6 +949,8 @@ def test_stats_counts_bytes(Server):
         sock.sendall(req)
         _, _, _, head = Reader(sock).response()
         sock.close()
+        # bytes_out moves once send() has returned, which may be after the client has read
+        assert wait_for(lambda: srv.stats()["bytes_out"] == len(head) + 10)
         st = srv.stats()
         assert st["bytes_in"] == len(req)
         assert st["bytes_out"] == len(head) + 10
