@@ -230,6 +230,29 @@ def test_request_split_byte_by_byte(Server):
         sock.close()
 
 
+def test_requests_split_at_every_point(Server):
+    reqs = [b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody",
+            b"GET /b HTTP/1.1\nHost: t\n\n",  # bare LF line endings (RFC 9112 §2.2)
+            get("/c")]
+    data = b"".join(reqs)
+    for echo in (True, False):
+        with Server(echo=echo) as srv:
+            sock = connect(srv)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader = Reader(sock)
+            for i in range(1, len(data)):
+                sock.sendall(data[:i])
+                time.sleep(0.001)  # two segments, so the server sees two reads
+                sock.sendall(data[i:])
+                for req in reqs:
+                    status, _, body, _ = reader.response()
+                    assert status == 200
+                    if echo:
+                        assert body == req, i
+            sock.close()
+            assert srv.stats()["requests"] == 3 * (len(data) - 1)
+
+
 def test_chunked_response_parses_with_http_client(Server):
     with Server() as plain:
         conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=TIMEOUT)
