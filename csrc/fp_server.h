@@ -72,7 +72,8 @@ typedef struct fp_server_config {
     uint32_t close_after;          /* close after this many responses per connection; 0: never */
     int close_silently;            /* the last response does not announce Connection: close */
     uint32_t idle_timeout_ms;      /* close a connection without progress for this long; 0: never */
-    uint32_t delay_ms;             /* hold each response this long after its request completed */
+    uint32_t delay_ms;             /* hold each response this long after its request completed
+                                    * (pipelined ones: after the previous response, if later) */
     const char *client_ca_pem;     /* non-NULL: require a client certificate signed by these */
     size_t client_ca_pem_len;
 } fp_server_config;

@@ -172,7 +172,11 @@ cdef class EmbeddedServer:
 
     Every response is the same pre-built one (``body`` bytes, or ``body_size`` bytes of
     deterministic JSON filler), or with ``echo=True`` the exact bytes of the request.
-    ``body`` takes precedence over ``body_size``. With ``tls=True`` an ephemeral CA and a
+    ``body`` takes precedence over ``body_size``. ``delay_ms`` holds each response that long
+    after its request arrived complete, without holding up other connections (pipelined
+    requests on one connection are held one after another). ``close_after`` closes a
+    connection after that many responses, the last one saying ``Connection: close`` unless
+    ``close_silently``. ``idle_timeout_ms`` closes a connection that made no progress that long. With ``tls=True`` an ephemeral CA and a
     certificate for localhost, 127.0.0.1 and ::1 are made at each start; ``ca_pem`` is the CA.
     ``start()`` and ``stop()`` (or ``with``) may be repeated; each start is a fresh server
     (new port when ``port=0``, new CA, counters from zero).

@@ -1,7 +1,7 @@
 /*
  * Drives fp_server through every configuration and every state a stop can find a connection
- * in, under AddressSanitizer, LeakSanitizer and UBSan (tests/c/run_sanitizers.sh builds and runs
- * it). Without Python in the process, a leak report can only be ours or OpenSSL's.
+ * in, under ASan + LSan + UBSan and under TSan (tests/c/run_sanitizers.sh builds and runs it).
+ * Without Python in the process, a leak report can only be ours or OpenSSL's.
  *
  * Behaviour is tested in tests/test_server.py; the checks here only make sure each scenario
  * really ran (a scenario that silently did nothing would prove nothing about memory).
