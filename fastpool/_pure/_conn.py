@@ -465,3 +465,37 @@ class Connection:
             message = f"{verb}: {exc.strerror or exc}"
         return F.failure(kind, message, sent=self._sent)
 
+
+
+_new = object.__new__
+
+
+def send_pooled(idle: list, conn: Optional[Connection], request: bytes, head: bool,
+                write_timeout_ns: int, read_timeout_ns: int, deadline_ns: int, hist,
+                response_type, ctx: tuple, on_drop):
+    """The sync pool's success path in one call: the twin of _core.send_pooled (see there).
+    The list operations are atomic; the rest runs on connections no other thread holds."""
+    check_stale = conn is None
+    if check_stale:
+        try:
+            conn = idle.pop()
+        except IndexError:
+            return None
+    try:
+        raw = conn.exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
+                            check_stale)
+    except BaseException:
+        conn.close()
+        raise
+    hist.record(raw[10] - raw[7])
+    if conn.reusable:
+        idle.append(conn)
+    else:
+        conn.close()
+        on_drop()
+    response = _new(response_type)
+    response.status_code = raw[0]
+    response.content = raw[4]
+    response._raw = raw
+    response._ctx = ctx
+    return response
