@@ -1,10 +1,19 @@
 # fastpool — developer entry points. Everything runs inside .venv (created on first use).
+#
+#   make bench         the latency benchmark against the embedded server (the main job)
+#   make test          build, then the whole suite on both engines (C and pure Python)
+#   make asan          the suite again with the C engine built under ASan + UBSan
+#   make bench-micro   pytest-benchmark microbenchmarks (parser, writer; peers when present)
+#   make bench-c       the C parser's own benchmark (ns and callgrind instructions)
+#   make fuzz          libFuzzer on the C parser (FUZZ_SECONDS each for two builds)
+#   make deps          system packages (apt-get; CI runs it): compilers, OpenSSL, nginx, clang
 PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
+ASAN_DIR := build/asan
 
-.PHONY: venv build test test-c test-pure asan bench bench-micro fuzz clean bench-c test-c-api-asan
+.PHONY: venv build test asan bench bench-micro bench-c fuzz deps clean test-c-api-asan
 
 venv: $(VENV)/.installed
 
@@ -15,24 +24,60 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(VPY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	touch $@
 
-# Rebuild the C engine in place (incremental).
+# Rebuild the C engine in place (incremental); fails loudly instead of falling back.
 build: venv
 	FASTPOOL_REQUIRE_C=1 $(VPY) setup.py -q build_ext --inplace
 
+# Both engines run in one session (every behaviour test is parametrized over them);
+# FASTPOOL_EXPECT_C=1 turns "C engine missing" into a failure instead of a skip.
 test: build
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		echo "NOTE: nginx is not installed: its tests will be skipped (run 'make deps')"
 	FASTPOOL_EXPECT_C=1 $(PYTEST) tests
 
-clean:
-	rm -rf build dist *.egg-info fastpool/*.so fastpool/_core.c fastpool/_core.html .pytest_cache
+# The C engine rebuilt with AddressSanitizer + UBSan in a copy of the package (so the normal
+# in-place build stays untouched), then the suite against it with the runtimes preloaded.
+# Leak checking is off: CPython keeps memory until exit by design.
+asan: venv
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	cp -r fastpool csrc setup.py pyproject.toml README.md $(ASAN_DIR)/
+	rm -f $(ASAN_DIR)/fastpool/*.so $(ASAN_DIR)/fastpool/_core.c
+	cd $(ASAN_DIR) && FASTPOOL_REQUIRE_C=1 \
+		FASTPOOL_CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		FASTPOOL_LDFLAGS="-fsanitize=address,undefined" \
+		$(abspath $(VPY)) setup.py -q build_ext --inplace
+	PYTHONPATH=$(abspath $(ASAN_DIR)) FASTPOOL_EXPECT_C=1 FASTPOOL_ASAN=1 \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		$(PYTEST) tests -p no:cacheprovider -x -q
 
-# C parser (csrc/fp_http.c) on its own: cffi tests under ASan+UBSan, microbenchmark, fuzzing.
-test-c-api-asan: venv
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-		FASTPOOL_TEST_ASAN=1 $(PYTEST) tests/test_c_api.py -k asan -p no:cacheprovider
+# The main job: `fastpool bench` against the embedded HTTPS server, every installed peer.
+bench: build
+	$(VPY) -m fastpool bench
+
+bench-micro: build
+	$(PYTEST) bench -q --benchmark-columns=min,median,mean,ops --benchmark-sort=name
 
 bench-c:
 	bench/c_bench.sh
 
+# The C parser's cffi tests under ASan+UBSan (part of `make asan` via the suite too).
+test-c-api-asan: venv
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		FASTPOOL_TEST_ASAN=1 $(PYTEST) tests/test_c_api.py -k asan -p no:cacheprovider
+
 FUZZ_SECONDS ?= 300
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+# System packages a fresh Debian/Ubuntu machine lacks (root or sudo).
+deps:
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends build-essential python3-dev python3-venv libssl-dev \
+		nginx-light clang libclang-rt-14-dev valgrind
+
+clean:
+	rm -rf build dist *.egg-info fastpool/*.so fastpool/_core.c fastpool/_core.html \
+		.pytest_cache fuzz/corpus-run fuzz/fuzz_http_sse fuzz/fuzz_http_scalar

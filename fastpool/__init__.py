@@ -4,6 +4,7 @@
         r = pool.get("/api/v3/ticker", params={"symbol": "BTCUSDT"})
 """
 
+from ._async_pool import AsyncPool
 from ._connect import InsecureWarning, ResolveError
 from ._engine import BACKEND
 from ._errors import *  # noqa: F401,F403
@@ -18,7 +19,7 @@ from ._url import InvalidURL
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKEND", "Pool", "Response", "Request", "Headers", "Timeout", "Timings", "Limits",
+    "BACKEND", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout", "Timings", "Limits",
     "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     *_error_names,
 ]

@@ -264,6 +264,11 @@ cdef class Connection:
         return raw
 
     @property
+    def written(self):
+        """Whether the whole current request has been written."""
+        return self.c.t_written != 0
+
+    @property
     def sent(self):
         """Bytes of the current request that reached the socket (wire bytes under TLS)."""
         return fp_conn_sent(&self.c)

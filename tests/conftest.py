@@ -27,10 +27,17 @@ def load_engine(name: str):
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request):
+def engine_name(request) -> str:
+    """"c" or "python", checked loadable (skips, or fails under EXPECT_C, when not)."""
+    load_engine(request.param)
+    return request.param
+
+
+@pytest.fixture
+def engine(engine_name):
     """The engine module under test (fastpool._core or fastpool._pure)."""
-    return load_engine(request.param)
+    return load_engine(engine_name)
 
 
-# Real test peers (nginx, scripted fault servers, test certificates): see tests/support/.
-pytest_plugins = ["support.fixtures"]
+# Test peers (certs, nginx, fault servers) and the pool drivers (sync / asyncio / uvloop).
+pytest_plugins = ["support.fixtures", "support.pools"]

@@ -232,6 +232,11 @@ class Connection:
     def sent(self) -> int:
         return self._sent
 
+    @property
+    def written(self) -> bool:
+        """Whether the whole current request has been written."""
+        return self._t_written != 0
+
     def stale(self) -> bool:
         sock = self._io
         if sock is None or self._exchanging or not self.reusable:

@@ -1,0 +1,431 @@
+"""fastpool.AsyncPool: the same pool for asyncio (and uvloop), without Transports.
+
+A request writes directly on the non-blocking socket and reads the response directly when it
+is already there; only when the socket is not ready does it park on loop.add_reader /
+add_writer. (asyncio's SSL transport costs about twice the latency; the engines do TLS in
+OpenSSL directly, and drain what OpenSSL already decrypted before they ever ask to wait.)
+
+The decisions are the sync pool's (fastpool._policy); only the waiting differs: futures on
+the event loop instead of threads and locks. Everything here runs on the loop's thread, so
+the pool state needs no lock. Connections are opened in a small thread pool (the engines
+release the GIL while connecting and handshaking), never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from concurrent.futures import ThreadPoolExecutor
+from time import monotonic_ns
+from typing import Any, Optional
+
+from ._config import PoolConfig
+from ._errors import (
+    FastpoolError,
+    NotSentError,
+    PoolClosed,
+    PoolTimeout,
+    ReadError,
+    ReadTimeout,
+    StaleConnection,
+    WriteTimeout,
+    WriteTimeoutNotSent,
+)
+from ._headers import HeaderTypes
+from ._policy import should_retry
+from ._response import RAW_T_COMPLETE, RAW_T_START, Response, ResponseContext, make_response
+from ._timeout import _UNSET, Timeout
+from ._url import ParamsTypes
+
+_REFILL_BACKOFF_MIN = 0.05
+_REFILL_BACKOFF_MAX = 2.0
+
+# What a parked request wakes up with.
+_READY = 1
+_EXPIRED = 2
+_ABORTED = 3
+
+
+def _wake(fut: asyncio.Future, why: int) -> None:
+    if not fut.done():
+        fut.set_result(why)
+
+
+class AsyncPool:
+    """A pool of pre-opened keep-alive connections for asyncio (see fastpool.Pool).
+
+    ``async with AsyncPool(url, connections=4) as pool`` opens the connections before the
+    body runs (``await pool.open()`` does the same without a context manager). Requests
+    beyond the connections available wait in arrival order, up to the pool timeout.
+    """
+
+    def __init__(self, url: str, *, connections: int = 4, max_connections: Optional[int] = None,
+                 verify=True, cert=None, headers: HeaderTypes = None, timeout=5.0,
+                 retries: int = 0, limits=None, tls_min: Optional[str] = None,
+                 tls_max: Optional[str] = None, engine: Optional[str] = None) -> None:
+        self._cfg = cfg = PoolConfig(
+            url, connections=connections, max_connections=max_connections, verify=verify,
+            cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
+            tls_min=tls_min, tls_max=tls_max, engine=engine)
+        self._state = cfg.state
+        self._prepare = cfg.builder.prepare
+        self._origin = cfg.origin
+        self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
+        self._timeout = cfg.timeout
+        self._retries = cfg.retries
+        self._step_done = cfg.engine.STEP_DONE
+        self._want_read = cfg.engine.STEP_WANT_READ
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._opener: Optional[ThreadPoolExecutor] = None
+        self._opened = False
+        self._waiters: collections.deque = collections.deque()   # futures, arrival order
+        self._parked: dict = {}                                  # conn -> its wait future
+        self._refill_task: Optional[asyncio.Task] = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> "AsyncPool":
+        """Opens the initial connections in parallel; raises the first failure (closing the
+        others). Idempotent."""
+        if self._opened:
+            return self
+        if self._state.closed:
+            raise PoolClosed("the pool is closed")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._opener = ThreadPoolExecutor(max_workers=min(self._state.limit, 8),
+                                          thread_name_prefix="fastpool-open")
+        state = self._state
+        n = state.target
+        for _ in range(n):
+            state.reserve()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._opener, self._cfg.open, False) for _ in range(n)),
+            return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for r in results:
+                if not isinstance(r, BaseException):
+                    r.close()
+            state.dropped(n)
+            self._opener.shutdown(wait=False)
+            raise errors[0]
+        for conn in results:
+            state.opened(conn)
+            state.idle.append(conn)
+        state.initial_done = True
+        self._opened = True
+        return self
+
+    async def aclose(self) -> None:
+        """Closes the pool: idle connections now; waiting requests fail with PoolClosed;
+        in-flight requests fail with a NotSent or MaybeSent error (whichever is true) and
+        their connections are closed."""
+        state = self._state
+        if state.closed:
+            return
+        state.closed = True
+        for conn in state.drain():
+            state.dropped()
+            conn.close()
+        while self._waiters:
+            _wake_waiter(self._waiters.popleft(), PoolClosed("the pool is closed"))
+        for fut in list(self._parked.values()):
+            _wake(fut, _ABORTED)
+        if self._refill_task is not None:
+            self._refill_task.cancel()
+            try:
+                await self._refill_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._opener is not None:
+            self._opener.shutdown(wait=False)
+
+    async def __aenter__(self) -> "AsyncPool":
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._state.closed
+
+    @property
+    def engine(self) -> str:
+        return "c" if self._cfg.engine.__name__.endswith("_core") else "python"
+
+    @property
+    def url(self) -> str:
+        return f"{self._origin.scheme}://{self._origin.netloc}{self._origin.base_path}"
+
+    def stats(self) -> dict:
+        return self._state.stats.snapshot(self._state.open, len(self._state.idle))
+
+    def __repr__(self) -> str:
+        s = self._state
+        return (f"<AsyncPool {self.url} engine={self.engine} open={s.open} idle={len(s.idle)}"
+                f"{' closed' if s.closed else ''}>")
+
+    # ---- requests --------------------------------------------------------------------------
+
+    async def request(self, method: str, url: str, *, params: ParamsTypes = None,
+                      headers: HeaderTypes = None, content: Any = None, json: Any = None,
+                      timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        """As Pool.request."""
+        return await self._send(method, url, params, headers, content, json, timeout, retries)
+
+    async def get(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                  timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return await self._send("GET", url, params, headers, None, None, timeout, retries)
+
+    async def head(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                   timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return await self._send("HEAD", url, params, headers, None, None, timeout, retries)
+
+    async def options(self, url: str, *, params: ParamsTypes = None,
+                      headers: HeaderTypes = None, timeout: Any = _UNSET,
+                      retries: Optional[int] = None) -> Response:
+        return await self._send("OPTIONS", url, params, headers, None, None, timeout, retries)
+
+    async def delete(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                     timeout: Any = _UNSET, retries: Optional[int] = None) -> Response:
+        return await self._send("DELETE", url, params, headers, None, None, timeout, retries)
+
+    async def post(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                   content: Any = None, json: Any = None, timeout: Any = _UNSET,
+                   retries: Optional[int] = None) -> Response:
+        return await self._send("POST", url, params, headers, content, json, timeout, retries)
+
+    async def put(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                  content: Any = None, json: Any = None, timeout: Any = _UNSET,
+                  retries: Optional[int] = None) -> Response:
+        return await self._send("PUT", url, params, headers, content, json, timeout, retries)
+
+    async def patch(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
+                    content: Any = None, json: Any = None, timeout: Any = _UNSET,
+                    retries: Optional[int] = None) -> Response:
+        return await self._send("PATCH", url, params, headers, content, json, timeout, retries)
+
+    async def _send(self, method, url, params, headers, content, json, timeout,
+                    retries) -> Response:
+        start = monotonic_ns()
+        data, method, target = self._prepare(method, url, params, headers, content, json)
+        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        deadline = start + tmo.total_ns if tmo.total_ns else 0
+        head = method == "HEAD"
+        state = self._state
+        if not self._opened:
+            await self.open()
+        attempt = 0
+        while True:
+            conn = state.take_idle() if not state.closed else None
+            fresh = False
+            if conn is None:
+                conn, fresh = await self._acquire_slow(tmo, deadline)
+            try:
+                if not fresh and conn.stale():
+                    conn.close()
+                    raise StaleConnection("the server closed the idle connection")
+                conn.begin(data, head)
+                rc = conn.step()
+                while rc != self._step_done:
+                    await self._park(conn, rc, tmo, deadline)
+                    rc = conn.step()
+                raw = conn.take()
+            except BaseException as exc:
+                attempt = self._failed(exc, conn, fresh, attempt, method, retries, deadline)
+                continue
+            state.stats.latency.record(raw[RAW_T_COMPLETE] - raw[RAW_T_START])
+            self._release(conn)
+            return make_response(raw, (self._response_ctx, method, target, start))
+
+    async def _park(self, conn, want: int, tmo: Timeout, deadline: int) -> None:
+        """Waits until conn's socket is ready for what the engine wants, or raises the
+        phase's timeout, or the pool's abort (closed meanwhile)."""
+        loop = self._loop
+        fd = conn.fileno()
+        reading = want == self._want_read
+        written = conn.written
+        limit_ns = tmo.read_ns if written else tmo.write_ns
+        if deadline:
+            left = deadline - monotonic_ns()
+            if limit_ns < 0 or left < limit_ns:
+                limit_ns = max(left, 0)
+        fut = loop.create_future()
+        if reading:
+            loop.add_reader(fd, _wake, fut, _READY)
+        else:
+            loop.add_writer(fd, _wake, fut, _READY)
+        timer = loop.call_later(limit_ns / 1e9, _wake, fut, _EXPIRED) if limit_ns >= 0 else None
+        self._parked[conn] = fut
+        try:
+            why = await fut
+        finally:
+            del self._parked[conn]
+            if reading:
+                loop.remove_reader(fd)
+            else:
+                loop.remove_writer(fd)
+            if timer is not None:
+                timer.cancel()
+        if why == _READY:
+            return
+        sent = conn.sent
+        if why == _ABORTED:
+            if sent:
+                raise ReadError("the pool was closed while the request was in flight")
+            raise PoolClosed("the pool was closed before the request was sent")
+        total = deadline and monotonic_ns() >= deadline
+        what = "total deadline ran out" if total else "timed out"
+        if written:
+            raise ReadTimeout(f"{what} waiting for the response")
+        if sent:
+            raise WriteTimeout(f"{what} sending the request")
+        raise WriteTimeoutNotSent(f"{what} sending the request")
+
+    def _failed(self, exc: BaseException, conn, fresh: bool, attempt: int, method: str,
+                retries: Optional[int], deadline: int) -> int:
+        """As Pool._failed: drop the connection, then retry (return) or raise."""
+        self._drop(conn, exc)
+        if not isinstance(exc, FastpoolError):
+            raise exc  # cancelled or interrupted mid-exchange: its bytes are unknown
+        allowed = self._retries if retries is None else retries
+        if (should_retry(exc, fresh=fresh, attempt=attempt, method=method, retries=allowed)
+                and not self._state.closed and not (deadline and monotonic_ns() >= deadline)):
+            self._state.stats.retries += 1
+            return attempt if isinstance(exc, NotSentError) else attempt + 1
+        self._state.stats.failed(exc)
+        raise exc
+
+    # ---- connections -----------------------------------------------------------------------
+
+    async def _acquire_slow(self, tmo: Timeout, deadline: int):
+        """(connection, fresh) when none was idle: a new one when the limit allows, else the
+        first to come free (in arrival order) within the pool timeout."""
+        state = self._state
+        if state.closed:
+            raise PoolClosed("the pool is closed")
+        if state.reserve():
+            return await self._open_reserved(deadline), True
+        until = None if tmo.pool is None else monotonic_ns() + int(tmo.pool * 1e9)
+        if deadline and (until is None or deadline < until):
+            until = deadline
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = None
+        if until is not None:
+            timer = self._loop.call_later(max(until - monotonic_ns(), 0) / 1e9, _wake_waiter,
+                                          waiter, PoolTimeout(
+                                              f"no connection came free within the pool "
+                                              f"timeout ({state.open} open, limit {state.limit})"))
+        try:
+            got = await waiter
+        except BaseException:
+            # Cancelled or timed out: if a connection was handed over meanwhile, pass it on.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+        if got is None:  # a slot was freed for us: open a connection in it
+            return await self._open_reserved(deadline), True
+        return got, False
+
+    async def _open_reserved(self, deadline: int):
+        """Opens a connection in a slot already reserved, in the opener threads."""
+        fut = self._loop.run_in_executor(self._opener, self._cfg.open, False, deadline)
+        try:
+            conn = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(self._adopt)  # the thread goes on: keep what it opens
+            raise
+        except BaseException:
+            self._state.unreserve()
+            self._hand_slot()
+            raise
+        self._state.opened(conn)
+        return conn
+
+    def _adopt(self, fut: asyncio.Future) -> None:
+        """A connection opened for a request that was cancelled meanwhile."""
+        if fut.cancelled() or fut.exception() is not None:
+            self._state.unreserve()
+            self._hand_slot()
+            return
+        conn = fut.result()
+        self._state.opened(conn)
+        self._release(conn)
+
+    def _release(self, conn) -> None:
+        """A connection came back: to the first waiter, else idle; dropped if unusable."""
+        state = self._state
+        if not conn.reusable or state.closed:
+            self._drop(conn, None)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        state.put_idle(conn)
+
+    def _drop(self, conn, exc: Optional[BaseException]) -> None:
+        conn.close()
+        state = self._state
+        state.dropped()
+        if isinstance(exc, StaleConnection):
+            state.stats.stale += 1
+        self._hand_slot() or self._want_refill()
+
+    def _hand_slot(self) -> bool:
+        """A slot came free: a waiting request may open a connection in it."""
+        state = self._state
+        while self._waiters and not state.closed:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                if state.reserve():
+                    waiter.set_result(None)
+                    return True
+                self._waiters.appendleft(waiter)
+                return False
+        return False
+
+    # ---- keeping `connections` warm in the background -------------------------------------
+
+    def _want_refill(self) -> None:
+        if self._state.deficit() > 0 and (self._refill_task is None or self._refill_task.done()):
+            self._refill_task = self._loop.create_task(self._refill())
+
+    async def _refill(self) -> None:
+        """Reopens dropped connections in the opener threads; failures back off (bounded)."""
+        state = self._state
+        backoff = _REFILL_BACKOFF_MIN
+        while state.deficit() > 0 and state.reserve():
+            try:
+                conn = await self._loop.run_in_executor(self._opener, self._cfg.open, False)
+            except FastpoolError:
+                state.unreserve()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _REFILL_BACKOFF_MAX)
+                continue
+            except BaseException:
+                state.unreserve()
+                raise
+            backoff = _REFILL_BACKOFF_MIN
+            state.opened(conn)
+            if state.closed:
+                state.dropped()
+                conn.close()
+                return
+            self._release(conn)
+
+
+def _wake_waiter(waiter: asyncio.Future, error: BaseException) -> None:
+    if not waiter.done():
+        waiter.set_exception(error)

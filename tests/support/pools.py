@@ -1,0 +1,151 @@
+"""One case, three drivers: the sync Pool, AsyncPool on asyncio, AsyncPool on uvloop.
+
+Pool tests take the ``make_pool`` fixture and call it like ``fastpool.Pool(url, **kw)``; for
+the async modes they get a synchronous facade whose every call runs as a coroutine on an
+event loop in its own thread, so the very same test body exercises the async API (several
+test threads calling it at once become concurrent tasks on that loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any
+
+import pytest
+
+import fastpool
+
+MODES = ["sync", "asyncio", "uvloop"]
+#: Set by `make test` / CI: uvloop is installed there, a skip would hide it missing.
+EXPECT_UVLOOP = os.environ.get("FASTPOOL_EXPECT_C") == "1"
+
+
+class LoopThread:
+    """An event loop (asyncio's or uvloop's) running in a daemon thread."""
+
+    def __init__(self, kind: str) -> None:
+        if kind == "uvloop":
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self.kind = kind
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name=f"test-{kind}-loop")
+        self._thread.start()
+
+    def run(self, coro, timeout: float = 120.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+async def _call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+class AsyncPoolFacade:
+    """fastpool.Pool's synchronous API over an AsyncPool living on a LoopThread."""
+
+    def __init__(self, loop_thread: LoopThread, *args: Any, **kwargs: Any) -> None:
+        self._lt = loop_thread
+
+        async def make():
+            pool = fastpool.AsyncPool(*args, **kwargs)
+            try:
+                return await pool.open()
+            except BaseException:
+                await pool.aclose()
+                raise
+
+        self.pool = loop_thread.run(make())
+
+    def _run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._lt.run(getattr(self.pool, name)(*args, **kwargs))
+
+    def request(self, *a, **kw):
+        return self._run("request", *a, **kw)
+
+    def get(self, *a, **kw):
+        return self._run("get", *a, **kw)
+
+    def head(self, *a, **kw):
+        return self._run("head", *a, **kw)
+
+    def options(self, *a, **kw):
+        return self._run("options", *a, **kw)
+
+    def delete(self, *a, **kw):
+        return self._run("delete", *a, **kw)
+
+    def post(self, *a, **kw):
+        return self._run("post", *a, **kw)
+
+    def put(self, *a, **kw):
+        return self._run("put", *a, **kw)
+
+    def patch(self, *a, **kw):
+        return self._run("patch", *a, **kw)
+
+    def stats(self) -> dict:
+        return self._lt.run(_call(self.pool.stats))
+
+    def close(self) -> None:
+        self._lt.run(self.pool.aclose())
+
+    def __enter__(self) -> "AsyncPoolFacade":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:  # _state, engine, url, closed, ...
+        return getattr(self.pool, name)
+
+
+@pytest.fixture(params=MODES)
+def pool_mode(request) -> str:
+    """"sync", "asyncio" or "uvloop": which driver make_pool builds."""
+    if request.param == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as exc:
+            if EXPECT_UVLOOP:
+                pytest.fail(f"uvloop expected (FASTPOOL_EXPECT_C=1) but missing: {exc}")
+            pytest.skip("uvloop not installed")
+    return request.param
+
+
+@pytest.fixture
+def make_pool(engine_name: str, pool_mode: str):
+    """``make_pool(url, **Pool kwargs)`` -> a pool on this test's engine and driver; all
+    are closed at teardown."""
+    made: list = []
+    loops: list[LoopThread] = []
+
+    def make(*args: Any, **kwargs: Any):
+        kwargs.setdefault("engine", engine_name)
+        if pool_mode == "sync":
+            pool = fastpool.Pool(*args, **kwargs)
+        else:
+            if not loops:
+                loops.append(LoopThread(pool_mode))
+            pool = AsyncPoolFacade(loops[0], *args, **kwargs)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        try:
+            pool.close()
+        except Exception:  # noqa: BLE001 - a test may have closed or broken it on purpose
+            pass
+    for lt in loops:
+        lt.stop()
