@@ -1,11 +1,13 @@
 """Helpers shared by the behaviour tests of fastpool.Pool (tests/test_pool_*.py).
 
-Fixtures (import them into a test module to use them):
+Fixture (import it into a test module to use it):
 
-    pool_engine   "c" or "python", parametrized through conftest's ``engine`` fixture (so
-                  test ids end in ``[c]`` / ``[python]`` and ``-k "not python"`` works)
-    make_pool     factory(url, **Pool kwargs) -> Pool on ``pool_engine``; every pool it made
-                  is closed at teardown, also when the test fails
+    sync_pool     factory(url, **Pool kwargs) -> fastpool.Pool on conftest's ``engine_name``
+                  ("c" / "python": test ids end in ``[c]`` / ``[python]``, so
+                  ``-k "not python"`` selects one engine); every pool it made is closed at
+                  teardown, also when the test fails. (support.pools' ``make_pool`` runs a
+                  case through Pool and both AsyncPool loops; these tests are about the sync
+                  Pool itself: its threads, its lock, its ``_state``.)
 
 Plain helpers: ``wait_until`` (bounded polling), ``fd_count``, ``run_threads`` (bounded
 threads whose exceptions are re-raised), ``tls_kwargs``.
@@ -29,20 +31,14 @@ nginx_mark = pytest.mark.nginx
 
 
 @pytest.fixture
-def pool_engine(engine) -> str:
-    """The engine name Pool(engine=...) takes, for the engine module under test."""
-    return "c" if engine.__name__.endswith("_core") else "python"
-
-
-@pytest.fixture
-def make_pool(pool_engine):
+def sync_pool(engine_name):
     pools: list[fastpool.Pool] = []
 
     def make(url: str, **kwargs) -> fastpool.Pool:
-        kwargs.setdefault("engine", pool_engine)
+        kwargs.setdefault("engine", engine_name)
         pool = fastpool.Pool(url, **kwargs)
         pools.append(pool)
-        assert pool.engine == pool_engine
+        assert pool.engine == kwargs["engine"]
         return pool
 
     yield make

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import fastpool
-from pool_helpers import make_pool, nginx_mark, pool_engine, tls_kwargs  # noqa: F401
+from pool_helpers import nginx_mark, sync_pool, tls_kwargs  # noqa: F401
 from support.faults import respond
 from support.nginx import TICKER_BODY, static_body
 
@@ -25,9 +25,9 @@ def listener(request):
 
 
 @pytest.fixture
-def pool(nginx, certs, listener, make_pool):
+def pool(nginx, certs, listener, sync_pool):
     lst = nginx.listeners[listener]
-    return make_pool(nginx.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
+    return sync_pool(nginx.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
 
 
 def order_doc(r) -> dict:
@@ -112,9 +112,9 @@ def test_path_is_percent_encoded(pool):
     assert r.headers["x-request-uri"] == "/api/v3/a%20b/%C3%BC"
 
 
-def test_base_url_path_prefixes_every_target(nginx, certs, listener, make_pool):
+def test_base_url_path_prefixes_every_target(nginx, certs, listener, sync_pool):
     lst = nginx.listeners[listener]
-    p = make_pool(nginx.url(listener, "/api/v3/"), connections=1, **tls_kwargs(certs, lst.tls))
+    p = sync_pool(nginx.url(listener, "/api/v3/"), connections=1, **tls_kwargs(certs, lst.tls))
     assert order_doc(p.get("/order", params={"id": 1}))["uri"] == "/api/v3/order?id=1"
     assert order_doc(p.get("order"))["uri"] == "/api/v3/order"
     assert p.url == nginx.url(listener, "/api/v3")
@@ -139,9 +139,9 @@ def test_request_header_reaches_the_server(pool):
     assert "x-test-tag" not in r.headers  # nothing leaks from one request to the next
 
 
-def test_pool_headers_and_request_override(nginx, certs, listener, make_pool):
+def test_pool_headers_and_request_override(nginx, certs, listener, sync_pool):
     lst = nginx.listeners[listener]
-    p = make_pool(nginx.url(listener, "/"), connections=1, headers={"X-Test-Tag": "pool"},
+    p = sync_pool(nginx.url(listener, "/"), connections=1, headers={"X-Test-Tag": "pool"},
                   **tls_kwargs(certs, lst.tls))
     assert p.get("/api/v3/ticker").headers["x-test-tag"] == "pool"
     r = p.get("/api/v3/ticker", headers={"x-TEST-tag": "req"})
@@ -149,11 +149,11 @@ def test_pool_headers_and_request_override(nginx, certs, listener, make_pool):
     assert p.get("/api/v3/ticker").headers["x-test-tag"] == "pool"  # the override is per request
 
 
-def test_exact_request_headers_on_the_wire(fault_server, make_pool):
+def test_exact_request_headers_on_the_wire(fault_server, sync_pool):
     """What goes out, exactly: Host, the default User-Agent, pool headers, overrides (one
     value each), Content-Length for bodies, Content-Type for json."""
     server = fault_server(respond())
-    p = make_pool(server.url("/"), connections=1,
+    p = sync_pool(server.url("/"), connections=1,
                   headers={"X-Api-Key": "k1", "X-Pool": "p", "User-Agent": "bot/1"})
     p.get("/a")
     p.get("/b", headers={"x-api-key": "k2", "X-Extra": "  spaced  "})
@@ -185,9 +185,9 @@ def test_exact_request_headers_on_the_wire(fault_server, make_pool):
     assert [r.connection for r in server.requests] == [0] * 6
 
 
-def test_default_user_agent(fault_server, make_pool):
+def test_default_user_agent(fault_server, sync_pool):
     server = fault_server(respond())
-    make_pool(server.url("/"), connections=1).get("/")
+    sync_pool(server.url("/"), connections=1).get("/")
     server.wait_for_requests(1)
     assert server.requests[0].header("user-agent") == f"fastpool/{fastpool.__version__}"
 
@@ -208,10 +208,10 @@ def test_repeated_and_case_insensitive_response_headers(pool):
     assert all(k == k.lower() for k in h.keys())
 
 
-def test_response_header_values_are_stripped(fault_server, make_pool):
+def test_response_header_values_are_stripped(fault_server, sync_pool):
     server = fault_server(respond(headers=[("X-Pad", " \t padded value \t "),
                                            ("X-Empty", "   ")]))
-    r = make_pool(server.url("/"), connections=1).get("/")
+    r = sync_pool(server.url("/"), connections=1).get("/")
     assert r.headers["x-pad"] == "padded value"
     assert r.headers["x-empty"] == ""
 
@@ -342,9 +342,9 @@ def test_raise_for_status(pool, status, kind):
     assert pool.stats()["errors"] == 0
 
 
-def test_reason_phrase_and_charset_from_the_server(fault_server, make_pool):
+def test_reason_phrase_and_charset_from_the_server(fault_server, sync_pool):
     server = fault_server(respond(status=404, body="é".encode("latin-1"),
                                   headers=[("Content-Type", 'text/plain; charset="latin-1"')]))
-    r = make_pool(server.url("/"), connections=1).get("/")
+    r = sync_pool(server.url("/"), connections=1).get("/")
     assert r.status_code == 404 and r.reason_phrase == "Not Found"
     assert r.encoding == "latin-1" and r.text == "é"

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from pool_helpers import (  # noqa: F401
-    answer_then_close, make_pool, nginx_mark, pool_engine, run_threads, tls_kwargs,
-    wait_until,
+    answer_then_close, nginx_mark, run_threads, sync_pool, tls_kwargs, wait_until,
 )
 from support.faults import respond, stale_after
 from support.nginx import TICKER_BODY
@@ -36,12 +35,12 @@ def _occupy_every_connection(pool, n: int) -> None:
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls"])
-def test_ten_thousand_requests_on_four_connections(nginx_factory, certs, make_pool, listener):
+def test_ten_thousand_requests_on_four_connections(nginx_factory, certs, sync_pool, listener):
     server = nginx_factory(keepalive_requests=100_000)
     if not server.has_echo:
         pytest.skip("nginx echo module not installed")
     lst = server.listeners[listener]
-    pool = make_pool(server.url(listener, "/"), connections=N, **tls_kwargs(certs, lst.tls))
+    pool = sync_pool(server.url(listener, "/"), connections=N, **tls_kwargs(certs, lst.tls))
     _occupy_every_connection(pool, N)
     threads, per_thread, sequential = 8, 750, 4000  # 6000 threaded + 4000 sequential
 
@@ -75,12 +74,12 @@ def test_ten_thousand_requests_on_four_connections(nginx_factory, certs, make_po
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls12", "tls13"])
-def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, make_pool, listener):
+def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, sync_pool, listener):
     """nginx closes each connection after 100 requests (Connection: close on the 100th):
     no request fails, the pool replaces the connection, and TLS reconnects resume."""
     server = nginx_factory(keepalive_requests=100)
     lst = server.listeners[listener]
-    pool = make_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
+    pool = sync_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
     count = 450
     for i in range(count):
         r = pool.get("/api/v3/order", params={"i": i})
@@ -104,13 +103,13 @@ def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, make_pool
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls12", "tls13"])
-def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, make_pool, listener):
+def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, sync_pool, listener):
     """nginx closes idle connections after 0.3 s: after sleeping past it, requests still
     succeed (the stale connections are detected before anything is written), counted as
     stale, and TLS reconnects resume the session."""
     server = nginx_factory(keepalive_timeout=0.3)
     lst = server.listeners[listener]
-    pool = make_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
+    pool = sync_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
     first = pool.get("/api/v3/ticker")
     assert first.content == TICKER_BODY
     stale_total = 0
@@ -141,13 +140,13 @@ def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, make_poo
 @pytest.mark.parametrize("how", ["fin", "rst"])
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_stale_connection_closed_before_the_write_moves_transparently(
-        fault_server, certs, make_pool, how, tls):
+        fault_server, certs, sync_pool, how, tls):
     """The server answers once per connection and then closes it (FIN or RST) while it is
     idle: the next request is detected as stale before a byte is written (NotSent) and goes
     on a fresh connection without the caller seeing anything."""
     close_now = threading.Event()
     server = fault_server(answer_then_close(close_now, how), tls=certs.server if tls else None)
-    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     for i in range(4):
         r = pool.get(f"/r{i}")
         assert r.status_code == 200
@@ -168,13 +167,13 @@ def test_stale_connection_closed_before_the_write_moves_transparently(
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_idle_connection_that_receives_unsolicited_bytes_is_not_reused(
-        fault_server, certs, make_pool, tls):
+        fault_server, certs, sync_pool, tls):
     """A connection on which the server sent bytes after the response is not trusted with
     another request."""
     from support.faults import extra_bytes
 
     server = fault_server(extra_bytes(), tls=certs.server if tls else None)
-    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     assert pool.get("/one").status_code == 200
     r = pool.get("/two")
     assert r.status_code == 200 and r.content == b'{"ok":true}'  # a real response
@@ -183,7 +182,7 @@ def test_idle_connection_that_receives_unsolicited_bytes_is_not_reused(
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
-def test_stale_detection_across_all_idle_connections(fault_server, certs, make_pool, tls):
+def test_stale_detection_across_all_idle_connections(fault_server, certs, sync_pool, tls):
     """Every idle connection was closed by the server: one request walks past all of them
     (none receives a byte) and succeeds on a fresh one."""
     server = fault_server(stale_after(0, when="after_response"), tls=certs.server if tls else None)
@@ -191,7 +190,7 @@ def test_stale_detection_across_all_idle_connections(fault_server, certs, make_p
     # handshake on TLS). The pool opens 3, they are all stale by the time we ask.
     pool_conns = 3
     try:
-        pool = make_pool(server.url("/"), connections=pool_conns, **tls_kwargs(certs, tls))
+        pool = sync_pool(server.url("/"), connections=pool_conns, **tls_kwargs(certs, tls))
     except Exception as exc:  # the TLS handshake may already see the close
         pytest.skip(f"server closed before the pool was built: {exc!r}")
     server.wait_for_connections(pool_conns)
