@@ -115,3 +115,24 @@ def answer_then_close(signal: threading.Event, how: str = "fin", k: int = 1):
             conn.close()
 
     return Behavior(f"answer_then_close[{k},{how}]", run)
+
+
+def new_tag() -> str:
+    """A tag unique to one test, for X-Test-Tag: the shared nginx's access log also holds
+    other tests' lines, some written after the next test took its mark."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def tagged_entries(access_log, tag: str, count: int, since: int = 0,
+                   timeout: float = WAIT) -> list:
+    """The access-log entries carrying ``tag``, once there are at least ``count``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [e for e in access_log.entries(since) if e.tag == tag]
+        if len(got) >= count:
+            return got
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{len(got)} access-log entries tagged {tag}, expected {count}")
+        time.sleep(0.01)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import fastpool
-from pool_helpers import nginx_mark, sync_pool, tls_kwargs  # noqa: F401
+from pool_helpers import nginx_mark, new_tag, sync_pool, tagged_entries, tls_kwargs  # noqa: F401
 from support.faults import respond
 from support.nginx import TICKER_BODY, static_body
 
@@ -40,25 +40,27 @@ def order_doc(r) -> dict:
 
 def test_every_method_reaches_the_server_as_itself(pool, nginx, listener):
     mark = nginx.access_log.mark()
+    tag = new_tag()
+    h = {"X-Test-Tag": tag}
     calls = [
-        ("GET", lambda: pool.get("/api/v3/order")),
-        ("POST", lambda: pool.post("/api/v3/order", content=b"x=1")),
-        ("PUT", lambda: pool.put("/api/v3/order", content=b"x=2")),
-        ("PATCH", lambda: pool.patch("/api/v3/order", json={"x": 3})),
-        ("DELETE", lambda: pool.delete("/api/v3/order")),
-        ("OPTIONS", lambda: pool.options("/api/v3/order")),
-        ("DELETE", lambda: pool.request("DELETE", "/api/v3/order")),
-        ("PATCH", lambda: pool.request("patch", "/api/v3/order")),  # upper-cased
+        ("GET", lambda: pool.get("/api/v3/order", headers=h)),
+        ("POST", lambda: pool.post("/api/v3/order", content=b"x=1", headers=h)),
+        ("PUT", lambda: pool.put("/api/v3/order", content=b"x=2", headers=h)),
+        ("PATCH", lambda: pool.patch("/api/v3/order", json={"x": 3}, headers=h)),
+        ("DELETE", lambda: pool.delete("/api/v3/order", headers=h)),
+        ("OPTIONS", lambda: pool.options("/api/v3/order", headers=h)),
+        ("DELETE", lambda: pool.request("DELETE", "/api/v3/order", headers=h)),
+        ("PATCH", lambda: pool.request("patch", "/api/v3/order", headers=h)),  # upper-cased
     ]
     for method, call in calls:
         r = call()
         doc = order_doc(r)
         assert doc["method"] == method and doc["uri"] == "/api/v3/order"
         assert r.request.method == method
-    r = pool.head("/api/v3/order")
+    r = pool.head("/api/v3/order", headers=h)
     assert r.status_code == 200 and r.content == b""
     assert int(r.headers["content-length"]) > 0  # the GET body's length, not sent
-    entries = nginx.access_log.wait_for(len(calls) + 1, since=mark)
+    entries = tagged_entries(nginx.access_log, tag, len(calls) + 1, since=mark)
     assert [e.method for e in entries] == [m for m, _ in calls] + ["HEAD"]
     assert {e.ssl_protocol for e in entries} == {TLS_VERSION[listener]}
     assert all(e.status == 200 for e in entries)

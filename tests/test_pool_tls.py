@@ -12,7 +12,9 @@ import warnings
 import pytest
 
 import fastpool
-from pool_helpers import fd_count, nginx_mark, sync_pool, wait_until  # noqa: F401
+from pool_helpers import (  # noqa: F401
+    fd_count, new_tag, nginx_mark, sync_pool, tagged_entries, wait_until,
+)
 from support.certs import BAD_SERVER_CERTS, X509_V_ERR
 from support.faults import handshake_close, handshake_stall
 from support.nginx import TICKER_BODY
@@ -31,7 +33,8 @@ def test_bad_server_certificate_fails_construction(nginx, certs, sync_pool, name
     assert isinstance(exc, fastpool.NotSentError) and isinstance(exc, fastpool.ConnectError)
     assert exc.verify_code == bad.verify_code, (exc.verify_code, str(exc))
     assert "localhost" in str(exc)
-    assert nginx.access_log.entries(mark) == []  # not a single request went out
+    port = nginx.port(f"cert-{name}")
+    assert [e for e in nginx.access_log.entries(mark) if e.server_port == port] == []
 
 
 @pytest.mark.parametrize("name", sorted(BAD_SERVER_CERTS))
@@ -140,12 +143,14 @@ def test_ipv6_literal(nginx, certs, sync_pool):
 
 def test_mtls_with_a_client_certificate(nginx, certs, sync_pool):
     mark = nginx.access_log.mark()
+    tag = new_tag()
     pool = sync_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
-                     cert=(str(certs.client.chain), str(certs.client.key)))
+                     cert=(str(certs.client.chain), str(certs.client.key)),
+                     headers={"X-Test-Tag": tag})
     for _ in range(3):
         r = pool.get("/api/v3/ticker")
         assert r.status_code == 200 and r.headers["x-client-verify"] == "SUCCESS"
-    entries = nginx.access_log.wait_for(3, since=mark)
+    entries = tagged_entries(nginx.access_log, tag, 3, since=mark)
     assert {e.ssl_client_verify for e in entries} == {"SUCCESS"}
     assert len({e.connection for e in entries}) == 1
 
@@ -204,10 +209,11 @@ def test_version_bounds_that_cannot_meet_fail(nginx, certs, sync_pool, listener,
 ])
 def test_version_bounds_negotiate(nginx, certs, sync_pool, tls_min, tls_max, expected):
     mark = nginx.access_log.mark()
+    tag = new_tag()
     pool = sync_pool(nginx.url("tls", "/"), connections=1, verify=str(certs.ca),
-                     tls_min=tls_min, tls_max=tls_max)
+                     tls_min=tls_min, tls_max=tls_max, headers={"X-Test-Tag": tag})
     pool.get("/api/v3/ticker")
-    (entry,) = nginx.access_log.wait_for(1, since=mark)
+    (entry,) = tagged_entries(nginx.access_log, tag, 1, since=mark)
     assert entry.ssl_protocol == expected
 
 
@@ -250,12 +256,14 @@ def test_session_resumption_on_reconnect(nginx, certs, sync_pool):
     pool's session: stats and nginx's $ssl_session_reused agree."""
     for listener in ("tls12", "tls13"):
         mark = nginx.access_log.mark()
-        pool = sync_pool(nginx.url(listener, "/"), connections=1, verify=str(certs.ca))
+        tag = new_tag()
+        pool = sync_pool(nginx.url(listener, "/"), connections=1, verify=str(certs.ca),
+                         headers={"X-Test-Tag": tag})
         pool.get("/api/v3/ticker")  # TLS 1.3: the ticket has arrived by now
         for _ in range(3):
             assert pool.get("/close").status_code == 200
         pool.get("/api/v3/ticker")
-        entries = nginx.access_log.wait_for(5, since=mark)
+        entries = tagged_entries(nginx.access_log, tag, 5, since=mark)
         by_conn: dict = {}
         for e in entries:
             by_conn.setdefault(e.connection, []).append(e)
