@@ -333,6 +333,10 @@ class Pool:
             except FastpoolError:
                 with self._lock:
                     state.unreserve()
+                    # The slot is free again: a request waiting in _acquire_slow must get it
+                    # now (and open on its own), not sleep until its pool timeout — or
+                    # forever, with pool=None — while the refill keeps failing.
+                    self._freed.notify()
                     if not state.closed:
                         self._refill_wanted.wait(backoff)
                 backoff = min(backoff * 2, _REFILL_BACKOFF_MAX)
