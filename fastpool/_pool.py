@@ -169,7 +169,12 @@ class Pool:
         while True:
             conn = state.take_idle()
             if conn is None or state.closed:
-                conn, fresh = self._acquire_slow(conn, tmo, deadline)
+                try:
+                    conn, fresh = self._acquire_slow(conn, tmo, deadline)
+                except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                    with self._lock:
+                        state.stats.failed(exc)
+                    raise
             else:
                 fresh = False
             try:
