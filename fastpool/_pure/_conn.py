@@ -163,7 +163,9 @@ class Connection:
                     raise F.failure(F.CONNECT, f"connect to {ip} port {port}: {os.strerror(rc)}")
             io = sock
             if tls is not None:
-                io = self._handshake(sock, tls, host, deadline_ns)
+                # wrap_socket detaches sock: from here on the SSLSocket owns the descriptor,
+                # and it is the one to close (and whose fileno() the async pool waits on).
+                io = sock = self._handshake(sock, tls, host, deadline_ns)
             if blocking:
                 if tls is None:
                     sock.setblocking(True)
@@ -191,6 +193,14 @@ class Connection:
                                          session=tls.session_for(host))
         except (ssl.SSLError, ValueError) as exc:
             raise F.failure(F.TLS, f"cannot configure the TLS connection: {exc}") from None
+        try:
+            return self._handshake_steps(tsock, tls, host, deadline_ns)
+        except BaseException:
+            tsock.close()  # sock is detached: the descriptor is tsock's to close
+            raise
+
+    def _handshake_steps(self, tsock: ssl.SSLSocket, tls: TLSContext, host: str,
+                         deadline_ns: int) -> ssl.SSLSocket:
         while True:
             try:
                 tsock.do_handshake()
