@@ -239,3 +239,53 @@ def test_close_during_load(fault_server, sync_pool):
     assert outcomes.count("closed") == 6
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
     assert pool._state.open == 0
+
+
+def test_close_while_a_request_opens_its_connection(fault_server, certs, sync_pool):
+    """A request that is still opening a connection when close() is called is a request
+    waiting for a connection: it fails with PoolClosed and is not sent (close(): "requests
+    waiting for a connection fail with PoolClosed")."""
+    answer = threading.Event()
+    handshake = threading.Event()
+
+    def run(conn) -> None:
+        if conn.record.index > 0:
+            while not handshake.is_set():  # hold the ClientHello until the test says so
+                conn.sleep(0.01)
+        if not conn.server._handshake(conn):
+            conn.close()
+            return
+        while (req := conn.read_request()) is not None:
+            while not answer.is_set():
+                conn.sleep(0.01)
+            conn.send(http_response(200, b"done", [("X-Request-Target", req.target)]))
+        conn.close()
+
+    server = fault_server(Behavior("slow-handshake", run, auto_handshake=False), tls=certs.server)
+    pool = sync_pool(server.url("/"), connections=1, max_connections=2, verify=str(certs.ca))
+    results: dict = {}
+
+    def call(name: str) -> None:
+        try:
+            results[name] = pool.get(f"/{name}")
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            results[name] = exc
+
+    busy = threading.Thread(target=call, args=("busy",), daemon=True)
+    busy.start()
+    server.wait_for_requests(1)
+    late = threading.Thread(target=call, args=("late",), daemon=True)
+    late.start()
+    server.wait_for_connections(2)  # the late request's connection is in its handshake
+    pool.close()
+    handshake.set()
+    answer.set()
+    late.join(10)
+    busy.join(10)
+    assert not late.is_alive() and not busy.is_alive()
+    assert isinstance(results["busy"], fastpool.Response)
+    exc = results["late"]
+    assert isinstance(exc, fastpool.PoolClosed), exc
+    wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
+    assert [q.target for q in server.requests] == ["/busy"]
+    assert pool._state.open == 0
