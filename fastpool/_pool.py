@@ -282,6 +282,12 @@ class Pool:
             raise
         with self._lock:
             state.opened(conn)
+            closed = state.closed
+            if closed:
+                state.dropped()
+        if closed:  # close() ran while we connected: this request was still waiting
+            conn.close()
+            raise PoolClosed("the pool was closed while this request opened its connection")
         return conn, True
 
     def _after_put(self) -> None:
