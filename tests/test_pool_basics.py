@@ -350,3 +350,44 @@ def test_reason_phrase_and_charset_from_the_server(fault_server, sync_pool):
     r = sync_pool(server.url("/"), connections=1).get("/")
     assert r.status_code == 404 and r.reason_phrase == "Not Found"
     assert r.encoding == "latin-1" and r.text == "é"
+
+
+# --- framings other than keep-alive Content-Length / chunked ---------------------------------
+
+
+@pytest.mark.parametrize("data,body,version", [
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", "HTTP/1.0"),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nclose-delimited body", b"close-delimited body",
+     "HTTP/1.1"),
+    (b"HTTP/1.0 200 OK\r\n\r\nuntil eof", b"until eof", "HTTP/1.0"),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfinal", b"final",
+     "HTTP/1.1"),
+], ids=["http10-length", "close-delimited", "http10-close-delimited", "interim"])
+def test_non_persistent_responses_are_read_whole_and_not_reused(fault_server, sync_pool, data,
+                                                                body, version):
+    from support.faults import garbage
+
+    server = fault_server(garbage(data, then="close"))
+    pool = sync_pool(server.url("/"), connections=1)
+    for i in range(3):
+        r = pool.get(f"/n{i}")
+        assert r.status_code == 200 and r.content == body and r.http_version == version
+    # every response ended its connection: each request came on a new one, none failed
+    assert [(q.connection, q.index) for q in server.requests] == [(0, 0), (1, 0), (2, 0)]
+    s = pool.stats()
+    assert s["errors"] == 0 and s["stale"] == 0 and s["requests"] == 3
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_tls13_session_tickets_do_not_make_idle_connections_stale(fault_server, certs,
+                                                                  sync_pool, tls):
+    """A TLS 1.3 server sends session tickets after the handshake: the idle connection's
+    socket turns readable without anything being wrong with it."""
+    server = fault_server(respond(), tls=certs.server if tls else None)
+    pool = sync_pool(server.url("/"), connections=3, **tls_kwargs(certs, tls))
+    for i in range(6):
+        assert pool.get(f"/t{i}").status_code == 200
+    s = pool.stats()
+    assert s["stale"] == 0 and s["connects"] == 3 and s["retries"] == 0
+    assert server.connection_count == 3

@@ -181,25 +181,23 @@ def test_idle_connection_that_receives_unsolicited_bytes_is_not_reused(
     assert pool.stats()["errors"] == 0
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
-def test_stale_detection_across_all_idle_connections(fault_server, certs, sync_pool, tls):
-    """Every idle connection was closed by the server: one request walks past all of them
-    (none receives a byte) and succeeds on a fresh one."""
-    server = fault_server(stale_after(0, when="after_response"), tls=certs.server if tls else None)
-    # stale_after(0): every connection is closed as soon as it is accepted (after the
-    # handshake on TLS). The pool opens 3, they are all stale by the time we ask.
-    pool_conns = 3
-    try:
-        pool = sync_pool(server.url("/"), connections=pool_conns, **tls_kwargs(certs, tls))
-    except Exception as exc:  # the TLS handshake may already see the close
-        pytest.skip(f"server closed before the pool was built: {exc!r}")
-    server.wait_for_connections(pool_conns)
-    wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
-    with pytest.raises(Exception) as info:
-        pool.get("/x")
-    # every connection is closed by this server, fresh ones too: the fresh connection's
-    # failure surfaces, typed, and nothing was received anywhere
+@pytest.mark.parametrize("fault", ["close_on_accept", "reset_on_accept"])
+def test_every_connection_closed_by_the_server(fault_server, sync_pool, fault):
+    """The server closes (or resets) every connection as soon as it accepts it. The pool is
+    built (TCP connects complete in the kernel), its idle connections are all stale, and a
+    request walks past all of them and fails, typed, on the fresh connection it opens; the
+    server never receives a byte of it, with or without retries."""
     import fastpool
+    from support import faults
 
-    assert isinstance(info.value, (fastpool.NotSentError, fastpool.MaybeSentError))
-    assert server.requests == []
+    server = fault_server(getattr(faults, fault)(), max_connections=64)
+    pool = sync_pool(server.url("/"), connections=3)
+    server.wait_for_connections(3)
+    wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
+    for method, retries in (("GET", 0), ("GET", 3), ("POST", 3)):
+        with pytest.raises(fastpool.FastpoolError) as info:
+            pool.request(method, "/x", retries=retries)
+        exc = info.value
+        assert isinstance(exc, fastpool.NotSentError) != isinstance(exc, fastpool.MaybeSentError)
+    assert server.received == b"" and server.requests == []
+    assert pool.stats()["stale"] >= 3
