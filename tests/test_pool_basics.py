@@ -125,8 +125,23 @@ def test_base_url_path_prefixes_every_target(nginx, certs, listener, sync_pool):
 def test_absolute_url_on_the_pool_origin(pool, nginx, listener):
     r = pool.get(nginx.url(listener, "/api/v3/order?z=1"), params={"y": 2})
     assert order_doc(r)["uri"] == "/api/v3/order?z=1&y=2"
+    r = pool.get(nginx.url(listener, "/").rstrip("/"))  # no path at all: "/"
+    assert r.headers["x-request-uri"] == "/"
     with pytest.raises(fastpool.InvalidURL):
         pool.get("http://127.0.0.2:1/api/v3/order")
+
+
+def test_absolute_url_is_not_prefixed_with_the_base_path(nginx, certs, listener, sync_pool):
+    """An absolute URL names the whole target (as in httpx): the pool's base path is for
+    relative ones. Sending a response's own .url again must hit the same resource."""
+    lst = nginx.listeners[listener]
+    p = sync_pool(nginx.url(listener, "/api/v3"), connections=1, **tls_kwargs(certs, lst.tls))
+    r = p.get(nginx.url(listener, "/api/v3/order?x=1"))
+    assert order_doc(r)["uri"] == "/api/v3/order?x=1"
+    first = p.get("/order", params={"id": 7})
+    again = p.get(first.url)
+    assert order_doc(again)["uri"] == order_doc(first)["uri"] == "/api/v3/order?id=7"
+    assert again.url == first.url
 
 
 # --- request headers -----------------------------------------------------------------------
