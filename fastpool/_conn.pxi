@@ -102,7 +102,7 @@ STEP_DONE = FP_STEP_DONE
 STEP_WANT_READ = FP_STEP_WANT_READ
 STEP_WANT_WRITE = FP_STEP_WANT_WRITE
 
-_TLS_VERSIONS = {None: 0, "1.2": TLS1_2_VERSION, "1.3": TLS1_3_VERSION}
+_CLIENT_TLS_VERSIONS = {None: 0, "1.2": TLS1_2_VERSION, "1.3": TLS1_3_VERSION}
 
 
 cdef object _raise_cerr(const fp_cerr *err):
@@ -125,7 +125,7 @@ cdef class TLSContext:
         cdef bytes b_ca_pem = None if ca_pem is None else bytes(ca_pem)
         cdef bytes b_cert = None if cert_file is None else str(cert_file).encode()
         cdef bytes b_key = None if key_file is None else str(key_file).encode()
-        if min_version not in _TLS_VERSIONS or max_version not in _TLS_VERSIONS:
+        if min_version not in _CLIENT_TLS_VERSIONS or max_version not in _CLIENT_TLS_VERSIONS:
             raise ValueError("TLS versions are '1.2', '1.3' or None")
         cfg.verify = 1 if verify else 0
         cfg.ca_file = NULL if b_ca_file is None else <const char *>b_ca_file
@@ -133,8 +133,8 @@ cdef class TLSContext:
         cfg.ca_pem_len = 0 if b_ca_pem is None else len(b_ca_pem)
         cfg.cert_file = NULL if b_cert is None else <const char *>b_cert
         cfg.key_file = NULL if b_key is None else <const char *>b_key
-        cfg.min_version = _TLS_VERSIONS[min_version]
-        cfg.max_version = _TLS_VERSIONS[max_version]
+        cfg.min_version = _CLIENT_TLS_VERSIONS[min_version]
+        cfg.max_version = _CLIENT_TLS_VERSIONS[max_version]
         if fp_tls_init(&self.t, &cfg, err, sizeof(err)) < 0:
             from fastpool._errors import TLSError
             raise TLSError(err.decode("utf-8", "replace"))

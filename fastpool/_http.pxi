@@ -252,7 +252,7 @@ def parse_response(data, head_request=False, limits=None, eof=False):
 cdef size_t _MAX_STACK_FIELDS = 32
 
 
-cdef bytes _as_bytes(object value):
+cdef bytes _field_bytes(object value):
     if type(value) is bytes:
         return <bytes>value
     return memoryview(value).tobytes()
@@ -273,7 +273,7 @@ cdef int _fill_fields(object fields, fp_field *out, Py_ssize_t n) except -1:
 
 def encode_header_block(fields):
     """The pool's constant header lines, validated once ("name: value\\r\\n" each)."""
-    fields = [(_as_bytes(k), _as_bytes(v)) for k, v in fields]
+    fields = [(_field_bytes(k), _field_bytes(v)) for k, v in fields]
     cdef Py_ssize_t n = len(fields)
     cdef fp_field *f = <fp_field *>malloc((n or 1) * sizeof(fp_field))
     cdef size_t cap = 0
