@@ -90,14 +90,14 @@ _MAX_HEADERS_BLOCK = <object>FP_SRV_MAX_HEADERS_BLOCK
 _MAX_CLIENT_CA = <object>FP_SRV_MAX_CLIENT_CA
 _MAX_TIME_MS = <object>FP_SRV_MAX_TIME_MS
 
-_SRV_TLS_VERSIONS = {"1.2": FP_SRV_TLS_1_2, "1.3": FP_SRV_TLS_1_3}
+_TLS_VERSIONS = {"1.2": FP_SRV_TLS_1_2, "1.3": FP_SRV_TLS_1_3}
 _STAT_NAMES = ("accepted", "open", "requests", "bad_requests", "tls_handshakes",
                "tls_resumed", "bytes_in", "bytes_out")
 _TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _SERVER_OWNED = (b"content-length", b"transfer-encoding", b"connection")
 
 
-def _srv_bytes(value, what):
+def _as_bytes(value, what):
     if isinstance(value, str):
         try:
             return value.encode("latin-1")
@@ -116,8 +116,8 @@ def _tls_version(value, what):
             return FP_SRV_TLS_1_2
         if value == _ssl.TLSVersion.TLSv1_3:
             return FP_SRV_TLS_1_3
-    elif isinstance(value, str) and value in _SRV_TLS_VERSIONS:
-        return _SRV_TLS_VERSIONS[value]
+    elif isinstance(value, str) and value in _TLS_VERSIONS:
+        return _TLS_VERSIONS[value]
     raise ValueError(f"{what} must be None, '1.2', '1.3' or ssl.TLSVersion.TLSv1_2/TLSv1_3, "
                      f"got {value!r}")
 
@@ -148,8 +148,8 @@ def _header_block(headers):
     for pair in pairs:
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"headers must be (name, value) pairs, got {pair!r}")
-        name = _srv_bytes(pair[0], "header name")
-        value = _srv_bytes(pair[1], "header value").strip(b" \t")
+        name = _as_bytes(pair[0], "header name")
+        value = _as_bytes(pair[1], "header value").strip(b" \t")
         if not name or any(ch not in _TCHARS for ch in name):
             raise ValueError(f"header name {name!r} is not a token (RFC 9110 §5.6.2)")
         if any((ch < 0x20 and ch != 0x09) or ch == 0x7F for ch in value):
@@ -225,7 +225,7 @@ cdef class EmbeddedServer:
         if body is not None:
             if echo:
                 raise ValueError("echo=True answers with the request; body must be None")
-            body = _srv_bytes(body, "body")
+            body = _as_bytes(body, "body")
             if len(body) > _MAX_BODY:
                 raise ValueError(f"body is larger than {_MAX_BODY} bytes")
         if status in (204, 304):
@@ -234,7 +234,7 @@ cdef class EmbeddedServer:
                 raise ValueError(f"status {status} has no body: no body, chunked or echo")
             body, body_size = None, 0
         if client_ca_pem is not None:
-            client_ca_pem = _srv_bytes(client_ca_pem, "client_ca_pem")
+            client_ca_pem = _as_bytes(client_ca_pem, "client_ca_pem")
             if b"-----BEGIN CERTIFICATE-----" not in client_ca_pem:
                 raise ValueError("client_ca_pem must hold PEM certificates")
             if len(client_ca_pem) > _MAX_CLIENT_CA:
