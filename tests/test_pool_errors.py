@@ -516,6 +516,46 @@ def test_stale_connection_closed_after_reading_the_request_is_maybe_sent(
     assert s["errors"] == 1 and s["retries"] == 1
 
 
+def _read_some_then_reset(nbytes: int = 65536) -> Behavior:
+    """Read the first nbytes of what arrives (a large request is still being written), then
+    reset the connection."""
+
+    def run(conn) -> None:
+        got = 0
+        for _ in range(10_000):
+            data = conn.read_raw()
+            if not data:
+                break
+            got += len(data)
+            if got >= nbytes:
+                break
+        conn.reset()
+
+    return Behavior(f"read-{nbytes}-then-reset", run)
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+@pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
+def test_connection_lost_while_writing_a_large_post(fault_server, certs, sync_pool, tls,
+                                                    retries):
+    """The server reads 64 KiB of an 8 MiB POST and resets: bytes of the request reached
+    the server, so the failure is MaybeSent (never StaleConnection / NotSent) and the POST
+    is not sent again on another connection."""
+    server = server_for(fault_server, certs, _read_some_then_reset(), tls)
+    pool = sync_pool(server.url("/"), connections=2, retries=retries, **tls_kwargs(certs, tls))
+    with pytest.raises(fastpool.FastpoolError) as info:
+        pool.post("/order", content=b"x" * (8 << 20))
+    exc = info.value
+    assert_typed(exc)
+    assert isinstance(exc, fastpool.MaybeSentError), repr(exc)
+    pool.close()
+    server.wait_idle(timeout=10)
+    reached = [c.index for c in server.connections if c.received]
+    assert len(reached) == 1, [len(c.received) for c in server.connections]
+    s = pool.stats()
+    assert s["retries"] == 0 and s["stale"] == 0
+
+
 def _first_connection_fails(fail: Behavior) -> Behavior:
     """Connection 0 misbehaves with ``fail``; every later connection answers."""
     ok = respond()
