@@ -132,9 +132,10 @@ def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, sync_poo
     if lst.tls:
         assert s["resumed"] >= s["reconnects"]
         by_conn = server.access_log.connections()
-        assert not list(by_conn.values())[0][0].ssl_session_reused
         full = [serial for serial, reqs in by_conn.items() if not reqs[0].ssl_session_reused]
-        assert len(full) <= 2, full  # the initial connections only
+        # only the initial connections (opened in parallel, so the second may already
+        # resume the first's TLS 1.2 session) can have done a full handshake
+        assert len(full) <= 2, full
 
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
