@@ -341,6 +341,7 @@ class Connection:
         if self._t_written == 0:
             try:
                 while self._sent < len(request_view):
+                    self._send_attempted = True
                     self._sent += io.send(request_view[self._sent:])
             except (BlockingIOError, ssl.SSLWantWriteError):
                 return STEP_WANT_WRITE
@@ -473,5 +474,10 @@ class Connection:
         else:
             verb = "send" if kind == F.WRITE else "recv"
             message = f"{verb}: {exc.strerror or exc}"
-        return F.failure(kind, message, sent=self._sent)
+        # SSLSocket.send() reports nothing when SSL_write fails after some of its records
+        # reached the socket (no partial writes in CPython's ssl), so under TLS a failed
+        # send counts as sent once one was attempted: MaybeSent, as fp_conn's wire count
+        # says, instead of a NotSent the pool would move to another connection.
+        sent = self._sent or (1 if self._tls_sock is not None and self._send_attempted else 0)
+        return F.failure(kind, message, sent=sent)
 
