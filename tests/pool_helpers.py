@@ -10,7 +10,9 @@ Fixture (import it into a test module to use it):
                   Pool itself: its threads, its lock, its ``_state``.)
 
 Plain helpers: ``wait_until`` (bounded polling), ``fd_count``, ``run_threads`` (bounded
-threads whose exceptions are re-raised), ``tls_kwargs``.
+threads whose exceptions are re-raised), ``tls_kwargs``, ``answer_then_close`` (a fault
+behavior that closes only when the test says so), ``new_tag`` / ``tagged_entries`` (find
+this test's lines in the shared nginx's access log).
 """
 
 from __future__ import annotations
