@@ -187,7 +187,12 @@ class Pool:
                 return response
             if until is None:
                 until = _pool_wait_until(tmo, deadline) or 0
-            conn = self._acquire_slow(until, deadline)
+            try:
+                conn = self._acquire_slow(until, deadline)
+            except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                with self._lock:
+                    state.stats.failed(exc)
+                raise
 
     def _failed(self, exc: BaseException, fresh: bool, attempt: int, method: str,
                 retries: Optional[int], deadline: int) -> int:
@@ -270,6 +275,12 @@ class Pool:
             raise
         with self._lock:
             state.opened(conn)
+            closed = state.closed
+            if closed:
+                state.dropped()
+        if closed:  # close() ran while we connected: this request was still waiting
+            conn.close()
+            raise PoolClosed("the pool was closed while this request opened its connection")
         return conn
 
     def _after_put(self) -> None:
@@ -322,6 +333,10 @@ class Pool:
             except FastpoolError:
                 with self._lock:
                     state.unreserve()
+                    # The slot is free again: a request waiting in _acquire_slow must get it
+                    # now (and open on its own), not sleep until its pool timeout — or
+                    # forever, with pool=None — while the refill keeps failing.
+                    self._freed.notify()
                     if not state.closed:
                         self._refill_wanted.wait(backoff)
                 backoff = min(backoff * 2, _REFILL_BACKOFF_MAX)
