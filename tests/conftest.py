@@ -23,6 +23,12 @@ def load_engine(name: str):
         if EXPECT_C:
             pytest.fail(f"the C engine was expected (FASTPOOL_EXPECT_C=1) but did not load: {exc}")
         pytest.skip(f"C engine not built: {exc}")
+    if not hasattr(_core, "ResponseParser"):
+        # _core.pyx compiles before its parts are bound; an engine without the parser
+        # interface is as absent as an unbuilt one.
+        if EXPECT_C:
+            pytest.fail("the C engine was expected (FASTPOOL_EXPECT_C=1) but has no parser binding")
+        pytest.skip("C engine built without the parser binding (fastpool._core.ResponseParser)")
     return _core
 
 
