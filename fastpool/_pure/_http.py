@@ -420,12 +420,13 @@ class ResponseParser:
             return 0
         he = e + 4
         head = bytes(buf[hs:he])
-        # Limits: no line of the head is longer than the head less its last two CRLFs; a
-        # status line takes >= 14 bytes, a field line >= 4, so short heads need no count.
+        # Limits, measured only when a cheap bound does not settle them: no line is longer
+        # than the head less its last two CRLFs; a status line takes >= 14 bytes and a field
+        # line >= 4, so a short head cannot hold too many fields.
         n = he - hs
-        if n - 4 > lim.max_line_size or (
-            n - 16 > 4 * lim.max_headers and head.count(b"\n") - 2 > lim.max_headers
-        ):
+        if n - 4 > lim.max_line_size and max(map(len, head.split(b"\r\n"))) > lim.max_line_size:
+            return 0
+        if n - 16 > 4 * lim.max_headers and head.count(b"\n") - 2 > lim.max_headers:
             return 0
         if _HEAD.fullmatch(head) is None:
             return 0
