@@ -166,20 +166,23 @@ class RawResponse:
         self.keep_alive = keep_alive
         self.interim = interim
         self.trailing = trailing
-        self._spans = None
-        self._headers = None
+        # _spans and _headers stay unset until first asked for.
 
     @property
     def spans(self) -> bytes:
         """Native uint32 quadruples (name_off, name_len, value_off, value_len) into head."""
-        if self._spans is None:
+        try:
+            return self._spans
+        except AttributeError:
             self._spans = array("I", _field_spans(self.head)).tobytes()
-        return self._spans
+            return self._spans
 
     @property
     def headers(self) -> list:
         """(name, value) pairs in order, names as received, values without surrounding OWS."""
-        if self._headers is None:
+        try:
+            return self._headers
+        except AttributeError:
             head = self.head
             s = array("I")
             s.frombytes(self.spans)
@@ -187,7 +190,7 @@ class RawResponse:
                 (head[s[i]:s[i] + s[i + 1]], head[s[i + 2]:s[i + 2] + s[i + 3]])
                 for i in range(0, len(s), 4)
             ]
-        return self._headers
+            return self._headers
 
     def __repr__(self) -> str:
         return (
@@ -287,6 +290,7 @@ class ResponseParser:
         "_ka",
         "_interim",
         "_he",  # end of the final head, start of the body
+        "_head",  # the current head's bytes when _fast_head took it, else None
         # Chunked body: decoded data (kept apart from the input, see the module docstring),
         # bytes left in the current chunk, start of the trailer section.
         "_body",
@@ -302,6 +306,7 @@ class ResponseParser:
         self._buf = b""
         self._state = _S_HEAD
         self._hs = self._pos = self._scan = 0
+        self._head = None
         self._interim = 0
         self._error = None
         self._result = None
@@ -369,7 +374,7 @@ class ResponseParser:
         raise self._error
 
     def _finish(self, buf, body: bytes, end: int) -> None:
-        head = bytes(buf[self._hs:self._he])
+        head = self._head or bytes(buf[self._hs:self._he])
         nl = head.find(b"\n")
         # The reason is content[13..) of the status line; empty when the line stops at 12.
         self._result = RawResponse(
@@ -456,6 +461,7 @@ class ResponseParser:
                 return 0
             else:
                 te = True
+        self._head = head
         self._status = int(head[9:12])
         self._minor = minor
         self._cl = cl
@@ -489,6 +495,7 @@ class ResponseParser:
                 r = _status_line(c)
                 if r:
                     return r
+                self._head = None
                 self._status = int(c[9:12])
                 self._minor = c[7] - 48
                 self._nfields = 0
