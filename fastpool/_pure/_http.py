@@ -254,6 +254,8 @@ def _chunk_size(c: bytes) -> int:
     if size > _INT63_MAX:
         return E_CHUNK_SIZE
     end = len(c)
+    if n == end:  # the usual line: digits only
+        return size
     while n < end and (c[n] == 32 or c[n] == 9):
         n += 1
     if n == end:
@@ -291,9 +293,11 @@ class ResponseParser:
         "_interim",
         "_he",  # end of the final head, start of the body
         "_head",  # the current head's bytes when _fast_head took it, else None
-        # Chunked body: decoded data (kept apart from the input, see the module docstring),
-        # bytes left in the current chunk, start of the trailer section.
+        # Chunked body: the decoded data as slices of the input (joined once at the end, kept
+        # apart from the input unlike the C decoder's in-place move), its length, the bytes
+        # left in the current chunk, the start of the trailer section.
         "_body",
+        "_decoded",
         "_left",
         "_ts",
         "_error",
@@ -559,7 +563,8 @@ class ResponseParser:
             self._finish(self._buf, b"", he)
         elif self._te:
             self._ka = keep
-            self._body = bytearray()
+            self._body = []
+            self._decoded = 0
             self._state = _S_CSIZE
             self._pos = self._scan = he
         elif self._cl >= 0:
@@ -578,25 +583,33 @@ class ResponseParser:
         """fp_chunked_decode: 0 when the body and trailers are complete, NEED_MORE, or code."""
         lim = self._lim
         max_line = lim.max_line_size
-        body = self._body
+        parts = self._body
         pos = self._pos
         state = self._state
         try:
             while True:
                 if state == _S_CDATA:
+                    left = self._left
                     avail = len(buf) - pos
+                    if avail >= left + 2 and buf[pos + left:pos + left + 2] == b"\r\n":
+                        # The usual case: the whole chunk and its CR LF are here.
+                        parts.append(buf[pos:pos + left])
+                        pos = self._scan = pos + left + 2
+                        state = _S_CSIZE
+                        continue
                     if avail <= 0:
                         return NEED_MORE
-                    left = self._left
                     if avail < left:
-                        body += buf[pos:]
+                        parts.append(buf[pos:])
                         self._left = left - avail
                         pos = len(buf)
                         return NEED_MORE
-                    body += buf[pos:pos + left]
+                    parts.append(buf[pos:pos + left])
                     pos += left
                     state = _S_CCR
                 elif state == _S_CCR:
+                    # CR and LF are checked one by one so that the first wrong byte decides,
+                    # however the input was split.
                     if pos >= len(buf):
                         return NEED_MORE
                     if buf[pos] != 13:
@@ -608,8 +621,7 @@ class ResponseParser:
                         return NEED_MORE
                     if buf[pos] != 10:
                         return E_CHUNK_CRLF
-                    pos += 1
-                    self._scan = pos
+                    pos = self._scan = pos + 1
                     state = _S_CSIZE
                 else:
                     # A chunk-size line or a trailer line: the line rules of fp_http.h.
@@ -627,8 +639,9 @@ class ResponseParser:
                         size = _chunk_size(c)
                         if size < 0:
                             return size
-                        if len(body) + size > lim.max_body_size:
+                        if self._decoded + size > lim.max_body_size:
                             return E_BODY_TOO_LARGE
+                        self._decoded += size
                         if size:
                             self._left = size
                             state = _S_CDATA
@@ -641,7 +654,7 @@ class ResponseParser:
                             return E_HEAD_TOO_LARGE
                         if not c:
                             self._pos = nl + 1
-                            self._finish(buf, bytes(body), nl + 1)
+                            self._finish(buf, b"".join(parts), nl + 1)
                             return 0
                         n = _field_syntax(c)
                         if n < 0:
