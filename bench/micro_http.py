@@ -25,7 +25,8 @@ LARGE = (  # ~2 KB: 12 header lines and a 1.5 KB body
     b"HTTP/1.1 200 OK\r\nDate: Mon, 24 Nov 2025 00:14:07 GMT\r\nServer: gateway\r\n"
     b"Content-Type: application/json;charset=UTF-8\r\nContent-Length: 1536\r\n"
     b"Connection: keep-alive\r\nVary: Accept-Encoding\r\nX-MBX-USED-WEIGHT-1M: 21\r\n"
-    b"X-MBX-UUID: 1f6a0c2e-8f1b-4c65-9a0a-5d1f7e2b9c3d\r\nStrict-Transport-Security: max-age=31536000\r\n"
+    b"X-MBX-UUID: 1f6a0c2e-8f1b-4c65-9a0a-5d1f7e2b9c3d\r\n"
+    b"Strict-Transport-Security: max-age=31536000\r\n"
     b"X-Frame-Options: SAMEORIGIN\r\nX-Content-Type-Options: nosniff\r\n"
     b"Cache-Control: no-cache, no-store, must-revalidate\r\n\r\n" + b"x" * 1536
 )

@@ -571,7 +571,7 @@ ok("ka-11-chunked-close", S + b"Connection: close\r\n" + TE + b"\r\n" + CHUNKS,
 ok("ka-head-request-10", S10 + b"Connection: keep-alive\r\n\r\n", version="HTTP/1.0",
    headers=[(b"Connection", b"keep-alive")], head_request=True)
 
-# ---- bytes after the response ---------------------------------------------------------------------
+# ---- bytes after the response --------------------------------------------------------------------
 
 ok("trailing-next-response", S + b"Content-Length: 2\r\n\r\nhi" + S + CL0 + b"\r\n",
    headers=[(b"Content-Length", b"2")], body=b"hi", trailing=S + CL0 + b"\r\n")
@@ -581,7 +581,7 @@ ok("trailing-after-cl-zero", S + CL0 + b"\r\n\r\n\r\n", headers=[H_CL0], trailin
 ok("trailing-after-bare-lf-head", b"HTTP/1.1 304 Not Modified\n\nnext", status=304,
    reason=b"Not Modified", trailing=b"next")
 
-# ---- end of input ----------------------------------------------------------------------------------
+# ---- end of input --------------------------------------------------------------------------------
 
 err("eof-no-bytes", b"", "no_response")
 err("eof-in-version", b"HTTP/1.", "truncated")

@@ -303,7 +303,7 @@ def as_expected(result, keep_alive_compared):
     }
 
 
-# ---- (a) valid responses: engines and h11 agree ---------------------------------------------------
+# ---- (a) valid responses: engines and h11 agree --------------------------------------------------
 
 
 @SETTINGS
@@ -327,20 +327,23 @@ def test_valid_responses_agree_with_h11(engines, case, cuts):
             assert (trace[-1] is True) == complete_before_eof
 
 
-# ---- (b) invalid inputs: engines agree with each other, whatever the split -------------------------
+# ---- (b) invalid inputs: engines agree with each other, whatever the split -----------------------
 
-INTERESTING = [b"\r", b"\n", b" ", b"\t", b":", b";", b",", b"0", b"9", b"a", b"F", b"-", b"H",
-               b"\x00", b"\x01", b"\x7f", b"\x80", b"\xff", b"\r\n", b"\r\n\r\n", b"\r\n ",
-               b"Content-Length: 3\r\n", b"Content-Length: +3\r\n", b"Transfer-Encoding: chunked\r\n",
-               b"Transfer-Encoding: gzip\r\n", b"Connection: close\r\n", b"HTTP/1.1 101 S\r\n\r\n",
-               b"HTTP/1.1 100 C\r\n\r\n", b"0\r\n\r\n", b"ffffffffffffffffff\r\n", b";\x01",
-               b"X y: z\r\n", b"NoColon\r\n"]
-LINES = [b"Content-Length: 3\r\n", b"Content-Length: 0\r\n", b"content-length: 00\r\n",
-         b"Content-Length: 9223372036854775808\r\n", b"Transfer-Encoding: chunked\r\n",
-         b"Transfer-Encoding: gzip\r\n", b"Connection: close\r\n", b"Connection: keep-alive\r\n",
-         b"HTTP/1.1 101 S\r\n\r\n", b"HTTP/1.1 100 C\r\n\r\n", b"HTTP/1.0 200 OK\r\n", b"\r\n",
-         b"\n", b" folded\r\n", b"X-Long: " + b"v" * 40 + b"\r\n", b"0\r\n\r\n", b"5;e\r\nhello\r\n",
-         b"X: y\r\n", b"X: y\n"]
+INTERESTING = [
+    b"\r", b"\n", b" ", b"\t", b":", b";", b",", b"0", b"9", b"a", b"F", b"-", b"H", b"\x00",
+    b"\x01", b"\x7f", b"\x80", b"\xff", b"\r\n", b"\r\n\r\n", b"\r\n ", b"Content-Length: 3\r\n",
+    b"Content-Length: +3\r\n", b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip\r\n",
+    b"Connection: close\r\n", b"HTTP/1.1 101 S\r\n\r\n", b"HTTP/1.1 100 C\r\n\r\n", b"0\r\n\r\n",
+    b"ffffffffffffffffff\r\n", b";\x01", b"X y: z\r\n", b"NoColon\r\n",
+]
+LINES = [
+    b"Content-Length: 3\r\n", b"Content-Length: 0\r\n", b"content-length: 00\r\n",
+    b"Content-Length: 9223372036854775808\r\n", b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: gzip\r\n", b"Connection: close\r\n", b"Connection: keep-alive\r\n",
+    b"HTTP/1.1 101 S\r\n\r\n", b"HTTP/1.1 100 C\r\n\r\n", b"HTTP/1.0 200 OK\r\n", b"\r\n", b"\n",
+    b" folded\r\n", b"X-Long: " + b"v" * 40 + b"\r\n", b"0\r\n\r\n", b"5;e\r\nhello\r\n",
+    b"X: y\r\n", b"X: y\n",
+]
 BODY_LINES = [b"0\r\n", b"0\r\n\r\n", b"5\r\nhello\r\n", b"3;x=y\r\n", b"1 ;\x01\r\n",
               b"ffffffffffffffff\r\n", b"00000000000000001\r\n", b"\r\n", b"\n", b"X: y\r\n",
               b"X y\r\n", b" fold\r\n", b"Trailer: " + b"t" * 30 + b"\r\n"]

@@ -374,7 +374,8 @@ class ResponseParser:
 
     def _fail(self, code: int) -> None:
         self._state = _S_FAILED
-        self._error = protocol_error(code, f"at byte {self._pos} of the response")
+        self._error = protocol_error(
+            code, f"in the line or chunk at byte {self._pos} of the response")
         raise self._error
 
     def _finish(self, buf, body: bytes, end: int) -> None:
