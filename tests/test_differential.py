@@ -234,7 +234,7 @@ def response(draw, mode="strict", with_body=None):
 def outcome(engine, raw, head_request, limits, pieces):
     """The whole observable behaviour for one way of feeding raw: feed() results, then the
     result (every attribute) or the error code."""
-    p = engine.ResponseParser(head_request, limits)
+    p = engine.ResponseParser(head_request=head_request, limits=limits)
     trace = []
     try:
         for piece in pieces:

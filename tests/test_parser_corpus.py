@@ -15,10 +15,15 @@ from parser_cases import CASES, Result
 EOF_ERRORS = ("truncated", "no_response")
 
 
+def new_parser(engine, case):
+    return engine.ResponseParser(head_request=case.head_request,
+                                 limits=case.limits or DEFAULT_LIMITS)
+
+
 def run(engine, case, pieces):
     """Feeds pieces, then EOF when the response is not complete; checks when completion is
     reported. Returns the RawResponse or the ProtocolError code."""
-    p = engine.ResponseParser(case.head_request, case.limits or DEFAULT_LIMITS)
+    p = new_parser(engine, case)
     expected = case.expected
     # Where the response ends in raw: feed() must say True exactly from there on.
     if isinstance(expected, Result) and not expected.close_delimited:
@@ -94,13 +99,15 @@ def test_every_split(engine, case):
 def test_parse_response_one_shot(engine, case):
     limits = case.limits or DEFAULT_LIMITS
     try:
-        outcome = engine.parse_response(case.raw, case.head_request, limits, eof=True)
+        outcome = engine.parse_response(case.raw, head_request=case.head_request, limits=limits,
+                                         eof=True)
     except ProtocolError as exc:
         outcome = exc.code
     check(outcome, case)
     if isinstance(case.expected, Result) and case.expected.close_delimited:
         # Without eof a close-delimited response is never complete.
-        assert engine.parse_response(case.raw, case.head_request, limits) is None
+        assert engine.parse_response(case.raw, head_request=case.head_request,
+                                      limits=limits) is None
 
 
 ERROR_CASES = [c for c in CASES if isinstance(c.expected, str)]
@@ -108,7 +115,7 @@ ERROR_CASES = [c for c in CASES if isinstance(c.expected, str)]
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=[c.id for c in ERROR_CASES])
 def test_failed_parser_stays_failed(engine, case):
-    p = engine.ResponseParser(case.head_request, case.limits or DEFAULT_LIMITS)
+    p = new_parser(engine, case)
     with pytest.raises(ProtocolError) as first:
         p.feed(case.raw)
         p.feed_eof()
