@@ -9,26 +9,30 @@ from __future__ import annotations
 import sys
 import timeit
 
-SMALL = (  # 137 bytes: a typical ticker answer
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 43\r\n"
-    b"Connection: keep-alive\r\n\r\n"
-    b'{"symbol":"BTCUSDT","price":"97000.010000"}'
+
+def response(fields: bytes, body: bytes) -> bytes:
+    """A 200 response with the given field lines and a Content-Length that matches body."""
+    return (b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: %d\r\n" % len(body)
+            + b"Connection: keep-alive\r\n\r\n" + body)
+
+
+# A typical ticker answer.
+SMALL = response(b"Content-Type: application/json\r\n",
+                 b'{"symbol":"BTCUSDT","price":"97000.01000"}')
+# An order acknowledgement behind a typical gateway.
+MEDIUM = response(
+    b"Date: Mon, 24 Nov 2025 00:14:07 GMT\r\nContent-Type: application/json;charset=UTF-8\r\n"
+    b"X-MBX-USED-WEIGHT-1M: 1\r\nX-MBX-ORDER-COUNT-10S: 1\r\nCache-Control: no-cache\r\n",
+    b'{"symbol":"BTCUSDT","orderId":28,"clientOrderId":"6gCrw2kRUAF9CvJDGP16IP","status":"NEW"}',
 )
-MEDIUM = (  # ~300 bytes: an order acknowledgement behind a typical gateway
-    b"HTTP/1.1 200 OK\r\nDate: Mon, 24 Nov 2025 00:14:07 GMT\r\n"
-    b"Content-Type: application/json;charset=UTF-8\r\nContent-Length: 92\r\n"
-    b"Connection: keep-alive\r\nX-MBX-USED-WEIGHT-1M: 1\r\nX-MBX-ORDER-COUNT-10S: 1\r\n"
-    b"Cache-Control: no-cache\r\n\r\n"
-    b'{"symbol":"BTCUSDT","orderId":28,"clientOrderId":"6gCrw2kRUAF9CvJDGP16IP","status":"NEW"}\n'
-)
-LARGE = (  # ~2 KB: 12 header lines and a 1.5 KB body
-    b"HTTP/1.1 200 OK\r\nDate: Mon, 24 Nov 2025 00:14:07 GMT\r\nServer: gateway\r\n"
-    b"Content-Type: application/json;charset=UTF-8\r\nContent-Length: 1536\r\n"
-    b"Connection: keep-alive\r\nVary: Accept-Encoding\r\nX-MBX-USED-WEIGHT-1M: 21\r\n"
-    b"X-MBX-UUID: 1f6a0c2e-8f1b-4c65-9a0a-5d1f7e2b9c3d\r\n"
-    b"Strict-Transport-Security: max-age=31536000\r\n"
-    b"X-Frame-Options: SAMEORIGIN\r\nX-Content-Type-Options: nosniff\r\n"
-    b"Cache-Control: no-cache, no-store, must-revalidate\r\n\r\n" + b"x" * 1536
+# ~2 KB: 13 field lines and a 1.5 KB body.
+LARGE = response(
+    b"Date: Mon, 24 Nov 2025 00:14:07 GMT\r\nServer: gateway\r\n"
+    b"Content-Type: application/json;charset=UTF-8\r\nVary: Accept-Encoding\r\n"
+    b"X-MBX-USED-WEIGHT-1M: 21\r\nX-MBX-UUID: 1f6a0c2e-8f1b-4c65-9a0a-5d1f7e2b9c3d\r\n"
+    b"Strict-Transport-Security: max-age=31536000\r\nX-Frame-Options: SAMEORIGIN\r\n"
+    b"X-Content-Type-Options: nosniff\r\nCache-Control: no-cache, no-store, must-revalidate\r\n",
+    b"x" * 1536,
 )
 CHUNK = 4096
 CHUNKED = (  # 64 KB body in 16 chunks of 4 KB
@@ -63,6 +67,9 @@ def main() -> None:
         (f"build_request POST, {len(body)} B body", lambda: engine.build_request(
             b"POST", b"/api/v3/order", block, fields, body)),
     ]
+    for data in (SMALL, MEDIUM, LARGE, CHUNKED):  # a benchmark of incomplete parses is void
+        r = engine.parse_response(data)
+        assert r is not None and not r.trailing, data[:40]
     for label, fn in cases:
         number = 2000 if "64 KB" in label else 50000
         best = min(timeit.repeat(fn, number=number, repeat=5)) / number

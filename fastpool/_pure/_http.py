@@ -120,15 +120,17 @@ _S_DONE = 8
 _S_FAILED = 9
 
 
-def _field_spans(head: bytes) -> list:
-    """Flat [name_off, name_len, value_off, value_len, ...] of a head already validated."""
-    out = []
+def _fields(head: bytes):
+    """(flat [name_off, name_len, value_off, value_len, ...], [(name, value), ...]) of a head
+    already validated: one pass serves both RawResponse.spans and RawResponse.headers."""
+    spans = []
+    headers = []
     pos = head.find(b"\n") + 1
     while True:
         nl = head.find(b"\n", pos)
         end = nl - 1 if nl > pos and head[nl - 1] == 13 else nl
         if end == pos:
-            return out
+            return spans, headers
         colon = head.find(b":", pos, end)
         vs = colon + 1
         while vs < end and head[vs] in b" \t":
@@ -136,7 +138,8 @@ def _field_spans(head: bytes) -> list:
         ve = end
         while ve > vs and head[ve - 1] in b" \t":
             ve -= 1
-        out += (pos, colon - pos, vs, ve - vs)
+        spans += (pos, colon - pos, vs, ve - vs)
+        headers.append((head[pos:colon], head[vs:ve]))
         pos = nl + 1
 
 
@@ -174,7 +177,7 @@ class RawResponse:
         try:
             return self._spans
         except AttributeError:
-            self._spans = array("I", _field_spans(self.head)).tobytes()
+            self._derive_fields()
             return self._spans
 
     @property
@@ -183,14 +186,12 @@ class RawResponse:
         try:
             return self._headers
         except AttributeError:
-            head = self.head
-            s = array("I")
-            s.frombytes(self.spans)
-            self._headers = [
-                (head[s[i]:s[i] + s[i + 1]], head[s[i + 2]:s[i + 2] + s[i + 3]])
-                for i in range(0, len(s), 4)
-            ]
+            self._derive_fields()
             return self._headers
+
+    def _derive_fields(self) -> None:
+        spans, self._headers = _fields(self.head)
+        self._spans = array("I", spans).tobytes()
 
     def __repr__(self) -> str:
         return (
