@@ -169,25 +169,22 @@ class RawResponse:
         self.keep_alive = keep_alive
         self.interim = interim
         self.trailing = trailing
-        # _spans and _headers stay unset until first asked for.
+        # Derived from head on first use (most callers read a few fields, if any).
+        self._spans = self._headers = None
 
     @property
     def spans(self) -> bytes:
         """Native uint32 quadruples (name_off, name_len, value_off, value_len) into head."""
-        try:
-            return self._spans
-        except AttributeError:
+        if self._spans is None:
             self._derive_fields()
-            return self._spans
+        return self._spans
 
     @property
     def headers(self) -> list:
         """(name, value) pairs in order, names as received, values without surrounding OWS."""
-        try:
-            return self._headers
-        except AttributeError:
+        if self._headers is None:
             self._derive_fields()
-            return self._headers
+        return self._headers
 
     def _derive_fields(self) -> None:
         spans, self._headers = _fields(self.head)
