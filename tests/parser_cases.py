@@ -508,6 +508,12 @@ ok("interim-no-reason", b"HTTP/1.1 100\r\n\r\n" + S + CL0 + b"\r\n", headers=[H_
 ok("interim-then-head-request", CONT + S + b"Content-Length: 5\r\n\r\n",
    headers=[(b"Content-Length", b"5")], interim=1, head_request=True)
 ok("interim-then-chunked", CONT + CH + CHUNKS, headers=[H_TE], body=b"hello", interim=1)
+# keep_alive comes from the final head: each head has its own Connection tokens (fp_head).
+ok("interim-connection-close-ignored", b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n"
+   + S + CL0 + b"\r\n", headers=[H_CL0], interim=1)
+# Each head carries its own version: an HTTP/1.0 interim does not make the final one 1.0.
+ok("interim-http10-then-http11", b"HTTP/1.0 100 Continue\r\n\r\n" + S + CL0 + b"\r\n",
+   headers=[H_CL0], interim=1)
 ok("interim-cl-ignored", b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n" + S + CL0
    + b"\r\n", headers=[H_CL0], interim=1)
 err("interim-101", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
