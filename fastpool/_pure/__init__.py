@@ -10,11 +10,28 @@ from ._conn import (
 )
 from ._decode import decode_headers
 from ._hist import Histogram
+from ._http import (
+    RawResponse,
+    ResponseParser,
+    build_request,
+    encode_header_block,
+    parse_response,
+)
 from ._query import encode_query
-from ._http import RawResponse, ResponseParser, build_request, encode_header_block, parse_response
 
 __all__ = [
-    "Connection", "TLSContext", "send_pooled", "STEP_DONE", "STEP_WANT_READ", "STEP_WANT_WRITE",
-    "decode_headers", "encode_query", "Histogram", "RawResponse", "ResponseParser", "build_request",
-    "encode_header_block", "parse_response",
+    "Connection",
+    "TLSContext",
+    "send_pooled",
+    "STEP_DONE",
+    "STEP_WANT_READ",
+    "STEP_WANT_WRITE",
+    "decode_headers",
+    "encode_query",
+    "Histogram",
+    "RawResponse",
+    "ResponseParser",
+    "build_request",
+    "encode_header_block",
+    "parse_response",
 ]
