@@ -229,6 +229,8 @@ cdef class ResponseParser:
         return self._settle(fp_resp_eof(&self.r, self.buf, self.length))
 
     def result(self):
+        if self.error:
+            raise _protocol_error(self.error)
         if self.end <= 0:
             raise RuntimeError("the response is not complete")
         if self._result is None:

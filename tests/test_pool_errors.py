@@ -193,13 +193,9 @@ def test_invalid_request_is_not_sent(fault_server, sync_pool, case):
     ({"Content-Length": "0"}, "header_forbidden"),
 ])
 def test_invalid_pool_headers_fail_construction_before_connecting(fault_server, sync_pool,
-                                                                  headers, code, engine_name,
-                                                                  request):
-    if engine_name == "python" and "Content-Length" in headers:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "pure engine (branch 'pure'): encode_header_block accepts Content-Length in the "
-            "pool's constant block, which fp_http.h forbids (FP_E_FIELD_FORBIDDEN); every "
-            "request would then carry it, a POST twice with different values")))
+                                                                  headers, code):
+    # Content-Length in the constant block would go on every request, a POST then carrying
+    # it twice with different values: fp_write_fields refuses it (FP_E_FIELD_FORBIDDEN).
     server = fault_server(respond())
     with pytest.raises(fastpool.InvalidRequestError) as info:
         sync_pool(server.url("/"), connections=2, headers=headers)

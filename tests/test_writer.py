@@ -82,9 +82,13 @@ def test_encode_header_block_empty(engine):
     assert engine.encode_header_block([]) == b""
 
 
-def test_encode_header_block_allows_content_length(engine):
-    # fp_write_fields validates with fp_check_field, which allows Content-Length.
-    assert engine.encode_header_block([(b"Content-Length", b"5")]) == b"Content-Length: 5\r\n"
+def test_encode_header_block_refuses_content_length(engine):
+    # The block goes on every request (bodiless ones too) and the writer adds its own
+    # Content-Length: fp_write_fields refuses one here.
+    for name in (b"Content-Length", b"content-length", b"CONTENT-LENGTH"):
+        with pytest.raises(InvalidRequestError) as info:
+            engine.encode_header_block([(b"X-A", b"1"), (name, b"5")])
+        assert info.value.code == "header_forbidden"
 
 
 # ---- method ----------------------------------------------------------------------------------
@@ -221,10 +225,11 @@ def test_validation_order(engine):
     assert error_code(lambda: get(engine, fields=fields)) == "header_value_invalid"
     fields = [(b"Content-Length", b"9"), (b"Bad Name", b"v")]
     assert error_code(lambda: get(engine, fields=fields, body=b"")) == "content_length_mismatch"
-    # Within a field: the name, then the value, then the forbidden names (fp_check_field's
+    # Within a field: the name, then the forbidden names, then the value (fp_check_field's
     # order as the header lists it); and fp_check_field before the Content-Length comparison.
     assert error_code(lambda: get(engine, fields=[(b"Ho st", b"\x00")])) == "header_name_invalid"
-    assert error_code(lambda: get(engine, fields=[(b"Host", b"\x00")])) == "header_value_invalid"
+    assert error_code(lambda: get(engine, fields=[(b"Host", b"\x00")])) == "header_forbidden"
+    assert error_code(lambda: get(engine, fields=[(b"X-A", b"\x00")])) == "header_value_invalid"
     call = lambda: get(engine, fields=[(b"Content-Length", b"3\r\n")], body=b"abc")
     assert error_code(call) == "header_value_invalid"
 

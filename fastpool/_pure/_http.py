@@ -680,13 +680,13 @@ def parse_response(data, head_request=False, limits=DEFAULT_LIMITS, eof=False):
 
 
 def _check_field(name, value) -> int:
-    """fp_check_field: 0, or E_FIELD_NAME / E_FIELD_VALUE / E_FIELD_FORBIDDEN (in that order)."""
+    """fp_check_field: 0, or E_FIELD_NAME / E_FIELD_FORBIDDEN / E_FIELD_VALUE (in that order)."""
     if _TOKEN.fullmatch(name) is None:
         return E_FIELD_NAME
-    if _FIELD_VALUE_BAD.search(value) is not None:
-        return E_FIELD_VALUE
     if len(name) in (4, 10, 17) and bytes(name).lower() in _FORBIDDEN_FIELDS:
         return E_FIELD_FORBIDDEN
+    if _FIELD_VALUE_BAD.search(value) is not None:
+        return E_FIELD_VALUE
     return 0
 
 
@@ -695,6 +695,10 @@ def encode_header_block(fields) -> bytes:
     parts = []
     for i, (name, value) in enumerate(fields):
         r = _check_field(name, value)
+        if not r and len(name) == 14 and bytes(name).lower() == b"content-length":
+            # The block goes on every request, bodiless ones included, and the writer adds
+            # its own Content-Length: one here would frame requests wrongly (fp_write_fields).
+            r = E_FIELD_FORBIDDEN
         if r:
             raise request_error(r, f"field {i}")
         parts += (name, b": ", value, b"\r\n")
@@ -712,7 +716,7 @@ def build_request(method, target, block, fields, body) -> bytes:
     if target != b"*" and _TARGET.fullmatch(target) is None:
         raise request_error(E_TARGET)
     parts = [method, b" ", target, b" HTTP/1.1\r\n", block]
-    for i, (name, value) in enumerate(fields):
+    for i, (name, value) in enumerate(fields or ()):
         r = _check_field(name, value)
         if r:
             raise request_error(r, f"field {i}")
