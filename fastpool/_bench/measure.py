@@ -70,8 +70,17 @@ async def seq_async(request, count: int, target: dict) -> dict:
 
 def seq_floor(adapter, count: int, target: dict) -> dict:
     lat, bad = adapter.floor(adapter.conns[0], count)
-    return dict(samples=array("q", lat), bad=bad,
-                first_bad=None if not bad else ("status or length", "differs"))
+    return dict(samples=array("q", lat), bad=bad, first_bad=_floor_bad(adapter, bad))
+
+
+def _floor_bad(adapter, bad: int):
+    """The C loop only counts wrong responses: one more exchange shows what they look like."""
+    if not bad:
+        return None
+    try:
+        return adapter.exchange(adapter.conns[0])
+    except Exception as exc:  # noqa: BLE001 - only for the message
+        return (f"? ({exc})", "?")
 
 
 # ---- throughput -----------------------------------------------------------------------------
@@ -206,8 +215,7 @@ def tp_floor(adapter, inflight: int, duration: float, cap: int, target: dict) ->
     if errors:
         raise errors[0]
     check.bad = bads[0]
-    if check.bad:
-        check.first_bad = ("status or length", "differs")
+    check.first_bad = _floor_bad(adapter, check.bad)
     return _tp_result(check, parts, t0, ends)
 
 

@@ -13,9 +13,9 @@ HEADERS = ("p50", "p90", "p99", "p99.9", "max", "mean", "req/s", "× floor", "×
 class Progress:
     """One status line on stderr, rewritten in place; silent when disabled."""
 
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, enabled: bool, stream: Optional[TextIO] = None) -> None:
         self.enabled = enabled
-        self.stream = stream
+        self.stream = sys.stderr if stream is None else stream
         self.t0 = time.monotonic()
         self._width = 0
 
@@ -88,8 +88,9 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
-def print_report(doc: dict, tables: list, out: TextIO = sys.stdout) -> None:
+def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
     """Header (target, machine, versions), then every table, then notes."""
+    out = sys.stdout if out is None else out
     m, v = doc["machine"], doc["versions"]
     out.write(f"fastpool bench — {doc['target']['description']}\n")
     out.write(f"  {m['cpu_model']} × {m['cpu_count']} cpus, Linux {m['kernel']}, "

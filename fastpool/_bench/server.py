@@ -50,7 +50,11 @@ class Target:
     def describe(self) -> str:
         if self.kind == "embedded":
             proto = f"HTTPS (TLS {self.tls_version})" if self.tls else "HTTP"
-            return (f"embedded server, {proto}, {self.url}, {self.length}-byte body")
+            text = f"embedded server, {proto}, {self.url}, {self.body_size}-byte body"
+            if self.length != self.body_size:
+                text += (", any body length accepted" if self.length < 0
+                         else f", {self.length}-byte body expected")
+            return text
         return f"{self.url} (status {self.status}, " + \
             (f"{self.length}-byte body)" if self.length >= 0 else "any body length)")
 

@@ -244,6 +244,7 @@ class _Child:
                 for conn in a.conns:
                     _lat, bad = a.floor(conn, max(1, warm // len(a.conns)))
                     res["bad"] += bad
+                res["first_bad"] = measure._floor_bad(a, res["bad"])
             elif kind == "async":
                 res = self.loop.run_until_complete(measure.prime_async(a, n, warm, t))
             else:
