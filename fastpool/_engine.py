@@ -28,6 +28,28 @@ Parsing and writing (csrc/fp_http.h is the specification of both):
         fields: sequence of (name: bytes, value: bytes); validated like fp_check_field.
     build_request(method, target, block, fields, body) -> bytes
         body None: no body and no Content-Length; bytes (b"" included): Content-Length.
+    encode_query(params) -> bytes     the query string (see _pure/_query.py for the rules).
+    decode_headers(head, spans) -> [(name, value)] latin-1 str pairs.
+
+Connections (csrc/fp_tls.h and fp_conn.h are the specification of both):
+
+    TLSContext(*, verify, ca_file, ca_pem, cert_file, key_file, min_version, max_version)
+        one TLS configuration and its resumable session; .forget_session().
+    Connection(limits=None, bufsize=16384)
+        .open(family, ip, port, tls, host, blocking, deadline_ns)   raises Connect/TLS errors
+        .exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
+                  check_stale=False) -> raw tuple      blocking mode (sync pools)
+        .begin(request, head); .step() -> STEP_*; .take() -> raw tuple    step mode (async)
+        .stale() -> bool, .reusable, .resumed, .sent, .written, .tls_version, .fileno(),
+        .close(), .idle_since
+        raw tuple: (status, http_minor, head, spans, body, reason_off, reason_len,
+                    t_start, t_written, t_first_byte, t_complete)   (fastpool._response)
+    STEP_DONE, STEP_WANT_READ, STEP_WANT_WRITE
+    Histogram()  .record(ns), .quantile(q), .count, .min, .max, .mean, .merge(h)
+    Failures are raised through fastpool._failures.failure(kind, ...), in both engines.
+
+The C engine alone also has EmbeddedServer (the benchmark/test server) and floor_latencies
+(the raw C client loop the benchmarks compare against).
 """
 
 from __future__ import annotations

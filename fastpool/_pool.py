@@ -133,7 +133,7 @@ class Pool:
             idle = state.drain()
             state.dropped(len(idle))
             self._freed.notify_all()
-            self._refill_wanted.notify_all()
+            self._refill_wanted.notify_all()  # a refill backing off wakes up and ends
             refill = self._refill_thread
         for conn in idle:
             conn.close()
@@ -307,25 +307,22 @@ class Pool:
     # ---- keeping `connections` warm in the background -------------------------------------
 
     def _want_refill_locked(self) -> None:
-        if self._state.deficit() <= 0:
-            return
-        if self._refill_thread is None:
+        if self._state.deficit() > 0 and self._refill_thread is None:
             self._refill_thread = threading.Thread(target=self._refill_loop, daemon=True,
                                                    name="fastpool-refill")
             self._refill_thread.start()
-        else:
-            self._refill_wanted.notify()
 
     def _refill_loop(self) -> None:
         """Reopens dropped connections so requests find warm ones instead of paying a
-        connect and handshake themselves. Failures back off exponentially (bounded)."""
+        connect and handshake themselves. Failures back off exponentially (bounded). The
+        thread ends once the pool is back at strength (deciding so under the lock, where
+        _want_refill_locked decides to start one), so an idle pool holds no thread."""
         state = self._state
         backoff = _REFILL_BACKOFF_MIN
         while True:
             with self._lock:
-                while not state.closed and state.deficit() <= 0:
-                    self._refill_wanted.wait()
-                if state.closed:
+                if state.closed or state.deficit() <= 0:
+                    self._refill_thread = None
                     return
                 state.reserve()
             try:
