@@ -48,7 +48,7 @@ class Options:
     modes: tuple = DEFAULT_MODES
     inflight: tuple = DEFAULT_INFLIGHT_DEFAULT_RUN
     duration: float = 1.0
-    cold_reps: int = 20
+    cold_reps: int = 40
     reconnect_reps: int = 50
     sizes: tuple = DEFAULT_SIZES
     body_size: int = 137
@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "with --mode all or --modes throughput)")
     ap.add_argument("--duration", type=_positive_float, default=1.0, metavar="S",
                     help="seconds each client runs per throughput round (default 1.0)")
-    ap.add_argument("--cold-reps", type=_positive_int, default=20, metavar="N",
-                    help="cold starts per client (default 20)")
+    ap.add_argument("--cold-reps", type=_positive_int, default=40, metavar="N",
+                    help="cold starts per client (default 40)")
     ap.add_argument("--reconnect-reps", type=_positive_int, default=50, metavar="N",
                     help="reconnects per client and handshake kind (default 50)")
     ap.add_argument("--sizes", type=_list(parse_size), metavar="LIST",
