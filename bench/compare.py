@@ -157,6 +157,7 @@ def main() -> int:
     servers, nginx, workers = [], None, {}
     notes: list = []
     results: dict = {}
+    interrupted = False
     t0 = time.monotonic()
     try:
         targets = []
@@ -205,13 +206,13 @@ def main() -> int:
             tp.throughput(target)
             results[target.kind] = {"target": target, "tables": lat.tables + tp.tables}
     except KeyboardInterrupt:
-        progress.clear()
-        sys.stderr.write("interrupted\n")
+        interrupted = True
+        sys.stderr.write("\ninterrupted: stopping every worker and server\n")
         return 130
     finally:
         progress.clear()
         for w in workers.values():
-            w.stop()
+            w.stop(kill=interrupted)  # a worker mid-measurement does not hear "exit"
         if nginx is not None:
             nginx.stop()
         for s in servers:

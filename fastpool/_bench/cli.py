@@ -100,7 +100,8 @@ def run(argv: Sequence[str]) -> int:
         interrupted = True
     finally:
         progress.clear()
-        _stop_all(workers, server, tmpdir)
+        # interrupted: a worker may be mid-measurement and deaf to "exit": kill it at once
+        _stop_all(workers, server, tmpdir, kill=interrupted)
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
     if interrupted:
@@ -158,10 +159,10 @@ def _start_workers(o, workers: dict, absent: dict, infos: dict, progress) -> Non
             absent[name] = str(exc)
 
 
-def _stop_all(workers: dict, server, tmpdir: str) -> None:
+def _stop_all(workers: dict, server, tmpdir: str, kill: bool = False) -> None:
     for w in workers.values():
         try:
-            w.stop()
+            w.stop(kill=kill)
         except Exception:  # noqa: BLE001 - stop the rest regardless
             pass
     if server is not None:

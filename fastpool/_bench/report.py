@@ -138,7 +138,6 @@ def c_engine_openssl() -> Optional[str]:
 
 def versions(client_versions: dict) -> dict:
     from .. import __version__
-    from .._engine import BACKEND  # noqa: F401
 
     try:
         from .. import _core  # noqa: F401
