@@ -209,6 +209,11 @@ cdef class Connection:
 
         check_stale: first make sure the (idle) connection was not closed by the server;
         if it was, StaleConnection (NotSent) is raised and nothing is written."""
+        return self._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
+                              check_stale)
+
+    cdef tuple _exchange(self, bytes request, bint head, int64_t write_timeout_ns,
+                         int64_t read_timeout_ns, int64_t deadline_ns, bint check_stale):
         cdef const char *p = PyBytes_AS_STRING(request)
         cdef size_t n = PyBytes_GET_SIZE(request)
         cdef fp_cerr err
@@ -315,3 +320,42 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
     finally:
         free(lat)
 
+
+
+def send_pooled(list idle, Connection conn, bytes request, bint head, int64_t write_timeout_ns,
+                int64_t read_timeout_ns, int64_t deadline_ns, Histogram hist, object response_type,
+                tuple ctx, object on_drop):
+    """The sync pool's success path in one call (the pure twin is _pure/_conn.py).
+
+    conn None: pop the hottest connection from idle (None is returned when there is none,
+    nothing done) and check it is still open; else use conn, just opened. Then exchange,
+    record the latency in hist, push the connection back on idle when it may be reused (or
+    close it and call on_drop()), and return the Response (response_type, with ctx). On
+    failure the connection is closed and the error raised: the pool's policy decides what
+    follows. Atomic with respect to other threads except while the exchange waits (the GIL
+    is released there), like the list operations it replaces.
+    """
+    cdef bint check_stale = conn is None
+    cdef tuple raw
+    if check_stale:
+        if not idle:
+            return None
+        conn = <Connection>idle.pop()
+    try:
+        raw = conn._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
+                             check_stale)
+    except BaseException:
+        conn.close()
+        raise
+    fp_hist_record(&hist.h, conn.c.t_complete - conn.c.t_start)
+    if conn.reusable:
+        idle.append(conn)
+    else:
+        conn.close()
+        on_drop()
+    response = response_type.__new__(response_type)
+    response.status_code = raw[0]
+    response.content = raw[4]
+    response._raw = raw
+    response._ctx = ctx
+    return response

@@ -2,7 +2,7 @@
 """The C engine: a thin binding over csrc/. Each part lives in its own .pxi file."""
 
 include "_http.pxi"
-include "_conn.pxi"
 include "_hist.pxi"
+include "_conn.pxi"
 include "_query.pxi"
 include "_server.pxi"

@@ -17,13 +17,12 @@ from ._config import PoolConfig
 from ._errors import FastpoolError, NotSentError, PoolClosed, PoolTimeout, StaleConnection
 from ._headers import HeaderTypes
 from ._policy import should_retry
-from ._response import RAW_T_COMPLETE, RAW_T_START, Response, ResponseContext
+from ._response import Response, ResponseContext
 from ._timeout import _UNSET, Timeout
 from ._url import ParamsTypes
 
 _REFILL_BACKOFF_MIN = 0.05
 _REFILL_BACKOFF_MAX = 2.0
-_new = object.__new__
 
 
 def _pool_wait_until(tmo: Timeout, deadline: int) -> Optional[int]:
@@ -56,6 +55,8 @@ class Pool:
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
         self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
+        self._send_pooled = cfg.engine.send_pooled
+        self._hist = cfg.state.stats.latency
         self._timeout = cfg.timeout
         self._retries = cfg.retries
         self._lock = threading.Lock()
@@ -158,44 +159,46 @@ class Pool:
     # ---- one request -----------------------------------------------------------------------
 
     def _send(self, method, url, params, headers, content, json, timeout, retries) -> Response:
-        # The hot path: every line here runs per request, so it stays short.
+        # The hot path is the first send_pooled call: one engine call takes the hottest idle
+        # connection, checks it, exchanges, records the latency, puts it back and builds the
+        # Response. Everything that needs a decision comes back here.
         start = monotonic_ns()
         data, method, target = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         deadline = start + tmo.total_ns if tmo.total_ns else 0
-        head = method == "HEAD"
         state = self._state
+        ctx = (self._response_ctx, method, target, start)
+        head = method == "HEAD"
+        conn = None         # a connection opened for this request, else None: take an idle one
+        until = None        # when waiting for a connection must stop (set on first wait)
         attempt = 0
         while True:
-            conn = state.take_idle()
-            if conn is None or state.closed:
-                conn, fresh = self._acquire_slow(conn, tmo, deadline)
-            else:
-                fresh = False
             try:
-                # An idle connection is checked first: found closed, it fails NotSent.
-                raw = conn.exchange(data, head, tmo.write_ns, tmo.read_ns, deadline, not fresh)
+                response = self._send_pooled(state.idle, conn, data, head, tmo.write_ns,
+                                             tmo.read_ns, deadline, self._hist, Response, ctx,
+                                             self._on_drop)
             except BaseException as exc:
-                attempt = self._failed(exc, conn, fresh, attempt, method, retries, deadline)
+                attempt = self._failed(exc, conn is not None, attempt, method, retries, deadline)
+                conn = None
                 continue
-            state.stats.latency.record(raw[RAW_T_COMPLETE] - raw[RAW_T_START])
-            if state.put_idle(conn):
+            if response is not None:
                 if state.closed or self._waiters:
                     self._after_put()
-            else:
-                self._drop(conn, None)
-            response = _new(Response)
-            response.status_code = raw[0]
-            response.content = raw[4]
-            response._raw = raw
-            response._ctx = (self._response_ctx, method, target, start)
-            return response
+                return response
+            if until is None:
+                until = _pool_wait_until(tmo, deadline) or 0
+            try:
+                conn = self._acquire_slow(until, deadline)
+            except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                with self._lock:
+                    state.stats.failed(exc)
+                raise
 
-    def _failed(self, exc: BaseException, conn, fresh: bool, attempt: int, method: str,
+    def _failed(self, exc: BaseException, fresh: bool, attempt: int, method: str,
                 retries: Optional[int], deadline: int) -> int:
-        """After an attempt failed: drops its connection, then either returns the attempt
-        number to go on with (the policy allows sending again) or raises."""
-        self._drop(conn, exc)
+        """After an attempt failed (the engine closed its connection): the bookkeeping, then
+        either the attempt number to go on with (the policy allows sending again) or raise."""
+        self._on_drop(exc)
         if not isinstance(exc, FastpoolError):
             raise exc  # interrupted mid-exchange: the connection is gone, nothing retried
         allowed = self._retries if retries is None else retries
@@ -241,27 +244,22 @@ class Pool:
                 self._state.idle.append(conn)
             self._state.initial_done = True
 
-    def _acquire_slow(self, taken, tmo: Timeout, deadline: int):
-        """(connection, fresh) when the fast path found no idle connection (taken is None)
-        or found the pool closed: the first idle connection, else a new one when the limit
-        allows (fresh: opened for this request), else the first to come free within the
-        pool timeout."""
+    def _acquire_slow(self, until: int, deadline: int):
+        """When no connection was idle: a new one when the limit allows (opened for this
+        request), else None as soon as one went idle (the caller takes it), else PoolTimeout
+        at `until` (ns; 0 = wait forever) or PoolClosed."""
         state = self._state
-        if taken is not None:  # the pool closed under the fast path
-            self._drop(taken, None)
-        until = _pool_wait_until(tmo, deadline)
         with self._lock:
             self._waiters += 1  # before looking: a put_idle from now on will wake us
             try:
                 while True:
                     if state.closed:
                         raise PoolClosed("the pool is closed")
-                    conn = state.take_idle()
-                    if conn is not None:
-                        return conn, False
+                    if state.idle:
+                        return None
                     if state.reserve():
                         break
-                    left = None if until is None else (until - monotonic_ns()) / 1e9
+                    left = None if not until else (until - monotonic_ns()) / 1e9
                     if left is not None and left <= 0:
                         raise PoolTimeout(f"no connection came free within the pool timeout "
                                           f"({state.open} open, limit {state.limit})")
@@ -277,7 +275,13 @@ class Pool:
             raise
         with self._lock:
             state.opened(conn)
-        return conn, True
+            closed = state.closed
+            if closed:
+                state.dropped()
+        if closed:  # close() ran while we connected: this request was still waiting
+            conn.close()
+            raise PoolClosed("the pool was closed while this request opened its connection")
+        return conn
 
     def _after_put(self) -> None:
         """A connection went idle while the pool closed (close it) or a thread waits."""
@@ -292,10 +296,9 @@ class Pool:
         for conn in idle:
             conn.close()
 
-    def _drop(self, conn, exc: Optional[BaseException]) -> None:
-        """A connection that failed, was interrupted, or may not be reused: closed, its
-        slot freed for a waiter or the background refill."""
-        conn.close()
+    def _on_drop(self, exc: Optional[BaseException] = None) -> None:
+        """A connection was closed by the engine (failed, interrupted, or not reusable):
+        its slot is freed for a waiter or the background refill."""
         with self._lock:
             state = self._state
             state.dropped()
@@ -330,6 +333,10 @@ class Pool:
             except FastpoolError:
                 with self._lock:
                     state.unreserve()
+                    # The slot is free again: a request waiting in _acquire_slow must get it
+                    # now (and open on its own), not sleep until its pool timeout — or
+                    # forever, with pool=None — while the refill keeps failing.
+                    self._freed.notify()
                     if not state.closed:
                         self._refill_wanted.wait(backoff)
                 backoff = min(backoff * 2, _REFILL_BACKOFF_MAX)

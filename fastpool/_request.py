@@ -74,7 +74,16 @@ class RequestBuilder:
                 self._targets.clear()
             self._targets[url] = target
         if params:
-            query = self._encode_query(params)
+            try:
+                query = self._encode_query(params)
+            except UnicodeEncodeError:
+                # A str query is sent as given (already encoded), so it must be ASCII; the
+                # engines' ascii encode would otherwise escape as a bare UnicodeEncodeError,
+                # outside the error model.
+                raise InvalidRequestError(
+                    "a str query string is sent as given and must be ASCII (percent-encode "
+                    "it, or pass a dict or pairs to have it encoded)",
+                    code="target_invalid") from None
             if query:
                 return target + (b"&" if b"?" in target else b"?") + query
         return target

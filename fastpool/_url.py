@@ -113,7 +113,8 @@ def build_target(origin: Origin, url: str) -> bytes:
             same = False
         if not same:
             raise InvalidURL(f"{url!r} is not on this pool's origin {origin.scheme}://{origin.netloc}")
-        url = other.path + (f"?{other.query}" if other.query else "")
+        # An absolute URL names the whole target: the base path is for relative URLs only.
+        return _encode_path((other.path or "/") + (f"?{other.query}" if other.query else ""))
     elif not url.startswith("/"):
         url = "/" + url
     if "#" in url:

@@ -163,7 +163,9 @@ class Connection:
                     raise F.failure(F.CONNECT, f"connect to {ip} port {port}: {os.strerror(rc)}")
             io = sock
             if tls is not None:
-                io = self._handshake(sock, tls, host, deadline_ns)
+                # wrap_socket detaches sock: from here on the SSLSocket owns the descriptor,
+                # and it is the one to close (and whose fileno() the async pool waits on).
+                io = sock = self._handshake(sock, tls, host, deadline_ns)
             if blocking:
                 if tls is None:
                     sock.setblocking(True)
@@ -191,6 +193,14 @@ class Connection:
                                          session=tls.session_for(host))
         except (ssl.SSLError, ValueError) as exc:
             raise F.failure(F.TLS, f"cannot configure the TLS connection: {exc}") from None
+        try:
+            return self._handshake_steps(tsock, tls, host, deadline_ns)
+        except BaseException:
+            tsock.close()  # sock is detached: the descriptor is tsock's to close
+            raise
+
+    def _handshake_steps(self, tsock: ssl.SSLSocket, tls: TLSContext, host: str,
+                         deadline_ns: int) -> ssl.SSLSocket:
         while True:
             try:
                 tsock.do_handshake()
@@ -331,6 +341,7 @@ class Connection:
         if self._t_written == 0:
             try:
                 while self._sent < len(request_view):
+                    self._send_attempted = True
                     self._sent += io.send(request_view[self._sent:])
             except (BlockingIOError, ssl.SSLWantWriteError):
                 return STEP_WANT_WRITE
@@ -463,5 +474,44 @@ class Connection:
         else:
             verb = "send" if kind == F.WRITE else "recv"
             message = f"{verb}: {exc.strerror or exc}"
-        return F.failure(kind, message, sent=self._sent)
+        # SSLSocket.send() reports nothing when SSL_write fails after some of its records
+        # reached the socket (no partial writes in CPython's ssl), so under TLS a failed
+        # send counts as sent once one was attempted: MaybeSent, as fp_conn's wire count
+        # says, instead of a NotSent the pool would move to another connection.
+        sent = self._sent or (1 if self._tls_sock is not None and self._send_attempted else 0)
+        return F.failure(kind, message, sent=sent)
 
+
+
+_new = object.__new__
+
+
+def send_pooled(idle: list, conn: Optional[Connection], request: bytes, head: bool,
+                write_timeout_ns: int, read_timeout_ns: int, deadline_ns: int, hist,
+                response_type, ctx: tuple, on_drop):
+    """The sync pool's success path in one call: the twin of _core.send_pooled (see there).
+    The list operations are atomic; the rest runs on connections no other thread holds."""
+    check_stale = conn is None
+    if check_stale:
+        try:
+            conn = idle.pop()
+        except IndexError:
+            return None
+    try:
+        raw = conn.exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
+                            check_stale)
+    except BaseException:
+        conn.close()
+        raise
+    hist.record(raw[10] - raw[7])
+    if conn.reusable:
+        idle.append(conn)
+    else:
+        conn.close()
+        on_drop()
+    response = _new(response_type)
+    response.status_code = raw[0]
+    response.content = raw[4]
+    response._raw = raw
+    response._ctx = ctx
+    return response
