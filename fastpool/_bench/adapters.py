@@ -1,0 +1,546 @@
+"""How each client library is driven. Runs only inside a client's worker process.
+
+Every adapter is built from a target (a dict from :mod:`fastpool._bench.server`) and offers:
+
+    open(connections)       build the client: `connections` keep-alive connections at most
+                            (fastpool opens them now; peers open them on their first requests,
+                            which the warm-up makes)
+    request()               one GET of the target; returns (status, body length) with the
+                            whole body read
+    requester()             a request function for one thread (sync clients; most share one
+                            client, pycurl gets an easy handle per thread)
+    request_close()         one GET that says "Connection: close", so that the next request
+                            has to reconnect (the reconnect mode's way in for peers)
+    cold_start()            a brand-new client and its first response: (status, length,
+                            closer); the caller times it and calls closer() after the clock
+    reconnect(full)         (handshakes=True clients only) a new connection the way the pool
+                            opens one, with a full or a resumed TLS handshake, and a first
+                            exchange on it: (status, length, resumed)
+    close()
+
+Async adapters have the same methods as coroutines (requester() is not used: the throughput
+mode runs N tasks on request()). The floor adapter has open/close/cold_start/reconnect and
+runs its timed loops in C (fastpool._core.floor_latencies).
+
+All of them verify TLS against the target's CA (or the system store for a URL without
+--cafile), send a GET of the same URL, and read the whole body.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from datetime import timedelta
+from typing import Any, Callable, Optional
+
+_TIMEOUT = 30.0
+_TIMEOUT_NS = int(_TIMEOUT * 1e9)
+_CLOSE = {"Connection": "close"}
+
+
+def ssl_context(target: dict) -> Optional[ssl.SSLContext]:
+    """The stdlib context for Python clients: TLS verification on, against the target's CA."""
+    if not target["tls"]:
+        return None
+    ctx = ssl.create_default_context(cafile=target["ca_file"]) if target["ca_file"] \
+        else ssl.create_default_context()
+    return ctx
+
+
+class Adapter:
+    kind = "sync"
+    handshakes = False
+
+    def __init__(self, target: dict, engine: Optional[str] = None) -> None:
+        self.t = target
+        self.engine = engine
+        self.url = target["url"]
+
+    def requester(self) -> Callable[[], tuple]:
+        return self.request
+
+
+# ---- fastpool -------------------------------------------------------------------------------
+
+class _FastpoolBase(Adapter):
+    handshakes = True
+
+    def _kwargs(self, connections: int) -> dict:
+        return dict(connections=connections, max_connections=connections,
+                    verify=self.t["ca_file"] or True, timeout=_TIMEOUT, engine=self.engine)
+
+    def _engine_request(self, pool) -> bytes:
+        return pool._prepare("GET", self.t["path"], None, None, None, None)[0]
+
+    def _reconnect(self, pool, full: bool) -> tuple:
+        """What the pool does when it replaces a connection (PoolConfig.open: the pool's TLS
+        context, so its cached session), then one exchange on the new connection."""
+        cfg = pool._cfg
+        if full and cfg.tls is not None:
+            cfg.tls.forget_session()
+        conn = cfg.open(blocking=True)
+        try:
+            raw = conn.exchange(self._data, False, _TIMEOUT_NS, _TIMEOUT_NS, 0, False)
+            return raw[0], len(raw[4]), bool(getattr(conn, "resumed", False))
+        finally:
+            conn.close()
+
+
+class FastpoolSync(_FastpoolBase):
+    def open(self, connections: int) -> None:
+        import fastpool
+
+        self.pool = fastpool.Pool(self.t["base"], **self._kwargs(connections))
+        self._data = self._engine_request(self.pool)
+        get, path = self.pool.get, self.t["path"]
+
+        def request() -> tuple:
+            r = get(path)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.pool.get(self.t["path"], headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        import fastpool
+
+        pool = fastpool.Pool(self.t["base"], **self._kwargs(1))
+        r = pool.get(self.t["path"])
+        return r.status_code, len(r.content), pool.close
+
+    def reconnect(self, full: bool) -> tuple:
+        return self._reconnect(self.pool, full)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class FastpoolAsync(_FastpoolBase):
+    kind = "async"
+    handshakes = False   # the same engine-level reconnect as the sync pool: measured there
+
+    async def open(self, connections: int) -> None:
+        import fastpool
+
+        self.pool = await fastpool.AsyncPool(self.t["base"], **self._kwargs(connections)).open()
+        get, path = self.pool.get, self.t["path"]
+
+        async def request() -> tuple:
+            r = await get(path)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    async def request_close(self) -> tuple:
+        r = await self.pool.get(self.t["path"], headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    async def cold_start(self) -> tuple:
+        import fastpool
+
+        pool = await fastpool.AsyncPool(self.t["base"], **self._kwargs(1)).open()
+        r = await pool.get(self.t["path"])
+        return r.status_code, len(r.content), pool.aclose
+
+    async def close(self) -> None:
+        await self.pool.aclose()
+
+
+class Floor(Adapter):
+    """The raw C client: fastpool's C connection engine driven from a C loop.
+
+    Sends exactly the bytes fastpool.Pool sends for the same GET."""
+
+    kind = "floor"
+    handshakes = True
+
+    def __init__(self, target: dict, engine: Optional[str] = None) -> None:
+        super().__init__(target, "c")
+        from .. import _core
+        from .._request import RequestBuilder
+        from .._url import parse_origin
+
+        self.core = _core
+        origin = parse_origin(target["base"])
+        self.data = RequestBuilder(origin, _core, None).prepare(
+            "GET", target["path"], None, None, None, None)[0]
+        self.tls = self._context()
+        self.conns: list = []
+
+    def _context(self):
+        if not self.t["tls"]:
+            return None
+        return self.core.TLSContext(verify=True, ca_file=self.t["ca_file"])
+
+    def _connect(self, tls) -> Any:
+        conn = self.core.Connection(None)
+        conn.open(self.t["family"], self.t["ip"], self.t["port"], tls, self.t["host"], True, 0)
+        return conn
+
+    def open(self, connections: int) -> None:
+        self.close()
+        self.conns = [self._connect(self.tls) for _ in range(connections)]
+
+    def exchange(self, conn) -> tuple:
+        raw = conn.exchange(self.data, False, _TIMEOUT_NS, _TIMEOUT_NS, 0, False)
+        return raw[0], len(raw[4])
+
+    def floor(self, conn, count: int) -> tuple:
+        """count exchanges in C: (latencies ns, responses with a wrong status or length)."""
+        lat, bad = self.core.floor_latencies(conn, self.data, count, False, self.t["status"],
+                                             self.t["length"])
+        if len(lat) < count:
+            raise ConnectionError(f"the server ended the connection after {len(lat)} of "
+                                  f"{count} requests")
+        return lat, bad
+
+    def cold_start(self) -> tuple:
+        conn = self._connect(self._context())
+        status, length = self.exchange(conn)
+        return status, length, conn.close
+
+    def reconnect(self, full: bool) -> tuple:
+        if full and self.tls is not None:
+            self.tls.forget_session()
+        conn = self._connect(self.tls)
+        try:
+            status, length = self.exchange(conn)
+            return status, length, bool(conn.resumed)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.conns = []
+
+
+# ---- httpx ----------------------------------------------------------------------------------
+
+class HttpxSync(Adapter):
+    def _client(self, connections: int):
+        import httpx
+
+        return httpx.Client(verify=ssl_context(self.t) or True, timeout=_TIMEOUT,
+                            limits=httpx.Limits(max_connections=connections,
+                                                max_keepalive_connections=connections))
+
+    def open(self, connections: int) -> None:
+        self.client = self._client(connections)
+        get, url = self.client.get, self.url
+
+        def request() -> tuple:
+            r = get(url)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.client.get(self.url, headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        client = self._client(1)
+        r = client.get(self.url)
+        return r.status_code, len(r.content), client.close
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HttpxAsync(Adapter):
+    kind = "async"
+
+    def _client(self, connections: int):
+        import httpx
+
+        return httpx.AsyncClient(verify=ssl_context(self.t) or True, timeout=_TIMEOUT,
+                                 limits=httpx.Limits(max_connections=connections,
+                                                     max_keepalive_connections=connections))
+
+    async def open(self, connections: int) -> None:
+        self.client = self._client(connections)
+        get, url = self.client.get, self.url
+
+        async def request() -> tuple:
+            r = await get(url)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    async def request_close(self) -> tuple:
+        r = await self.client.get(self.url, headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    async def cold_start(self) -> tuple:
+        client = self._client(1)
+        r = await client.get(self.url)
+        return r.status_code, len(r.content), client.aclose
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+# ---- aiohttp --------------------------------------------------------------------------------
+
+class Aiohttp(Adapter):
+    kind = "async"
+
+    def _session(self, connections: int):
+        import aiohttp
+
+        ctx = ssl_context(self.t)
+        connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
+                                         ssl=ctx if ctx is not None else True)
+        return aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=_TIMEOUT))
+
+    async def _get(self, session, headers=None) -> tuple:
+        async with session.get(self.url, headers=headers) as r:
+            body = await r.read()
+            return r.status, len(body)
+
+    async def open(self, connections: int) -> None:
+        self.session = self._session(connections)
+        get, url = self.session.get, self.url
+
+        async def request() -> tuple:
+            async with get(url) as r:
+                body = await r.read()
+                return r.status, len(body)
+
+        self.request = request
+
+    async def request_close(self) -> tuple:
+        return await self._get(self.session, _CLOSE)
+
+    async def cold_start(self) -> tuple:
+        session = self._session(1)
+        status, length = await self._get(session)
+        return status, length, session.close
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+# ---- urllib3 / requests ---------------------------------------------------------------------
+
+class Urllib3(Adapter):
+    def _pool(self, connections: int):
+        import urllib3
+
+        kw = dict(maxsize=connections, block=True, retries=False, timeout=_TIMEOUT)
+        if self.t["tls"]:
+            return urllib3.HTTPSConnectionPool(self.t["host"], self.t["port"],
+                                               ssl_context=ssl_context(self.t),
+                                               cert_reqs="CERT_REQUIRED", **kw)
+        return urllib3.HTTPConnectionPool(self.t["host"], self.t["port"], **kw)
+
+    def open(self, connections: int) -> None:
+        self.pool = self._pool(connections)
+        req, path = self.pool.request, self.t["path"]
+
+        def request() -> tuple:
+            r = req("GET", path, redirect=False)
+            return r.status, len(r.data)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.pool.request("GET", self.t["path"], headers=_CLOSE, redirect=False)
+        return r.status, len(r.data)
+
+    def cold_start(self) -> tuple:
+        pool = self._pool(1)
+        r = pool.request("GET", self.t["path"], redirect=False)
+        return r.status, len(r.data), pool.close
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class Requests(Adapter):
+    """verify= goes with every request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+    override a Session's verify, but not a request's."""
+
+    def _session(self, connections: int):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        s = requests.Session()
+        self.verify = self.t["ca_file"] or True
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections, pool_block=True,
+                              max_retries=0)
+        s.mount("https://", adapter)
+        s.mount("http://", adapter)
+        return s
+
+    def open(self, connections: int) -> None:
+        self.session = self._session(connections)
+        get, url, verify = self.session.get, self.url, self.verify
+
+        def request() -> tuple:
+            r = get(url, timeout=_TIMEOUT, allow_redirects=False, verify=verify)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.session.get(self.url, headers=_CLOSE, timeout=_TIMEOUT, allow_redirects=False,
+                             verify=self.verify)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        s = self._session(1)
+        r = s.get(self.url, timeout=_TIMEOUT, allow_redirects=False, verify=self.verify)
+        return r.status_code, len(r.content), s.close
+
+    def close(self) -> None:
+        self.session.close()
+
+
+# ---- pycurl ---------------------------------------------------------------------------------
+
+class _CurlHandle:
+    """One libcurl easy handle (its own connection cache): not shareable between threads."""
+
+    def __init__(self, t: dict) -> None:
+        import pycurl
+
+        self.pycurl = pycurl
+        self.n = 0
+        c = self.c = pycurl.Curl()
+        c.setopt(pycurl.URL, t["url"])
+        c.setopt(pycurl.NOSIGNAL, 1)
+        c.setopt(pycurl.TIMEOUT_MS, int(_TIMEOUT * 1000))
+        c.setopt(pycurl.TCP_NODELAY, 1)
+        c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        if t["tls"]:
+            c.setopt(pycurl.SSL_VERIFYPEER, 1)
+            c.setopt(pycurl.SSL_VERIFYHOST, 2)
+            if t["ca_file"]:
+                c.setopt(pycurl.CAINFO, t["ca_file"])
+        c.setopt(pycurl.WRITEFUNCTION, self._write)
+        self.code = pycurl.RESPONSE_CODE
+
+    def _write(self, data: bytes) -> None:
+        self.n += len(data)
+
+    def request(self) -> tuple:
+        self.n = 0
+        self.c.perform()
+        return self.c.getinfo(self.code), self.n
+
+    def request_close(self) -> tuple:
+        self.c.setopt(self.pycurl.HTTPHEADER, ["Connection: close"])
+        try:
+            return self.request()
+        finally:
+            self.c.setopt(self.pycurl.HTTPHEADER, [])
+
+    def close(self) -> None:
+        self.c.close()
+
+
+class Pycurl(Adapter):
+    def open(self, connections: int) -> None:
+        self.handle = _CurlHandle(self.t)
+        self.request = self.handle.request
+        self._lock = threading.Lock()
+        self._handles = [self.handle]
+
+    def requester(self) -> Callable[[], tuple]:
+        h = _CurlHandle(self.t)
+        with self._lock:
+            self._handles.append(h)
+        return h.request
+
+    def request_close(self) -> tuple:
+        return self.handle.request_close()
+
+    def cold_start(self) -> tuple:
+        h = _CurlHandle(self.t)
+        status, length = h.request()
+        return status, length, h.close
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.close()
+        self._handles = []
+
+
+# ---- pyreqwest ------------------------------------------------------------------------------
+
+def _pyreqwest_builder(builder, t: dict, connections: int):
+    b = builder().max_connections(connections).timeout(timedelta(seconds=_TIMEOUT)).http1_only()
+    if t["tls"] and t["ca_pem"]:
+        b = b.add_root_certificate_pem(t["ca_pem"])
+    return b.build()
+
+
+class PyreqwestSync(Adapter):
+    def _client(self, connections: int):
+        from pyreqwest.client import SyncClientBuilder
+
+        return _pyreqwest_builder(SyncClientBuilder, self.t, connections)
+
+    def open(self, connections: int) -> None:
+        self.client = self._client(connections)
+        get, url = self.client.get, self.url
+
+        def request() -> tuple:
+            r = get(url).build().send()
+            return r.status, len(r.bytes())
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.client.get(self.url).header("Connection", "close").build().send()
+        return r.status, len(r.bytes())
+
+    def cold_start(self) -> tuple:
+        client = self._client(1)
+        r = client.get(self.url).build().send()
+        return r.status, len(r.bytes()), client.close
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class PyreqwestAsync(Adapter):
+    kind = "async"
+
+    def _client(self, connections: int):
+        from pyreqwest.client import ClientBuilder
+
+        return _pyreqwest_builder(ClientBuilder, self.t, connections)
+
+    async def open(self, connections: int) -> None:
+        self.client = self._client(connections)
+        get, url = self.client.get, self.url
+
+        async def request() -> tuple:
+            r = await get(url).build().send()
+            return r.status, len(await r.bytes())
+
+        self.request = request
+
+    async def request_close(self) -> tuple:
+        r = await self.client.get(self.url).header("Connection", "close").build().send()
+        return r.status, len(await r.bytes())
+
+    async def cold_start(self) -> tuple:
+        client = self._client(1)
+        r = await client.get(self.url).build().send()
+        return r.status, len(await r.bytes()), client.close
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def make(adapter: str, target: dict, engine: Optional[str]) -> Adapter:
+    return globals()[adapter](target, engine)
+

@@ -1,0 +1,361 @@
+"""One client's worker process, and the parent's handle on it.
+
+Every client runs in its own fresh interpreter (``python -m fastpool._bench.worker``) so that
+no client measures another's imports, threads, garbage or event loop. The parent keeps the
+process for the whole run and sends it one command per measurement, so rounds can interleave
+the clients (the others sit blocked on their pipe meanwhile, using no CPU).
+
+Protocol: length-prefixed (4 bytes, big-endian) pickles over the child's stdin and stdout;
+the child moves its own stdout to stderr first, so nothing a library prints can corrupt it.
+Its stderr goes to a file the parent reads when something fails. Commands (dicts with
+"cmd"): init, open, latency, throughput, cold, reconnect, close, exit. Replies: {"ok": True,
+...} or {"ok": False, "error": str, "missing": bool}.
+
+The child ignores SIGINT (the parent handles Ctrl-C and stops it), asks the kernel to kill it
+if the parent dies (PR_SET_PDEATHSIG), and exits on end of input.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from typing import Optional
+
+_HEADER = struct.Struct(">I")
+
+
+class WorkerError(Exception):
+    """The worker failed a command (or died, or timed out)."""
+
+    def __init__(self, message: str, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def _read_exact(fd: int, n: int, deadline: Optional[float]) -> bytes:
+    chunks = []
+    while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(fd: int, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _recv(fd: int, deadline: Optional[float] = None):
+    (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    return pickle.loads(_read_exact(fd, n, deadline))
+
+
+# ---- parent side ----------------------------------------------------------------------------
+
+class Worker:
+    """The parent's handle on one client's process."""
+
+    def __init__(self, spec, loop: str) -> None:
+        self.spec = spec
+        self.loop = loop
+        self.proc: Optional[subprocess.Popen] = None
+        self.info: dict = {}
+        self._err = None
+
+    def start(self, timeout: float = 60.0) -> dict:
+        """Starts the process and imports the client there; WorkerError(missing=True) when
+        the client's library is not installed."""
+        self.launch()
+        return self.handshake(timeout)
+
+    def launch(self) -> None:
+        """Starts the process (it begins importing while other workers start)."""
+        if self._err is None or self._err.closed:
+            self._err = tempfile.TemporaryFile(prefix="fastpool-bench-")
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fastpool._bench.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._err, env=env, close_fds=True)
+
+    def handshake(self, timeout: float = 60.0) -> dict:
+        """Has the process import its client: its version, event loop and pid."""
+        self.info = self.call({"cmd": "init", "client": self.spec.name, "loop": self.loop},
+                              timeout)
+        return self.info
+
+    def call(self, msg: dict, timeout: float) -> dict:
+        """Sends a command; the reply, or WorkerError (the worker is stopped on a timeout or
+        a crash)."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            raise WorkerError(f"{self.spec.name}: the worker is not running{self._stderr_tail()}")
+        try:
+            _send(proc.stdin.fileno(), msg)
+            reply = _recv(proc.stdout.fileno(), time.monotonic() + timeout)
+        except TimeoutError:
+            self.stop(kill=True)
+            raise WorkerError(f"{self.spec.name}: no answer to {msg['cmd']!r} within "
+                              f"{timeout:.0f} s; the worker was stopped") from None
+        except (EOFError, BrokenPipeError, OSError):
+            self.stop(kill=True)
+            raise WorkerError(f"{self.spec.name}: the worker died during {msg['cmd']!r}"
+                              f"{self._stderr_tail()}") from None
+        if not reply.get("ok"):
+            raise WorkerError(reply.get("error", "failed"), missing=reply.get("missing", False))
+        return reply
+
+    def _stderr_tail(self) -> str:
+        try:
+            self._err.seek(0)
+            text = self._err.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f": {text[-600:]}" if text else ""
+
+    def stop(self, kill: bool = False) -> None:
+        """Ends the process (politely unless kill) and reaps it; idempotent."""
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None and not kill:
+                try:
+                    _send(proc.stdin.fileno(), {"cmd": "exit"})
+                    proc.wait(5)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        finally:
+            for f in (proc.stdin, proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+            self.proc = None
+
+
+# ---- child side -----------------------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before the prctl
+        os._exit(1)
+
+
+class _Child:
+    def __init__(self) -> None:
+        self.spec = None
+        self.adapter = None
+        self.loop = None
+        self.target: Optional[dict] = None
+
+    # -- commands --
+
+    def init(self, msg: dict) -> dict:
+        import asyncio
+
+        from .clients import BY_NAME, version_of
+
+        self.spec = spec = BY_NAME[msg["client"]]
+        try:
+            __import__(spec.module)
+            from . import adapters  # noqa: F401
+        except ImportError as exc:
+            name = getattr(exc, "name", None) or ""
+            # the client's module itself (or its package) is absent, not something it imports
+            missing = isinstance(exc, ModuleNotFoundError) and name != "" and (
+                spec.module == name or spec.module.startswith(name + "."))
+            if spec.engine == "c":
+                why = f"unavailable: the C engine did not load ({exc})"
+            elif missing:
+                why = f"not installed (pip install {spec.dist or spec.module})"
+            else:
+                why = f"unavailable: {type(exc).__name__}: {exc}"
+            return {"ok": False, "missing": True, "error": why}
+        loop_name = "-"
+        if spec.kind == "async":
+            want = msg["loop"]
+            if want in ("auto", "uvloop"):
+                try:
+                    import uvloop
+
+                    self.loop = uvloop.new_event_loop()
+                    loop_name = f"uvloop {uvloop.__version__}"
+                except ImportError:
+                    if want == "uvloop":
+                        return {"ok": False, "missing": False,
+                                "error": "--loop uvloop: uvloop is not installed "
+                                         "(pip install uvloop)"}
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+                loop_name = "asyncio"
+            asyncio.set_event_loop(self.loop)
+        return {"ok": True, "version": version_of(spec), "loop": loop_name, "pid": os.getpid()}
+
+    def _run(self, value):
+        if self.spec.kind == "async":
+            return self.loop.run_until_complete(value)
+        return value
+
+    def open(self, msg: dict) -> dict:
+        from . import adapters, measure
+
+        self._close()
+        t = self.target = msg["target"]
+        n = msg["connections"]
+        self.adapter = a = adapters.make(self.spec.adapter, t, self.spec.engine)
+        kind = self.spec.kind
+        if kind == "async":
+            self.loop.run_until_complete(a.open(n))
+        else:
+            a.open(n)
+        warm = msg.get("warmup", 0)
+        if warm:
+            if kind == "floor":
+                res = {"bad": 0}
+                for conn in a.conns:
+                    _lat, bad = a.floor(conn, max(1, warm // len(a.conns)))
+                    res["bad"] += bad
+                res["first_bad"] = measure._floor_bad(a, res["bad"])
+            elif kind == "async":
+                res = self.loop.run_until_complete(measure.prime_async(a, n, warm, t))
+            else:
+                res = measure.prime_sync(a, n, warm, t)
+            if res["bad"]:
+                return {"ok": False, "error": _bad_message(res, t, "warm-up")}
+        return {"ok": True}
+
+    def latency(self, msg: dict) -> dict:
+        from . import measure
+
+        a, t, count = self.adapter, self.target, msg["count"]
+        warm = msg.get("warmup", 0)
+        if self.spec.kind == "floor":
+            if warm:
+                measure.seq_floor(a, warm, t)
+            return measure.seq_floor(a, count, t)
+        if self.spec.kind == "async":
+            if warm:
+                self._run(measure.seq_async(a.request, warm, t))
+            return self._run(measure.seq_async(a.request, count, t))
+        if warm:
+            measure.seq_sync(a.request, warm, t)
+        return measure.seq_sync(a.request, count, t)
+
+    def throughput(self, msg: dict) -> dict:
+        from . import measure
+
+        a, t = self.adapter, self.target
+        args = (msg["inflight"], msg["duration"], msg["cap"], t)
+        if self.spec.kind == "floor":
+            return measure.tp_floor(a, *args)
+        if self.spec.kind == "async":
+            return self._run(measure.tp_async(a, *args))
+        return measure.tp_sync(a, *args)
+
+    def cold(self, msg: dict) -> dict:
+        from . import measure
+
+        if self.spec.kind == "async":
+            return self._run(measure.cold_async(self.adapter, msg["reps"], self.target))
+        return measure.cold_sync(self.adapter, msg["reps"], self.target)
+
+    def reconnect(self, msg: dict) -> dict:
+        from . import measure
+
+        a, t, reps = self.adapter, self.target, msg["reps"]
+        if a.handshakes:
+            return measure.reconnect_handshakes(a, reps, t)
+        if self.spec.kind == "async":
+            return self._run(measure.reconnect_async(a, reps, t))
+        return measure.reconnect_sync(a, reps, t)
+
+    def close(self, msg: dict) -> dict:
+        self._close()
+        return {"ok": True}
+
+    def _close(self) -> None:
+        a, self.adapter = self.adapter, None
+        if a is not None:
+            self._run(a.close()) if self.spec.kind == "async" else a.close()
+
+    # -- loop --
+
+    def serve(self, rfd: int, wfd: int) -> None:
+        while True:
+            try:
+                msg = _recv(rfd)
+            except EOFError:
+                break
+            cmd = msg.get("cmd")
+            if cmd == "exit":
+                break
+            try:
+                reply = getattr(self, cmd)(msg)
+                if "ok" not in reply:
+                    t = self.target or {}
+                    if reply.get("bad"):
+                        reply = {"ok": False, "error": _bad_message(reply, t, cmd)}
+                    else:
+                        reply["ok"] = True
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                         "traceback": traceback.format_exc(limit=8)}
+            _send(wfd, reply)
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+
+
+def _bad_message(res: dict, t: dict, what: str) -> str:
+    status, length = res.get("first_bad") or ("?", "?")
+    want = f"status {t.get('status')}" + (f", {t['length']} bytes" if t.get("length", -1) >= 0
+                                          else "")
+    return (f"{res['bad']} wrong response(s) during {what}: expected {want}, first wrong one "
+            f"was status {status}, {length} bytes")
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    rfd = sys.stdin.fileno()
+    wfd = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # prints go to stderr, not the pipe
+    _Child().serve(rfd, wfd)
+    # Daemon threads of some clients may still run: leave without joining them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
