@@ -19,6 +19,9 @@
 
 enum { ST_IDLE, ST_SENDING, ST_RECEIVING, ST_DONE, ST_BROKEN };
 
+/* The receive buffer a connection keeps between responses, at most. */
+#define FP_CONN_KEEP_MAX ((size_t)4 << 20)
+
 static void set_err(fp_cerr *err, int kind, int sys_errno, const char *fmt, ...)
 {
     va_list ap;
@@ -430,10 +433,13 @@ static int recv_some(fp_conn *c, fp_cerr *err)
     }
 }
 
-/* Puts min(timeout, time to deadline) on the socket as a kernel timeout, with a syscall only
- * when the value changes. -1 when the deadline has already passed. */
+/* Arms the kernel timeout for one wait. The need is min(timeout, time left to the deadline)
+ * in microseconds (0 = none). The socket's armed value changes (a setsockopt) only when it is
+ * longer than the need (it must shrink) or shorter than half of it: a total deadline shrinks
+ * on every request, and re-arming exactly each time cost a syscall per request. A wait that
+ * ends on a shorter armed value is not over: see woke_early. -1 when the deadline passed. */
 static int arm_timeout(fp_conn *c, int opt, int64_t timeout_ns, int64_t deadline_ns,
-                       int64_t *current_us)
+                       int64_t *current_us, int64_t *need_us)
 {
     int64_t us = timeout_ns < 0 ? 0 : (timeout_ns + 999) / 1000;
     if (timeout_ns == 0)
@@ -445,6 +451,9 @@ static int arm_timeout(fp_conn *c, int opt, int64_t timeout_ns, int64_t deadline
         if (us == 0 || (left + 999) / 1000 < us)
             us = (left + 999) / 1000;
     }
+    *need_us = us;
+    if (us != 0 && *current_us > 0 && *current_us <= us && *current_us >= us / 2)
+        return 0; /* short enough to never overrun, long enough to rarely wake early */
     if (us != *current_us) {
         struct timeval tv;
         tv.tv_sec = (time_t)(us / 1000000);
@@ -454,6 +463,20 @@ static int arm_timeout(fp_conn *c, int opt, int64_t timeout_ns, int64_t deadline
         *current_us = us;
     }
     return 0;
+}
+
+/* After a kernel timeout expired: whether it was one kept shorter than the need (the wait
+ * goes on, with timeout_ns reduced by what was waited), rather than the real limit. */
+static int woke_early(int64_t armed_us, int64_t need_us, int64_t *timeout_ns)
+{
+    if (armed_us <= 0 || armed_us >= need_us)
+        return 0;
+    if (*timeout_ns >= 0) {
+        *timeout_ns -= armed_us * 1000;
+        if (*timeout_ns <= 0)
+            return 0;
+    }
+    return 1;
 }
 
 static int timed_out(fp_conn *c, fp_cerr *err, int kind, int64_t deadline_ns)
@@ -473,9 +496,11 @@ int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
                      fp_cerr *err)
 {
     int r;
+    int64_t need_us;
     fp_conn_begin(c, req, len, head_request);
     for (;;) {
-        if (arm_timeout(c, SO_SNDTIMEO, write_timeout_ns, deadline_ns, &c->sndtimeo_us) < 0)
+        if (arm_timeout(c, SO_SNDTIMEO, write_timeout_ns, deadline_ns, &c->sndtimeo_us,
+                        &need_us) < 0)
             return timed_out(c, err, FP_CE_WRITE_TIMEOUT, deadline_ns);
         r = send_some(c, err);
         if (r == FP_STEP_DONE)
@@ -486,12 +511,15 @@ int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
             return -1;
         }
         /* A blocking socket only says "would block" when its kernel timeout expired. */
+        if (woke_early(c->sndtimeo_us, need_us, &write_timeout_ns))
+            continue;
         return timed_out(c, err, FP_CE_WRITE_TIMEOUT, deadline_ns);
     }
     c->t_written = fp_now_ns();
     c->state = ST_RECEIVING;
     for (;;) {
-        if (arm_timeout(c, SO_RCVTIMEO, read_timeout_ns, deadline_ns, &c->rcvtimeo_us) < 0)
+        if (arm_timeout(c, SO_RCVTIMEO, read_timeout_ns, deadline_ns, &c->rcvtimeo_us,
+                        &need_us) < 0)
             return timed_out(c, err, FP_CE_READ_TIMEOUT, deadline_ns);
         r = recv_some(c, err);
         if (r == FP_STEP_DONE) {
@@ -504,6 +532,8 @@ int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
             c->state = ST_BROKEN;
             return -1;
         }
+        if (woke_early(c->rcvtimeo_us, need_us, &read_timeout_ns))
+            continue;
         return timed_out(c, err, FP_CE_READ_TIMEOUT, deadline_ns);
     }
 }
@@ -547,9 +577,10 @@ int fp_conn_finish(fp_conn *c)
     c->end = 0;
     c->out = NULL;
     c->state = reusable ? ST_IDLE : ST_BROKEN;
-    /* A large response grew the buffer; give the memory back rather than keep it per idle
-     * connection (a failed shrink just keeps the bigger buffer). */
-    if (c->cap > 4 * c->base_cap) {
+    /* A very large response grew the buffer: give the memory back rather than keep it per
+     * idle connection (a failed shrink just keeps the bigger buffer). Up to FP_CONN_KEEP_MAX
+     * it is kept: shrinking and regrowing 1 MiB on every response cost ~250 page faults. */
+    if (c->cap > FP_CONN_KEEP_MAX && c->cap > c->base_cap) {
         char *small = realloc(c->buf, c->base_cap);
         if (small) {
             c->buf = small;

@@ -1,0 +1,68 @@
+"""Read and write timeouts across requests on one connection (sync pool, both engines).
+
+The C engine keeps a kernel timeout armed between requests and changes it only when it must
+shrink or is far too short (a total deadline would otherwise cost a setsockopt per request);
+a wait that ends on a shorter armed value must go on, never surface as a false timeout.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import fastpool
+from support import faults
+
+from pool_helpers import sync_pool  # noqa: F401  (fixture)
+
+
+def _delays(*ms: float) -> faults.Behavior:
+    """Answers the i-th request on a connection after ms[i] milliseconds (0 after the list)."""
+
+    def run(conn: faults.FaultConnection) -> None:
+        i = 0
+        while (req := conn.read_request()) is not None:
+            if i < len(ms):
+                conn.sleep(ms[i] / 1000)
+            conn.send(faults.http_response(200, f"r{i}".encode(), [("X-I", str(i))]))
+            i += 1
+        conn.close()
+
+    return faults.Behavior("delays", run)
+
+
+def test_longer_timeout_after_a_shorter_one_is_not_cut_short(fault_server, sync_pool):
+    server = fault_server(_delays(0, 0, 700))
+    pool = sync_pool(server.url(), connections=1)
+    assert pool.get("/a", timeout=5).content == b"r0"
+    assert pool.get("/b", timeout=0.5).content == b"r1"   # the kernel timeout now 0.5 s
+    t0 = time.monotonic()
+    r = pool.get("/c", timeout=0.9)                      # 0.5 >= 0.9/2: kept, wakes early
+    assert r.content == b"r2" and time.monotonic() - t0 >= 0.65
+    assert pool.stats()["connects"] == 1 and pool.stats()["errors"] == 0
+
+
+def test_total_deadline_across_requests_times_out_when_due(fault_server, sync_pool):
+    server = fault_server(_delays(0, 0, 0, 600))
+    pool = sync_pool(server.url(), connections=1, timeout=fastpool.Timeout(5, total=0.4))
+    for path in ("/a", "/b", "/c"):
+        assert pool.get(path).status_code == 200
+    t0 = time.monotonic()
+    with pytest.raises(fastpool.ReadTimeout) as info:
+        pool.get("/d")
+    elapsed = time.monotonic() - t0
+    assert 0.35 <= elapsed < 2.0
+    assert "total deadline" in str(info.value)
+    assert isinstance(info.value, fastpool.MaybeSentError)
+
+
+def test_read_timeout_after_longer_ones_is_still_enforced(fault_server, sync_pool):
+    server = fault_server(_delays(0, 0, 800))
+    pool = sync_pool(server.url(), connections=1)
+    pool.get("/a", timeout=5)
+    pool.get("/b", timeout=5)
+    t0 = time.monotonic()
+    with pytest.raises(fastpool.ReadTimeout):
+        pool.get("/c", timeout=0.3)                      # must shrink the armed 5 s
+    assert time.monotonic() - t0 < 0.7
