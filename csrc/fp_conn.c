@@ -228,6 +228,7 @@ int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
     c->blocking = blocking;
     c->rcvtimeo_us = c->sndtimeo_us = 0; /* a new socket has no kernel timeouts */
     c->state = ST_IDLE;
+    c->t_idle = fp_now_ns();
     c->len = 0;
     c->end = 0;
     return 0;
@@ -265,6 +266,15 @@ int fp_conn_stale(fp_conn *c)
     if (c->blocking && set_blocking(c->fd, 1) < 0)
         return 1;
     return !(rc <= 0 && e == SSL_ERROR_WANT_READ);
+}
+
+int fp_conn_stale_after(fp_conn *c, int64_t min_idle_ns)
+{
+    if (min_idle_ns < 0)
+        return 0;
+    if (min_idle_ns > 0 && fp_now_ns() - c->t_idle < min_idle_ns)
+        return 0;
+    return fp_conn_stale(c);
 }
 
 uint64_t fp_conn_sent(const fp_conn *c)
@@ -577,6 +587,7 @@ int fp_conn_finish(fp_conn *c)
     c->end = 0;
     c->out = NULL;
     c->state = reusable ? ST_IDLE : ST_BROKEN;
+    c->t_idle = c->t_complete;
     /* A very large response grew the buffer: give the memory back rather than keep it per
      * idle connection (a failed shrink just keeps the bigger buffer). Up to FP_CONN_KEEP_MAX
      * it is kept: shrinking and regrowing 1 MiB on every response cost ~250 page faults. */

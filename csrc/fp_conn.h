@@ -75,6 +75,7 @@ typedef struct fp_conn {
     int64_t rcvtimeo_us, sndtimeo_us;
     /* CLOCK_MONOTONIC nanoseconds of the current exchange */
     int64_t t_start, t_written, t_first_byte, t_complete;
+    int64_t t_idle;          /* when the connection last became idle (opened or finished) */
 } fp_conn;
 
 /* Prepares c (no socket yet): allocates the receive buffer (bufsize bytes) and spans. 0 or -1. */
@@ -96,6 +97,11 @@ int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
  * asked for. TLS records that are not application data (TLS 1.3 session tickets) are
  * processed and do not make it stale. 1 stale, 0 usable. */
 int fp_conn_stale(fp_conn *c);
+
+/* fp_conn_stale, but only for a connection idle at least min_idle_ns (0: always; < 0:
+ * never). The check is one poll(): worth it in proportion to how long the connection sat
+ * idle, since a close that lands after it is detected only after the write either way. */
+int fp_conn_stale_after(fp_conn *c, int64_t min_idle_ns);
 
 /* Blocking mode: sends req and reads the complete response. write_timeout_ns and
  * read_timeout_ns bound each wait (-1 = none); deadline_ns bounds the whole exchange

@@ -62,17 +62,20 @@ class AsyncPool:
 
     ``async with AsyncPool(url, connections=4) as pool`` opens the connections before the
     body runs (``await pool.open()`` does the same without a context manager). Requests
-    beyond the connections available wait in arrival order, up to the pool timeout.
+    beyond the connections available wait in arrival order, up to the pool timeout. The
+    parameters are Pool's.
     """
 
     def __init__(self, url: str, *, connections: int = 4, max_connections: Optional[int] = None,
                  verify=True, cert=None, headers: HeaderTypes = None, timeout=5.0,
                  retries: int = 0, limits=None, tls_min: Optional[str] = None,
-                 tls_max: Optional[str] = None, engine: Optional[str] = None) -> None:
+                 tls_max: Optional[str] = None, stale_check_after: float = 0.0,
+                 engine: Optional[str] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
-            tls_min=tls_min, tls_max=tls_max, engine=engine)
+            tls_min=tls_min, tls_max=tls_max, stale_check_after=stale_check_after,
+            engine=engine)
         self._state = cfg.state
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
@@ -231,7 +234,7 @@ class AsyncPool:
             if conn is None:
                 conn, fresh = await self._acquire_slow(tmo, deadline)
             try:
-                if not fresh and conn.stale():
+                if not fresh and conn.stale_after(self._cfg.stale_after_ns):
                     raise StaleConnection("the server closed the idle connection")
                 conn.begin(data, head)
                 rc = conn.step()

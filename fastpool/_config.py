@@ -21,13 +21,19 @@ class PoolConfig:
                  verify: VerifyTypes = True, cert: CertTypes = None, headers: HeaderTypes = None,
                  timeout: TimeoutTypes = 5.0, retries: int = 0, limits: Optional[Limits] = None,
                  tls_min: Optional[str] = None, tls_max: Optional[str] = None,
-                 engine: Optional[str] = None) -> None:
+                 stale_check_after: float = 0.0, engine: Optional[str] = None) -> None:
         self.engine = get_engine(engine)
         self.origin = parse_origin(url)
         self.timeout = Timeout.of(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative int, got {retries!r}")
         self.retries = retries
+        if (isinstance(stale_check_after, bool) or not isinstance(stale_check_after, (int, float))
+                or stale_check_after < 0):
+            raise ValueError(f"stale_check_after must be seconds >= 0, got {stale_check_after!r}")
+        #: An idle connection is checked for a server-side close before it carries a request
+        #: when it sat idle at least this long (ns). 0: always (one poll() per request).
+        self.stale_after_ns = int(stale_check_after * 1e9)
         self.limits = DEFAULT_LIMITS if limits is None else limits
         if not isinstance(self.limits, Limits):
             raise TypeError("limits must be a fastpool.Limits")

@@ -76,6 +76,7 @@ cdef extern from "fp_conn.h" nogil:
     int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
                      const char *host, int blocking, int64_t deadline_ns, fp_cerr *err)
     int fp_conn_stale(fp_conn *c)
+    int fp_conn_stale_after(fp_conn *c, int64_t min_idle_ns)
     int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
                          int64_t write_timeout_ns, int64_t read_timeout_ns,
                          int64_t deadline_ns, fp_cerr *err)
@@ -203,22 +204,27 @@ cdef class Connection:
         """Whether the idle connection is unusable (closed, reset, unsolicited bytes)."""
         return fp_conn_stale(&self.c) != 0
 
+    def stale_after(self, int64_t min_idle_ns):
+        """stale(), checked only when idle at least min_idle_ns (0: always, < 0: never)."""
+        return fp_conn_stale_after(&self.c, min_idle_ns) != 0
+
     def exchange(self, bytes request, bint head, int64_t write_timeout_ns,
-                 int64_t read_timeout_ns, int64_t deadline_ns, bint check_stale=False):
+                 int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns=-1):
         """Blocking: writes request, returns the raw response tuple (see _engine).
 
-        check_stale: first make sure the (idle) connection was not closed by the server;
-        if it was, StaleConnection (NotSent) is raised and nothing is written."""
+        stale_after_ns >= 0: first make sure a connection idle at least that long was not
+        closed by the server; if it was, StaleConnection (NotSent) is raised and nothing is
+        written (-1: no check, for a connection just opened)."""
         return self._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                              check_stale)
+                              stale_after_ns)
 
     cdef tuple _exchange(self, bytes request, bint head, int64_t write_timeout_ns,
-                         int64_t read_timeout_ns, int64_t deadline_ns, bint check_stale):
+                         int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns):
         cdef const char *p = PyBytes_AS_STRING(request)
         cdef size_t n = PyBytes_GET_SIZE(request)
         cdef fp_cerr err
         cdef int rc
-        if check_stale and fp_conn_stale(&self.c):
+        if fp_conn_stale_after(&self.c, stale_after_ns):
             self.reusable = False
             raise _failure(_failures.WRITE, "the server closed the idle connection", sent=0)
         with nogil:
@@ -323,27 +329,29 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
 
 
 def send_pooled(list idle, Connection conn, bytes request, bint head, int64_t write_timeout_ns,
-                int64_t read_timeout_ns, int64_t deadline_ns, Histogram hist, object response_type,
-                tuple ctx, object on_drop):
+                int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns,
+                Histogram hist, object response_type, tuple ctx, object on_drop):
     """The sync pool's success path in one call (the pure twin is _pure/_conn.py).
 
     conn None: pop the hottest connection from idle (None is returned when there is none,
-    nothing done) and check it is still open; else use conn, just opened. Then exchange,
+    nothing done) and check it is still open (when idle at least stale_after_ns); else use
+    conn, just opened. Then exchange,
     record the latency in hist, push the connection back on idle when it may be reused (or
     close it and call on_drop()), and return the Response (response_type, with ctx). On
     failure the connection is closed and the error raised: the pool's policy decides what
     follows. Atomic with respect to other threads except while the exchange waits (the GIL
     is released there), like the list operations it replaces.
     """
-    cdef bint check_stale = conn is None
     cdef tuple raw
-    if check_stale:
+    if conn is None:
         if not idle:
             return None
         conn = <Connection>idle.pop()
+    else:
+        stale_after_ns = -1
     try:
         raw = conn._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                             check_stale)
+                             stale_after_ns)
     except BaseException:
         conn.close()
         raise

@@ -41,21 +41,46 @@ class Pool:
     TLSError saying why. Requests reuse them, hottest first; under concurrent use the pool
     grows up to ``max_connections`` and then waits up to the pool timeout (PoolTimeout).
     Connections that fail or that the server closes are replaced in the background.
+
+    Parameters (all but ``url`` keyword-only):
+      connections        opened at construction and kept warm.
+      max_connections    the most the pool opens under concurrent use (default connections).
+      verify             True (the system trust store; SSL_CERT_FILE / SSL_CERT_DIR apply),
+                         a CA file path, PEM bytes, or False (no verification; warns).
+      cert               client certificate: a PEM path, or (certfile, keyfile).
+      headers            sent with every request (validated and encoded once).
+      timeout            a fastpool.Timeout or seconds: connect, write, read, pool, total.
+      retries            how often a MaybeSent failure of an idempotent request may be sent
+                         again (0: never). NotSent failures of reused connections are always
+                         moved to another connection.
+      limits             fastpool.Limits: bounds on what a response may make us buffer.
+      tls_min, tls_max   "1.2" / "1.3" (TLS 1.2 at least by default).
+      stale_check_after  seconds: an idle connection is checked for a server-side close (one
+                         poll()) before it carries a request when it sat idle at least this
+                         long; 0 (default) checks every time. A close found by the check is
+                         replaced transparently (NotSent); one landing after it surfaces as
+                         MaybeSent. Skipping the check on connections used moments ago saves
+                         a syscall per request and gives that up only for closes within the
+                         threshold.
+      engine             "c", "python", or None (fastpool.BACKEND).
     """
 
     def __init__(self, url: str, *, connections: int = 4, max_connections: Optional[int] = None,
                  verify=True, cert=None, headers: HeaderTypes = None, timeout=5.0,
                  retries: int = 0, limits=None, tls_min: Optional[str] = None,
-                 tls_max: Optional[str] = None, engine: Optional[str] = None) -> None:
+                 tls_max: Optional[str] = None, stale_check_after: float = 0.0,
+                 engine: Optional[str] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
-            tls_min=tls_min, tls_max=tls_max, engine=engine)
+            tls_min=tls_min, tls_max=tls_max, stale_check_after=stale_check_after,
+            engine=engine)
         self._state = cfg.state
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
         self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
         self._send_pooled = cfg.engine.send_pooled
+        self._stale_after_ns = cfg.stale_after_ns
         self._hist = cfg.state.stats.latency
         self._timeout = cfg.timeout
         self._retries = cfg.retries
@@ -175,8 +200,8 @@ class Pool:
         while True:
             try:
                 response = self._send_pooled(state.idle, conn, data, head, tmo.write_ns,
-                                             tmo.read_ns, deadline, self._hist, Response, ctx,
-                                             self._on_drop)
+                                             tmo.read_ns, deadline, self._stale_after_ns,
+                                             self._hist, Response, ctx, self._on_drop)
             except BaseException as exc:
                 attempt = self._failed(exc, conn is not None, attempt, method, retries, deadline)
                 conn = None

@@ -66,3 +66,30 @@ def test_read_timeout_after_longer_ones_is_still_enforced(fault_server, sync_poo
     with pytest.raises(fastpool.ReadTimeout):
         pool.get("/c", timeout=0.3)                      # must shrink the armed 5 s
     assert time.monotonic() - t0 < 0.7
+
+
+def test_stale_check_after_skips_the_check_on_recently_used_connections(fault_server,
+                                                                         sync_pool):
+    # The server closes each connection right after its first response, unannounced.
+    server = fault_server(faults.stale_after(1, when="after_response"))
+    checked = sync_pool(server.url(), connections=1)
+    checked.get("/a")
+    time.sleep(0.05)  # the FIN arrives
+    assert checked.get("/b").status_code == 200  # found stale, moved: NotSent, transparent
+    assert checked.stats()["stale"] == 1
+
+    unchecked = sync_pool(server.url(), connections=1, stale_check_after=60.0)
+    unchecked.get("/c")
+    time.sleep(0.05)
+    # Used moments ago: not checked, so the close is only seen after the write: MaybeSent.
+    with pytest.raises(fastpool.ServerDisconnected) as info:
+        unchecked.post("/d", content=b"x")
+    assert info.value.code == "no_response"
+    assert unchecked.stats()["stale"] == 0
+
+
+def test_stale_check_after_must_be_seconds(fault_server, sync_pool):
+    server = fault_server(faults.respond())
+    for bad in (-1, "1", True):
+        with pytest.raises(ValueError):
+            sync_pool(server.url(), connections=1, stale_check_after=bad)

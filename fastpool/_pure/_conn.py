@@ -141,7 +141,7 @@ class Connection:
         self._parser: Optional[ResponseParser] = None
         self._head = False
         self._exchanging = False
-        self._t_written = self._t_first_byte = 0
+        self._t_start = self._t_written = self._t_first_byte = self._t_idle = 0
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -184,6 +184,7 @@ class Connection:
         self.blocking = blocking
         self.reusable = True
         self._exchanging = False
+        self._t_idle = monotonic_ns()
 
     def _handshake(self, sock: socket.socket, tls: TLSContext, host: str,
                    deadline_ns: int) -> ssl.SSLSocket:
@@ -277,6 +278,12 @@ class Connection:
         finally:
             tsock.settimeout(previous)
 
+    def stale_after(self, min_idle_ns: int) -> bool:
+        """stale(), checked only when idle at least min_idle_ns (0: always, < 0: never)."""
+        if min_idle_ns < 0 or (min_idle_ns and monotonic_ns() - self._t_idle < min_idle_ns):
+            return False
+        return self.stale()
+
     def close(self) -> None:
         self.reusable = False
         self._exchanging = False
@@ -301,8 +308,8 @@ class Connection:
         self._exchanging = True
 
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
-                 read_timeout_ns: int, deadline_ns: int, check_stale: bool = False) -> tuple:
-        if check_stale and self.stale():
+                 read_timeout_ns: int, deadline_ns: int, stale_after_ns: int = -1) -> tuple:
+        if self.stale_after(stale_after_ns):
             self.reusable = False
             raise F.failure(F.WRITE, "the server closed the idle connection", sent=0)
         self.begin(request, head)
@@ -394,6 +401,7 @@ class Connection:
                self._t_first_byte, t_complete)
         self.reusable = res.keep_alive and not res.trailing
         self._exchanging = False
+        self._t_idle = t_complete
         self._request = None
         self._parser = None
         if self._tls_sock is not None and not self._session_kept:
@@ -487,19 +495,20 @@ _new = object.__new__
 
 
 def send_pooled(idle: list, conn: Optional[Connection], request: bytes, head: bool,
-                write_timeout_ns: int, read_timeout_ns: int, deadline_ns: int, hist,
-                response_type, ctx: tuple, on_drop):
+                write_timeout_ns: int, read_timeout_ns: int, deadline_ns: int,
+                stale_after_ns: int, hist, response_type, ctx: tuple, on_drop):
     """The sync pool's success path in one call: the twin of _core.send_pooled (see there).
     The list operations are atomic; the rest runs on connections no other thread holds."""
-    check_stale = conn is None
-    if check_stale:
+    if conn is None:
         try:
             conn = idle.pop()
         except IndexError:
             return None
+    else:
+        stale_after_ns = -1
     try:
         raw = conn.exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                            check_stale)
+                            stale_after_ns)
     except BaseException:
         conn.close()
         raise
