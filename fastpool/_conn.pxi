@@ -361,9 +361,4 @@ def send_pooled(list idle, Connection conn, bytes request, bint head, int64_t wr
     else:
         conn.close()
         on_drop()
-    response = response_type.__new__(response_type)
-    response.status_code = raw[0]
-    response.content = raw[4]
-    response._raw = raw
-    response._ctx = ctx
-    return response
+    return _new_response(response_type, raw, ctx)

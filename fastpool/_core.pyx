@@ -3,6 +3,7 @@
 
 include "_http.pxi"
 include "_hist.pxi"
+include "_response.pxi"
 include "_conn.pxi"
 include "_query.pxi"
 include "_server.pxi"
