@@ -220,10 +220,9 @@ class AsyncPool:
     async def _send(self, method, url, params, headers, content, json, timeout,
                     retries) -> Response:
         start = monotonic_ns()
-        data, method, target = self._prepare(method, url, params, headers, content, json)
+        data, method, target, head = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         deadline = start + tmo.total_ns if tmo.total_ns else 0
-        head = method == "HEAD"
         state = self._state
         if not self._opened:
             await self.open()

@@ -328,37 +328,71 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
 
 
 
-def send_pooled(list idle, Connection conn, bytes request, bint head, int64_t write_timeout_ns,
-                int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns,
-                Histogram hist, object response_type, tuple ctx, object on_drop):
-    """The sync pool's success path in one call (the pure twin is _pure/_conn.py).
+cdef class Lane:
+    """The sync pool's success path in one engine call (the pure twin: _pure/_conn.py).
 
-    conn None: pop the hottest connection from idle (None is returned when there is none,
-    nothing done) and check it is still open (when idle at least stale_after_ns); else use
-    conn, just opened. Then exchange,
-    record the latency in hist, push the connection back on idle when it may be reused (or
-    close it and call on_drop()), and return the Response (response_type, with ctx). On
-    failure the connection is closed and the error raised: the pool's policy decides what
-    follows. Atomic with respect to other threads except while the exchange waits (the GIL
-    is released there), like the list operations it replaces.
+    Built once per pool with what never changes (its idle stack, default timeout, staleness
+    threshold, latency histogram, Response class and context, and the callback for a dropped
+    connection), so a request passes four arguments: every Python operation on this path
+    costs twice its hot-loop price after the blocking read has evicted the caches.
     """
-    cdef tuple raw
-    if conn is None:
-        if not idle:
-            return None
-        conn = <Connection>idle.pop()
-    else:
-        stale_after_ns = -1
-    try:
-        raw = conn._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                             stale_after_ns)
-    except BaseException:
-        conn.close()
-        raise
-    fp_hist_record(&hist.h, conn.c.t_complete - conn.c.t_start)
-    if conn.reusable:
-        idle.append(conn)
-    else:
-        conn.close()
-        on_drop()
-    return _new_response(response_type, raw, ctx)
+
+    cdef list idle
+    cdef object default_timeout
+    cdef int64_t d_write, d_read, d_total, stale_after_ns
+    cdef Histogram hist
+    cdef object response_type, response_ctx, on_drop
+
+    def __init__(self, list idle, object default_timeout, int64_t stale_after_ns,
+                 Histogram hist, object response_type, object response_ctx, object on_drop):
+        self.idle = idle
+        self.default_timeout = default_timeout
+        self.d_write = default_timeout.write_ns
+        self.d_read = default_timeout.read_ns
+        self.d_total = default_timeout.total_ns
+        self.stale_after_ns = stale_after_ns
+        self.hist = hist
+        self.response_type = response_type
+        self.response_ctx = response_ctx
+        self.on_drop = on_drop
+
+    def send(self, Connection conn, tuple prepared, object timeout, int64_t start):
+        """One exchange of prepared (request bytes, method, target, head) under timeout.
+
+        conn None: pop the hottest idle connection (None is returned when there is none,
+        nothing done) and check the server did not close it (when it sat idle at least the
+        staleness threshold); else use conn, opened for this request. Then exchange, record
+        the latency, push the connection back when it may be reused (else close it and call
+        on_drop()), and return the Response. On failure the connection is closed and the
+        error raised: the pool's policy decides what follows. Atomic with respect to other
+        threads except while the exchange waits (the GIL is released there), like the list
+        operations it performs.
+        """
+        cdef int64_t write_ns, read_ns, total_ns, deadline = 0
+        cdef int64_t stale = self.stale_after_ns
+        cdef tuple raw
+        if timeout is self.default_timeout:
+            write_ns, read_ns, total_ns = self.d_write, self.d_read, self.d_total
+        else:
+            write_ns, read_ns, total_ns = timeout.write_ns, timeout.read_ns, timeout.total_ns
+        if total_ns:
+            deadline = start + total_ns
+        if conn is None:
+            if not self.idle:
+                return None
+            conn = <Connection>self.idle.pop()
+        else:
+            stale = -1
+        try:
+            raw = conn._exchange(prepared[0], prepared[3], write_ns, read_ns, deadline, stale)
+        except BaseException:
+            conn.close()
+            raise
+        fp_hist_record(&self.hist.h, conn.c.t_complete - conn.c.t_start)
+        if conn.reusable:
+            self.idle.append(conn)
+        else:
+            conn.close()
+            self.on_drop()
+        return _new_response(self.response_type, raw,
+                             (self.response_ctx, prepared[1], prepared[2], start))

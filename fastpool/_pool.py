@@ -79,9 +79,9 @@ class Pool:
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
         self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
-        self._send_pooled = cfg.engine.send_pooled
-        self._stale_after_ns = cfg.stale_after_ns
-        self._hist = cfg.state.stats.latency
+        self._lane = cfg.engine.Lane(cfg.state.idle, cfg.timeout, cfg.stale_after_ns,
+                                     cfg.state.stats.latency, Response, self._response_ctx,
+                                     self._on_drop)
         self._timeout = cfg.timeout
         self._retries = cfg.retries
         self._lock = threading.Lock()
@@ -184,40 +184,56 @@ class Pool:
     # ---- one request -----------------------------------------------------------------------
 
     def _send(self, method, url, params, headers, content, json, timeout, retries) -> Response:
-        # The hot path is the first send_pooled call: one engine call takes the hottest idle
-        # connection, checks it, exchanges, records the latency, puts it back and builds the
-        # Response. Everything that needs a decision comes back here.
+        # The hot path: build (or find) the request bytes, then one engine call takes the
+        # hottest idle connection, checks it, exchanges, records the latency, puts it back
+        # and builds the Response. Anything that needs a decision goes to _send_slow.
         start = monotonic_ns()
-        data, method, target = self._prepare(method, url, params, headers, content, json)
+        prepared = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        try:
+            response = self._lane.send(None, prepared, tmo, start)
+        except BaseException as exc:
+            return self._send_slow(prepared, tmo, start, retries, exc)
+        if response is None:
+            return self._send_slow(prepared, tmo, start, retries, None)
+        if self._waiters or self._state.closed:
+            self._after_put()
+        return response
+
+    def _send_slow(self, prepared: tuple, tmo: Timeout, start: int, retries: Optional[int],
+                   failure: Optional[BaseException]) -> Response:
+        """The request after the fast path found no idle connection (failure None) or failed
+        on one: the policy's retries, waiting for a connection, opening one."""
         deadline = start + tmo.total_ns if tmo.total_ns else 0
-        state = self._state
-        ctx = (self._response_ctx, method, target, start)
-        head = method == "HEAD"
+        method = prepared[1]
+        attempt = 0
+        if failure is not None:
+            attempt = self._failed(failure, False, attempt, method, retries, deadline)
         conn = None         # a connection opened for this request, else None: take an idle one
         until = None        # when waiting for a connection must stop (set on first wait)
-        attempt = 0
         while True:
+            if conn is None and self._state.idle:
+                pass  # one went idle meanwhile: the lane takes it (and checks it)
+            elif conn is None:
+                if until is None:
+                    until = _pool_wait_until(tmo, deadline) or 0
+                try:
+                    conn = self._acquire_slow(until, deadline)
+                except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                    with self._lock:
+                        self._state.stats.failed(exc)
+                    raise
             try:
-                response = self._send_pooled(state.idle, conn, data, head, tmo.write_ns,
-                                             tmo.read_ns, deadline, self._stale_after_ns,
-                                             self._hist, Response, ctx, self._on_drop)
+                response = self._lane.send(conn, prepared, tmo, start)
             except BaseException as exc:
                 attempt = self._failed(exc, conn is not None, attempt, method, retries, deadline)
                 conn = None
                 continue
-            if response is not None:
-                if state.closed or self._waiters:
-                    self._after_put()
-                return response
-            if until is None:
-                until = _pool_wait_until(tmo, deadline) or 0
-            try:
-                conn = self._acquire_slow(until, deadline)
-            except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
-                with self._lock:
-                    state.stats.failed(exc)
-                raise
+            if response is None:  # the idle connection was taken by another thread
+                continue
+            if self._waiters or self._state.closed:
+                self._after_put()
+            return response
 
     def _failed(self, exc: BaseException, fresh: bool, attempt: int, method: str,
                 retries: Optional[int], deadline: int) -> int:

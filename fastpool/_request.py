@@ -90,7 +90,8 @@ class RequestBuilder:
 
     def prepare(self, method: str, url: str, params: ParamsTypes = None,
                 headers: HeaderTypes = None, content: Any = None, json: Any = None) -> tuple:
-        """(request bytes, METHOD, target) for one call; InvalidRequestError when invalid.
+        """(request bytes, METHOD, target, is HEAD) for one call; InvalidRequestError when
+        invalid.
 
         A bare request (no params, headers or body: a poll of the same endpoint) is built
         once and reused."""
@@ -138,4 +139,4 @@ class RequestBuilder:
                 block = self._block_without(frozenset(overridden))
         data = self._engine.build_request(method.encode("ascii", "replace"), target, block,
                                           fields, body)
-        return data, method, target
+        return data, method, target, method == "HEAD"

@@ -5,8 +5,8 @@ from ._conn import (
     STEP_WANT_READ,
     STEP_WANT_WRITE,
     Connection,
+    Lane,
     TLSContext,
-    send_pooled,
 )
 from ._decode import decode_headers
 from ._hist import Histogram
@@ -22,7 +22,7 @@ from ._query import encode_query
 __all__ = [
     "Connection",
     "TLSContext",
-    "send_pooled",
+    "Lane",
     "STEP_DONE",
     "STEP_WANT_READ",
     "STEP_WANT_WRITE",

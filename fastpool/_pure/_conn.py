@@ -494,33 +494,44 @@ class Connection:
 _new = object.__new__
 
 
-def send_pooled(idle: list, conn: Optional[Connection], request: bytes, head: bool,
-                write_timeout_ns: int, read_timeout_ns: int, deadline_ns: int,
-                stale_after_ns: int, hist, response_type, ctx: tuple, on_drop):
-    """The sync pool's success path in one call: the twin of _core.send_pooled (see there).
-    The list operations are atomic; the rest runs on connections no other thread holds."""
-    if conn is None:
+class Lane:
+    """The sync pool's success path in one engine call: the twin of _core.Lane (see there)."""
+
+    def __init__(self, idle: list, default_timeout, stale_after_ns: int, hist, response_type,
+                 response_ctx, on_drop) -> None:
+        self.idle = idle
+        self.default_timeout = default_timeout
+        self.stale_after_ns = stale_after_ns
+        self.hist = hist
+        self.response_type = response_type
+        self.response_ctx = response_ctx
+        self.on_drop = on_drop
+
+    def send(self, conn: Optional[Connection], prepared: tuple, timeout, start: int):
+        deadline = start + timeout.total_ns if timeout.total_ns else 0
+        stale = self.stale_after_ns
+        if conn is None:
+            try:
+                conn = self.idle.pop()
+            except IndexError:
+                return None
+        else:
+            stale = -1
         try:
-            conn = idle.pop()
-        except IndexError:
-            return None
-    else:
-        stale_after_ns = -1
-    try:
-        raw = conn.exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                            stale_after_ns)
-    except BaseException:
-        conn.close()
-        raise
-    hist.record(raw[10] - raw[7])
-    if conn.reusable:
-        idle.append(conn)
-    else:
-        conn.close()
-        on_drop()
-    response = _new(response_type)
-    response.status_code = raw[0]
-    response.content = raw[4]
-    response._raw = raw
-    response._ctx = ctx
-    return response
+            raw = conn.exchange(prepared[0], prepared[3], timeout.write_ns, timeout.read_ns,
+                                deadline, stale)
+        except BaseException:
+            conn.close()
+            raise
+        self.hist.record(raw[10] - raw[7])
+        if conn.reusable:
+            self.idle.append(conn)
+        else:
+            conn.close()
+            self.on_drop()
+        response = _new(self.response_type)
+        response.status_code = raw[0]
+        response.content = raw[4]
+        response._raw = raw
+        response._ctx = (self.response_ctx, prepared[1], prepared[2], start)
+        return response
