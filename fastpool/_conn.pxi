@@ -117,6 +117,7 @@ cdef class TLSContext:
     cdef fp_tls t
     cdef bint ready
     cdef readonly bint verify
+    cdef object __weakref__  # pools share contexts through a weak cache (fastpool._connect)
 
     def __cinit__(self, *, verify=True, ca_file=None, ca_pem=None, cert_file=None,
                   key_file=None, min_version=None, max_version=None):

@@ -3,9 +3,11 @@ address in turn."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import warnings
+import weakref
 from time import monotonic_ns
 from typing import Any, Optional, Union
 
@@ -42,9 +44,23 @@ def resolve(origin: Origin) -> list[tuple[int, str]]:
     return out
 
 
+#: TLS contexts alive in the process, by their whole configuration. Pools with the same
+#: configuration share one: the CA bundle is parsed once, and a new pool's first handshakes
+#: resume sessions an earlier pool got (a context only ever offers its sessions to servers
+#: under that same configuration, so nothing verified leaks into an unverified setting).
+_CONTEXTS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
+def _file_key(path: Optional[str]) -> Optional[tuple]:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns)  # a rotated file is new
+
+
 def tls_context(engine: Any, verify: VerifyTypes, cert: CertTypes,
                 tls_min: Optional[str], tls_max: Optional[str]):
-    """The engine's TLSContext for a pool's TLS settings."""
+    """The engine's TLSContext for a pool's TLS settings (shared by equal settings)."""
     ca_file = ca_pem = None
     if verify is True:
         pass  # the system trust store; SSL_CERT_FILE / SSL_CERT_DIR are honoured
@@ -71,9 +87,19 @@ def tls_context(engine: Any, verify: VerifyTypes, cert: CertTypes,
         for path in (cert_file, key_file):
             if path is not None and not os.path.exists(path):
                 raise TLSError(f"cert: no such file {path!r}")
-    return engine.TLSContext(verify=verify is not False, ca_file=ca_file, ca_pem=ca_pem,
-                             cert_file=cert_file, key_file=key_file, min_version=tls_min,
-                             max_version=tls_max)
+    key = (engine.__name__, verify is not False, _file_key(ca_file),
+           hashlib.sha256(ca_pem).hexdigest() if ca_pem is not None else None,
+           _file_key(cert_file), _file_key(key_file), tls_min, tls_max,
+           # the system trust store is whatever these point at when the context is built
+           os.environ.get("SSL_CERT_FILE") if verify is True else None,
+           os.environ.get("SSL_CERT_DIR") if verify is True else None)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = engine.TLSContext(verify=verify is not False, ca_file=ca_file, ca_pem=ca_pem,
+                                cert_file=cert_file, key_file=key_file, min_version=tls_min,
+                                max_version=tls_max)
+        _CONTEXTS[key] = ctx
+    return ctx
 
 
 def open_connection(engine: Any, addrs: list, origin: Origin, tls: Any, limits: Any,
