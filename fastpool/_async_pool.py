@@ -79,7 +79,8 @@ class AsyncPool:
         self._state = cfg.state
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
-        self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
+        self._response_ctx = ResponseContext(cfg.engine.decode_headers, cfg.engine.header_values,
+                                             cfg.origin)
         self._timeout = cfg.timeout
         self._retries = cfg.retries
         self._step_done = cfg.engine.STEP_DONE

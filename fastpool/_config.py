@@ -39,7 +39,6 @@ class PoolConfig:
             raise TypeError("limits must be a fastpool.Limits")
         self.builder = RequestBuilder(self.origin, self.engine, headers)
         self.state = PoolState(connections, max_connections, self.engine.Histogram())
-        self.decode = self.engine.decode_headers
         self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
                     if self.origin.tls else None)
         self.addrs = resolve(self.origin)

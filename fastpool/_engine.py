@@ -30,6 +30,8 @@ Parsing and writing (csrc/fp_http.h is the specification of both):
         body None: no body and no Content-Length; bytes (b"" included): Content-Length.
     encode_query(params) -> bytes     the query string (see _pure/_query.py for the rules).
     decode_headers(head, spans) -> [(name, value)] latin-1 str pairs.
+    header_values(head, spans, lower_name) -> [value] of the fields named lower_name (ASCII
+        case-insensitive), without decoding the others.
 
 Connections (csrc/fp_tls.h and fp_conn.h are the specification of both):
 

@@ -13,7 +13,9 @@ class Headers(Mapping[str, str]):
     ``headers["Content-Type"]`` is case-insensitive; repeated fields are joined with ", "
     there and kept apart by ``get_list(name)``. Values are stripped of surrounding
     whitespace (the parser's spans exclude it). For a response, nothing is decoded until the
-    first access: the engine keeps the head bytes and the field offsets.
+    first access: the engine keeps the head bytes and the field offsets, and looking up one
+    name (``headers["x-mbx-used-weight-1m"]`` on every response, say) asks the engine to
+    find just those fields, without decoding the rest.
     """
 
     __slots__ = ("_source", "_items", "_index")
@@ -30,19 +32,31 @@ class Headers(Mapping[str, str]):
             self._items = [(_text(k), _text(v).strip(" \t")) for k, v in pairs]
 
     @classmethod
-    def _lazy(cls, decode: Callable[[bytes, bytes], list], head: bytes, spans: bytes) -> "Headers":
+    def _lazy(cls, decode: Callable[[bytes, bytes], list],
+              find: Callable[[bytes, bytes, bytes], list], head: bytes, spans: bytes) -> "Headers":
         h = cls.__new__(cls)
-        h._source = (decode, head, spans)
+        h._source = (decode, find, head, spans)
         h._items = None
         h._index = None
         return h
 
     def _pairs(self) -> list[tuple[str, str]]:
         if self._items is None:
-            decode, head, spans = self._source  # type: ignore[misc]
+            decode, _, head, spans = self._source  # type: ignore[misc]
             self._items = decode(head, spans)
             self._source = None
         return self._items
+
+    def _values(self, name: str) -> list[str]:
+        """The values of one field name, without decoding the others when that can wait."""
+        source = self._source
+        if source is not None:
+            try:
+                lower = name.lower().encode("latin-1")
+            except UnicodeEncodeError:
+                return []  # no field name can have it
+            return source[1](source[2], source[3], lower)
+        return self._lookup().get(name.lower(), [])
 
     def _lookup(self) -> dict[str, list[str]]:
         if self._index is None:
@@ -53,18 +67,20 @@ class Headers(Mapping[str, str]):
         return self._index
 
     def __getitem__(self, name: str) -> str:
-        values = self._lookup()[name.lower()]
+        values = self._values(name)
+        if not values:
+            raise KeyError(name)
         return values[0] if len(values) == 1 else ", ".join(values)
 
     def get_list(self, name: str, split_commas: bool = False) -> list[str]:
         """Every value of a repeated field, in order (split on commas when asked)."""
-        values = self._lookup().get(name.lower(), [])
+        values = self._values(name)
         if not split_commas:
             return list(values)
         return [part.strip() for value in values for part in value.split(",")]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
+        return isinstance(name, str) and bool(self._values(name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._lookup())

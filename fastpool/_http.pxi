@@ -107,6 +107,32 @@ def decode_headers(bytes head, bytes spans):
     return out
 
 
+def header_values(bytes head, bytes spans, bytes lower_name):
+    """[value, ...] of the fields named lower_name (lower-case ASCII), case-insensitively,
+    as latin-1 str, in order; without decoding the other fields (see _engine)."""
+    cdef const char *h = PyBytes_AS_STRING(head)
+    cdef const fp_span *s = <const fp_span *>PyBytes_AS_STRING(spans)
+    cdef const unsigned char *want = <const unsigned char *>PyBytes_AS_STRING(lower_name)
+    cdef Py_ssize_t i, j, n = PyBytes_GET_SIZE(spans) // sizeof(fp_span)
+    cdef Py_ssize_t wlen = PyBytes_GET_SIZE(lower_name)
+    cdef const unsigned char *name
+    cdef unsigned char c
+    cdef list out = []
+    for i in range(n):
+        if s[i].name_len != <uint32_t>wlen:
+            continue
+        name = <const unsigned char *>h + s[i].name_off
+        for j in range(wlen):
+            c = name[j]
+            if c >= 0x41 and c <= 0x5a:  # field names are tokens: ASCII case folding
+                c += 0x20
+            if c != want[j]:
+                break
+        else:
+            out.append(PyUnicode_DecodeLatin1(h + s[i].value_off, s[i].value_len, NULL))
+    return out
+
+
 cdef class RawResponse:
     """A parsed response: the final head's bytes and field spans, and the decoded body."""
 

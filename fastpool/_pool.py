@@ -78,7 +78,8 @@ class Pool:
         self._state = cfg.state
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
-        self._response_ctx = ResponseContext(cfg.decode, cfg.origin)
+        self._response_ctx = ResponseContext(cfg.engine.decode_headers, cfg.engine.header_values,
+                                             cfg.origin)
         self._lane = cfg.engine.Lane(cfg.state.idle, cfg.timeout, cfg.stale_after_ns,
                                      cfg.state.stats.latency, Response, self._response_ctx,
                                      self._on_drop)

@@ -95,8 +95,9 @@ class Response:
         try:
             return self._headers
         except AttributeError:
-            decode = self._ctx[0].decode
-            self._headers = Headers._lazy(decode, self._raw[RAW_HEAD], self._raw[RAW_SPANS])
+            ctx = self._ctx[0]
+            self._headers = Headers._lazy(ctx.decode, ctx.find, self._raw[RAW_HEAD],
+                                          self._raw[RAW_SPANS])
             return self._headers
 
     @property
@@ -165,12 +166,14 @@ class Response:
 
 
 class ResponseContext:
-    """What a pool's responses share: the header decoder and the origin (for .url)."""
+    """What a pool's responses share: the engine's header decoder and finder, and the origin
+    (for .url)."""
 
-    __slots__ = ("decode", "origin")
+    __slots__ = ("decode", "find", "origin")
 
-    def __init__(self, decode, origin) -> None:
+    def __init__(self, decode, find, origin) -> None:
         self.decode = decode
+        self.find = find
         self.origin = origin
 
 

@@ -73,7 +73,9 @@ def test_64_tasks_on_8_connections_every_response_matched(engine_name, arun, ngi
     assert stats["requests"] == 64 * per_task and stats["errors"] == 0
     assert stats["connects"] == 8 and stats["open"] == 8
     nginx.access_log.wait_for(64 * per_task, since=mark)
-    assert len(nginx.access_log.connections(since=mark)) == 8
+    # Never more than the 8 connections (hottest first: under light contention a few of them
+    # may carry everything, which is the point of LIFO reuse).
+    assert 1 <= len(nginx.access_log.connections(since=mark)) <= 8
 
 
 def test_waiters_are_served_in_arrival_order(engine_name, arun, fault_server):

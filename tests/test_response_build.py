@@ -23,7 +23,7 @@ def test_fastpool_response_uses_direct_slots(core):
 
 
 def test_direct_build_is_exact(core):
-    ctx = (ResponseContext(None, None), "GET", b"/x", 0)
+    ctx = (ResponseContext(None, None, None), "GET", b"/x", 0)
     r = core.new_response(Response, RAW, ctx)
     assert type(r) is Response
     assert (r.status_code, r.content, r._raw, r._ctx) == (200, b"body", RAW, ctx)

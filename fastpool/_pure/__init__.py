@@ -8,7 +8,7 @@ from ._conn import (
     Lane,
     TLSContext,
 )
-from ._decode import decode_headers
+from ._decode import decode_headers, header_values
 from ._hist import Histogram
 from ._http import (
     RawResponse,
@@ -27,6 +27,7 @@ __all__ = [
     "STEP_WANT_READ",
     "STEP_WANT_WRITE",
     "decode_headers",
+    "header_values",
     "encode_query",
     "Histogram",
     "RawResponse",
