@@ -213,9 +213,7 @@ class Pool:
         conn = None         # a connection opened for this request, else None: take an idle one
         until = None        # when waiting for a connection must stop (set on first wait)
         while True:
-            if conn is None and self._state.idle:
-                pass  # one went idle meanwhile: the lane takes it (and checks it)
-            elif conn is None:
+            if conn is None and not self._state.idle:  # else the lane takes (and checks) it
                 if until is None:
                     until = _pool_wait_until(tmo, deadline) or 0
                 try:
