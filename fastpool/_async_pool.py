@@ -28,7 +28,6 @@ from typing import Any, Optional
 from ._config import PoolConfig
 from ._errors import (
     FastpoolError,
-    NotSentError,
     PoolClosed,
     PoolTimeout,
     ReadError,
@@ -38,7 +37,7 @@ from ._errors import (
     WriteTimeoutNotSent,
 )
 from ._headers import HeaderTypes
-from ._policy import should_retry
+from ._policy import Attempts
 from ._response import RAW_T_COMPLETE, RAW_T_START, Response, ResponseContext, make_response
 from ._timeout import _UNSET, Timeout
 from ._url import ParamsTypes
@@ -227,12 +226,17 @@ class AsyncPool:
         state = self._state
         if not self._opened:
             await self.open()
-        attempt = 0
+        attempts = None  # created at the first failure
         while True:
             conn = state.take_idle() if not state.closed else None
             fresh = False
             if conn is None:
-                conn, fresh = await self._acquire_slow(tmo, deadline)
+                try:
+                    conn, fresh = await self._acquire_slow(tmo, deadline)
+                except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                    attempts = attempts or Attempts(method, self._retries if retries is None
+                                                    else retries, deadline)
+                    raise attempts.give_up(exc, state.stats)
             try:
                 if not fresh and conn.stale_after(self._cfg.stale_after_ns):
                     raise StaleConnection("the server closed the idle connection")
@@ -243,7 +247,13 @@ class AsyncPool:
                     rc = conn.step()
                 raw = conn.take()
             except BaseException as exc:
-                attempt = self._failed(exc, conn, fresh, attempt, method, retries, deadline)
+                self._drop(conn, exc)
+                attempts = attempts or Attempts(method, self._retries if retries is None
+                                                else retries, deadline)
+                error = attempts.after(exc, fresh=fresh, stats=state.stats, closed=state.closed,
+                                       now=monotonic_ns())
+                if error is not None:
+                    raise error
                 continue
             state.stats.latency.record(raw[RAW_T_COMPLETE] - raw[RAW_T_START])
             self._release(conn)
@@ -287,20 +297,6 @@ class AsyncPool:
         if sent:
             raise WriteTimeout(f"{what} sending the request")
         raise WriteTimeoutNotSent(f"{what} sending the request")
-
-    def _failed(self, exc: BaseException, conn, fresh: bool, attempt: int, method: str,
-                retries: Optional[int], deadline: int) -> int:
-        """As Pool._failed: drop the connection, then retry (return) or raise."""
-        self._drop(conn, exc)
-        if not isinstance(exc, FastpoolError):
-            raise exc  # cancelled or interrupted mid-exchange: its bytes are unknown
-        allowed = self._retries if retries is None else retries
-        if (should_retry(exc, fresh=fresh, attempt=attempt, method=method, retries=allowed)
-                and not self._state.closed and not (deadline and monotonic_ns() >= deadline)):
-            self._state.stats.retries += 1
-            return attempt if isinstance(exc, NotSentError) else attempt + 1
-        self._state.stats.failed(exc)
-        raise exc
 
     # ---- connections -----------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ def encode_fields(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
     out = []
     for name, value in pairs:
         if isinstance(name, str):
-            name = name.encode("ascii", "surrogateescape") if name.isascii() else name.encode("utf-8")
+            name = name.encode("utf-8", "replace")  # a non-ASCII name fails the writer's check
         elif not isinstance(name, bytes):
             name = bytes(name)
         if isinstance(value, str):

@@ -32,10 +32,49 @@ def should_retry(exc: BaseException, *, fresh: bool, attempt: int, method: str,
     return False
 
 
-def must_discard(exc: BaseException) -> bool:
-    """Whether the connection an attempt failed on can never be used again: always, for a
-    request failure (a timeout or framing error leaves unknown bytes in flight)."""
-    return isinstance(exc, FastpoolError)
+class Attempts:
+    """The failed attempts of one request and the policy's verdict after each (both pools
+    create one at the first failure; the hot path never does).
+
+    Once an attempt may have reached the server, the request as a whole may have: whatever
+    ends it later (a retry that fails before sending, a pool timeout, a closed pool) surfaces
+    as that MaybeSent error, with the last failure as its __cause__.
+    """
+
+    __slots__ = ("method", "allowed", "deadline", "retried", "maybe_sent")
+
+    def __init__(self, method: str, allowed: int, deadline: int) -> None:
+        self.method = method
+        self.allowed = allowed        # MaybeSent retries the caller allows
+        self.deadline = deadline      # ns, 0 = none
+        self.retried = 0              # MaybeSent retries used
+        self.maybe_sent: Optional[MaybeSentError] = None
+
+    def after(self, exc: BaseException, *, fresh: bool, stats: Stats, closed: bool,
+              now: int) -> Optional[BaseException]:
+        """After a failed attempt (its connection already dropped): None to send again, else
+        the exception the caller must get. Counts retries and errors in stats."""
+        if not isinstance(exc, FastpoolError):
+            return exc  # interrupted or cancelled mid-exchange: nothing is retried
+        if isinstance(exc, MaybeSentError) and self.maybe_sent is None:
+            self.maybe_sent = exc
+        if (should_retry(exc, fresh=fresh, attempt=self.retried, method=self.method,
+                         retries=self.allowed)
+                and not closed and not (self.deadline and now >= self.deadline)):
+            stats.retries += 1
+            if isinstance(exc, MaybeSentError):
+                self.retried += 1
+            return None
+        return self.give_up(exc, stats)
+
+    def give_up(self, exc: BaseException, stats: Stats) -> BaseException:
+        """The exception that ends the request (counted once in stats)."""
+        stats.failed(exc)
+        if self.maybe_sent is not None and self.maybe_sent is not exc and not isinstance(
+                exc, MaybeSentError):
+            self.maybe_sent.__cause__ = exc
+            return self.maybe_sent
+        return exc
 
 
 class Stats:

@@ -14,9 +14,9 @@ from time import monotonic_ns
 from typing import Any, Optional
 
 from ._config import PoolConfig
-from ._errors import FastpoolError, NotSentError, PoolClosed, PoolTimeout, StaleConnection
+from ._errors import FastpoolError, PoolClosed, PoolTimeout, StaleConnection
 from ._headers import HeaderTypes
-from ._policy import should_retry
+from ._policy import Attempts
 from ._response import Response, ResponseContext
 from ._timeout import _UNSET, Timeout
 from ._url import ParamsTypes
@@ -206,10 +206,9 @@ class Pool:
         """The request after the fast path found no idle connection (failure None) or failed
         on one: the policy's retries, waiting for a connection, opening one."""
         deadline = start + tmo.total_ns if tmo.total_ns else 0
-        method = prepared[1]
-        attempt = 0
+        attempts = Attempts(prepared[1], self._retries if retries is None else retries, deadline)
         if failure is not None:
-            attempt = self._failed(failure, False, attempt, method, retries, deadline)
+            self._failed(attempts, failure, fresh=False)
         conn = None         # a connection opened for this request, else None: take an idle one
         until = None        # when waiting for a connection must stop (set on first wait)
         while True:
@@ -220,12 +219,12 @@ class Pool:
                     conn = self._acquire_slow(until, deadline)
                 except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
                     with self._lock:
-                        self._state.stats.failed(exc)
-                    raise
+                        error = attempts.give_up(exc, self._state.stats)
+                    raise error
             try:
                 response = self._lane.send(conn, prepared, tmo, start)
             except BaseException as exc:
-                attempt = self._failed(exc, conn is not None, attempt, method, retries, deadline)
+                self._failed(attempts, exc, fresh=conn is not None)
                 conn = None
                 continue
             if response is None:  # the idle connection was taken by another thread
@@ -234,22 +233,15 @@ class Pool:
                 self._after_put()
             return response
 
-    def _failed(self, exc: BaseException, fresh: bool, attempt: int, method: str,
-                retries: Optional[int], deadline: int) -> int:
+    def _failed(self, attempts: Attempts, exc: BaseException, *, fresh: bool) -> None:
         """After an attempt failed (the engine closed its connection): the bookkeeping, then
-        either the attempt number to go on with (the policy allows sending again) or raise."""
+        return to send again, or raise what the policy says the caller must get."""
         self._on_drop(exc)
-        if not isinstance(exc, FastpoolError):
-            raise exc  # interrupted mid-exchange: the connection is gone, nothing retried
-        allowed = self._retries if retries is None else retries
-        if (should_retry(exc, fresh=fresh, attempt=attempt, method=method, retries=allowed)
-                and not (deadline and monotonic_ns() >= deadline)):
-            with self._lock:
-                self._state.stats.retries += 1
-            return attempt if isinstance(exc, NotSentError) else attempt + 1
         with self._lock:
-            self._state.stats.failed(exc)
-        raise exc
+            error = attempts.after(exc, fresh=fresh, stats=self._state.stats,
+                                   closed=self._state.closed, now=monotonic_ns())
+        if error is not None:
+            raise error
 
     # ---- connections -----------------------------------------------------------------------
 
