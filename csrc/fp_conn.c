@@ -294,6 +294,7 @@ void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
     fp_resp_init(&c->resp, &c->lim, head_request);
     c->len = 0;
     c->end = 0;
+    c->received = 0;
     c->t_start = fp_now_ns();
     c->t_written = c->t_first_byte = c->t_complete = 0;
     c->state = ST_SENDING;
@@ -430,6 +431,7 @@ static int recv_some(fp_conn *c, fp_cerr *err)
         if (c->t_first_byte == 0)
             c->t_first_byte = fp_now_ns();
         c->len += (size_t)n;
+        c->received += (uint64_t)n;
         rc = fp_resp_parse(&c->resp, c->buf, &c->len, c->spans);
         if (rc > 0) {
             c->end = rc;
@@ -562,6 +564,11 @@ int fp_conn_step(fp_conn *c, fp_cerr *err)
         }
         c->t_written = fp_now_ns();
         c->state = ST_RECEIVING;
+        /* The response cannot be here yet: no round trip has passed since the last byte left,
+         * so a read now only costs a syscall that says EAGAIN. Wait for readability first.
+         * (Nothing is hidden in OpenSSL either: the previous response was consumed whole, or
+         * the connection would not have been reused.) */
+        return FP_STEP_WANT_READ;
     }
     if (c->state == ST_RECEIVING) {
         r = recv_some(c, err);

@@ -69,6 +69,7 @@ typedef struct fp_conn {
     const char *out;
     size_t out_len, out_done;
     uint64_t wire_before;    /* BIO_number_written at the start of the request (TLS) */
+    uint64_t received;       /* response bytes received in the current exchange */
     int head_request;
     int state;
     /* kernel timeouts currently on the fd, in microseconds (0 = none, -1 = unknown) */
@@ -114,7 +115,9 @@ int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
 void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request);
 
 /* Step mode: makes all the progress possible without blocking. FP_STEP_DONE,
- * FP_STEP_WANT_READ, FP_STEP_WANT_WRITE, or FP_STEP_ERROR with err. */
+ * FP_STEP_WANT_READ, FP_STEP_WANT_WRITE, or FP_STEP_ERROR with err. Once the request is
+ * written it answers FP_STEP_WANT_READ without trying to read (the response cannot be there
+ * yet); every later call reads until OpenSSL and the socket are drained. */
 int fp_conn_step(fp_conn *c, fp_cerr *err);
 
 /* Bytes of the request that reached the socket so far (wire bytes for TLS). */

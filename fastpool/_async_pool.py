@@ -45,10 +45,10 @@ from ._url import ParamsTypes
 _REFILL_BACKOFF_MIN = 0.05
 _REFILL_BACKOFF_MAX = 2.0
 
-# What a parked request wakes up with.
-_READY = 1
-_EXPIRED = 2
-_ABORTED = 3
+# What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
+_READY = -1      # its fd is writable: step again
+_EXPIRED = -2    # its phase's timeout ran out
+_ABORTED = -3    # the pool was closed
 
 
 def _wake(fut: asyncio.Future, why: int) -> None:
@@ -243,8 +243,7 @@ class AsyncPool:
                 conn.begin(data, head)
                 rc = conn.step()
                 while rc != self._step_done:
-                    await self._park(conn, rc, tmo, deadline)
-                    rc = conn.step()
+                    rc = await self._park(conn, rc, tmo, deadline)
                 raw = conn.take()
             except BaseException as exc:
                 self._drop(conn, exc)
@@ -259,9 +258,13 @@ class AsyncPool:
             self._release(conn)
             return make_response(raw, (self._response_ctx, method, target, start))
 
-    async def _park(self, conn, want: int, tmo: Timeout, deadline: int) -> None:
-        """Waits until conn's socket is ready for what the engine wants, or raises the
-        phase's timeout, or the pool's abort (closed meanwhile)."""
+    async def _park(self, conn, want: int, tmo: Timeout, deadline: int) -> int:
+        """Waits until the exchange on conn moves on, and returns the engine's step result;
+        or raises the phase's timeout, or the pool's abort (closed meanwhile). Reads happen in
+        the connection's reader (_on_readable), which wakes us only when the exchange
+        progressed: asyncio runs a ready task before the reader callbacks of the same loop
+        iteration, so a readability event can describe bytes the task has already read, and
+        waking on it would cost a loop iteration and a read that finds nothing."""
         loop = self._loop
         writing = want != self._want_read  # reads wake through the connection's reader
         written = conn.written
@@ -283,8 +286,10 @@ class AsyncPool:
                 loop.remove_writer(self._readers[conn])
             if timer is not None:
                 timer.cancel()
+        if why >= 0:
+            return why  # the reader stepped the exchange
         if why == _READY:
-            return
+            return conn.step()
         sent = conn.sent
         if why == _ABORTED:
             if sent:
@@ -385,8 +390,18 @@ class AsyncPool:
     def _on_readable(self, conn) -> None:
         fut = self._parked.get(conn)
         if fut is not None:
-            if not fut.done():
-                fut.set_result(_READY)
+            if fut.done():
+                return
+            before = conn.received
+            try:
+                rc = conn.step()
+            except BaseException as exc:  # the request's failure: raised in its task
+                fut.set_exception(exc)
+                return
+            # Wake the request when the exchange is done, wants to write, or got bytes (its
+            # read timeout is a silence between bytes, so it must restart its wait).
+            if rc != self._want_read or conn.received != before:
+                fut.set_result(rc)
             return
         state = self._state
         if conn in state.idle and conn.stale():

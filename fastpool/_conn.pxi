@@ -65,6 +65,7 @@ cdef extern from "fp_conn.h" nogil:
     ctypedef struct fp_conn:
         int fd
         int resumed
+        uint64_t received
         char *buf
         fp_resp resp
         fp_span *spans
@@ -274,6 +275,11 @@ cdef class Connection:
         )
         self.reusable = fp_conn_finish(&self.c) != 0
         return raw
+
+    @property
+    def received(self):
+        """Response bytes received so far in the current exchange."""
+        return self.c.received
 
     @property
     def written(self):

@@ -142,6 +142,7 @@ class Connection:
         self._head = False
         self._exchanging = False
         self._t_start = self._t_written = self._t_first_byte = self._t_idle = 0
+        self.received = 0
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -305,6 +306,7 @@ class Connection:
         self._parser = ResponseParser(head, self._limits)
         self._t_start = monotonic_ns()
         self._t_written = self._t_first_byte = 0
+        self.received = 0
         self._exchanging = True
 
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
@@ -357,6 +359,7 @@ class Connection:
             except OSError as exc:
                 raise self._fail_os(F.WRITE, exc) from None
             self._t_written = monotonic_ns()
+            return STEP_WANT_READ  # the response cannot be here yet (see fp_conn_step)
         parser = self._parser
         if parser.complete:
             return STEP_DONE
@@ -382,6 +385,7 @@ class Connection:
                 return parser.feed_eof()
             if not self._t_first_byte:
                 self._t_first_byte = monotonic_ns()
+            self.received += len(data)
             return parser.feed(data)
         except ProtocolError as exc:
             self.reusable = False
