@@ -3,6 +3,7 @@
 
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from fastpool._failures import failure as _failure
@@ -107,7 +108,7 @@ STEP_WANT_WRITE = FP_STEP_WANT_WRITE
 _CLIENT_TLS_VERSIONS = {None: 0, "1.2": TLS1_2_VERSION, "1.3": TLS1_3_VERSION}
 
 
-cdef object _raise_cerr(const fp_cerr *err):
+cdef object _raise_cerr(fp_cerr *err):
     raise _failure(err.kind, err.msg.decode("utf-8", "replace"), sent=err.sent,
                    code=err.code, verify=err.verify)
 
@@ -130,12 +131,17 @@ cdef class TLSContext:
         cdef bytes b_key = None if key_file is None else str(key_file).encode()
         if min_version not in _CLIENT_TLS_VERSIONS or max_version not in _CLIENT_TLS_VERSIONS:
             raise ValueError("TLS versions are '1.2', '1.3' or None")
+        memset(&cfg, 0, sizeof(cfg))
         cfg.verify = 1 if verify else 0
-        cfg.ca_file = NULL if b_ca_file is None else <const char *>b_ca_file
-        cfg.ca_pem = NULL if b_ca_pem is None else <const char *>b_ca_pem
-        cfg.ca_pem_len = 0 if b_ca_pem is None else len(b_ca_pem)
-        cfg.cert_file = NULL if b_cert is None else <const char *>b_cert
-        cfg.key_file = NULL if b_key is None else <const char *>b_key
+        if b_ca_file is not None:
+            cfg.ca_file = b_ca_file
+        if b_ca_pem is not None:
+            cfg.ca_pem = b_ca_pem
+            cfg.ca_pem_len = len(b_ca_pem)
+        if b_cert is not None:
+            cfg.cert_file = b_cert
+        if b_key is not None:
+            cfg.key_file = b_key
         cfg.min_version = _CLIENT_TLS_VERSIONS[min_version]
         cfg.max_version = _CLIENT_TLS_VERSIONS[max_version]
         if fp_tls_init(&self.t, &cfg, err, sizeof(err)) < 0:
