@@ -6,7 +6,7 @@
 
 from ._async_pool import AsyncPool
 from ._connect import InsecureWarning, ResolveError
-from ._engine import BACKEND
+from ._engine import BACKEND, EngineWarning
 from ._errors import *  # noqa: F401,F403
 from ._errors import __all__ as _error_names
 from ._headers import Headers
@@ -19,7 +19,7 @@ from ._url import InvalidURL
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKEND", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout", "Timings", "Limits",
+    "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout", "Timings", "Limits",
     "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     *_error_names,
 ]

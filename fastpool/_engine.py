@@ -57,6 +57,12 @@ The C engine alone also has EmbeddedServer (the benchmark/test server) and floor
 from __future__ import annotations
 
 import os
+import warnings
+
+
+class EngineWarning(UserWarning):
+    """The C engine is not available: fastpool runs on the pure-Python engine."""
+
 
 if os.environ.get("FASTPOOL_NO_EXTENSIONS") == "1":
     from . import _pure as engine
@@ -74,6 +80,13 @@ else:
 
         BACKEND = "python"
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+        # pip hides the build's own message when the fallback install succeeds: say it here,
+        # once per process, since latency is what fastpool is for.
+        warnings.warn(
+            f"fastpool: the C engine is not available ({LOAD_ERROR}); using the pure-Python "
+            "engine (same behaviour, higher latency). Install a C compiler, Python headers and "
+            "OpenSSL's headers (libssl-dev), then reinstall; FASTPOOL_NO_EXTENSIONS=1 selects "
+            "the pure engine without this warning.", EngineWarning, stacklevel=2)
 
 
 def get_engine(name: str | None = None):
