@@ -300,6 +300,16 @@ void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
     c->state = ST_SENDING;
 }
 
+/* Whether a TLS call that says "retry" was only interrupted by a signal handler. A blocking
+ * socket call with a kernel timeout (SO_RCVTIMEO/SO_SNDTIMEO) is never restarted after a
+ * handler ran: it fails with EINTR, which OpenSSL's socket BIO reports as WANT_READ/WRITE,
+ * the same as the timeout's EAGAIN. errno must be cleared before the call. */
+static int interrupted(int ssl_error)
+{
+    return (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE)
+           && errno == EINTR;
+}
+
 /* Writes what the socket accepts. FP_STEP_DONE, FP_STEP_WANT_*, or FP_STEP_ERROR. */
 static int send_some(fp_conn *c, fp_cerr *err)
 {
@@ -320,12 +330,15 @@ static int send_some(fp_conn *c, fp_cerr *err)
             int n, e;
             size_t chunk = c->out_len - c->out_done;
             ERR_clear_error();
+            errno = 0;
             n = SSL_write(c->ssl, c->out + c->out_done, chunk > 0x7fffffff ? 0x7fffffff : (int)chunk);
             if (n > 0) {
                 c->out_done += (size_t)n;
                 continue;
             }
             e = SSL_get_error(c->ssl, n);
+            if (interrupted(e))
+                continue;
             if (e == SSL_ERROR_WANT_WRITE)
                 return FP_STEP_WANT_WRITE;
             if (e == SSL_ERROR_WANT_READ)
@@ -398,11 +411,14 @@ static int recv_some(fp_conn *c, fp_cerr *err)
             size_t room = c->cap - c->len;
             int r, e;
             ERR_clear_error();
+            errno = 0;
             r = SSL_read(c->ssl, c->buf + c->len, room > 0x7fffffff ? 0x7fffffff : (int)room);
             if (r > 0) {
                 n = r;
             } else {
                 e = SSL_get_error(c->ssl, r);
+                if (interrupted(e))
+                    continue;
                 if (e == SSL_ERROR_WANT_READ)
                     return FP_STEP_WANT_READ;
                 if (e == SSL_ERROR_WANT_WRITE)

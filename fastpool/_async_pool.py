@@ -30,7 +30,6 @@ from ._errors import (
     FastpoolError,
     PoolClosed,
     PoolTimeout,
-    ReadError,
     ReadTimeout,
     StaleConnection,
     WriteTimeout,
@@ -48,7 +47,6 @@ _REFILL_BACKOFF_MAX = 2.0
 # What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
 _READY = -1      # its fd is writable: step again
 _EXPIRED = -2    # its phase's timeout ran out
-_ABORTED = -3    # the pool was closed
 
 
 def _wake(fut: asyncio.Future, why: int) -> None:
@@ -128,9 +126,10 @@ class AsyncPool:
         return self
 
     async def aclose(self) -> None:
-        """Closes the pool: idle connections now; waiting requests fail with PoolClosed;
-        in-flight requests fail with a NotSent or MaybeSent error (whichever is true) and
-        their connections are closed."""
+        """Closes idle connections now and in-flight ones when their requests finish (as
+        Pool.close: a request already sent keeps its response — an order placed is not
+        lost track of; cancel its task to abandon it); requests waiting for a connection,
+        or still opening one, fail with PoolClosed."""
         state = self._state
         if state.closed:
             return
@@ -140,8 +139,6 @@ class AsyncPool:
             self._close(conn)
         while self._waiters:
             _wake_waiter(self._waiters.popleft(), PoolClosed("the pool is closed"))
-        for fut in list(self._parked.values()):
-            _wake(fut, _ABORTED)
         if self._refill_task is not None:
             self._refill_task.cancel()
             try:
@@ -260,11 +257,11 @@ class AsyncPool:
 
     async def _park(self, conn, want: int, tmo: Timeout, deadline: int) -> int:
         """Waits until the exchange on conn moves on, and returns the engine's step result;
-        or raises the phase's timeout, or the pool's abort (closed meanwhile). Reads happen in
-        the connection's reader (_on_readable), which wakes us only when the exchange
-        progressed: asyncio runs a ready task before the reader callbacks of the same loop
-        iteration, so a readability event can describe bytes the task has already read, and
-        waking on it would cost a loop iteration and a read that finds nothing."""
+        or raises the phase's timeout. Reads happen in the connection's reader
+        (_on_readable), which wakes us only when the exchange progressed: asyncio runs a
+        ready task before the reader callbacks of the same loop iteration, so a readability
+        event can describe bytes the task has already read, and waking on it would cost a
+        loop iteration and a read that finds nothing."""
         loop = self._loop
         writing = want != self._want_read  # reads wake through the connection's reader
         written = conn.written
@@ -274,8 +271,13 @@ class AsyncPool:
             if limit_ns < 0 or left < limit_ns:
                 limit_ns = max(left, 0)
         fut = loop.create_future()
+        fd = self._readers[conn]
         if writing:
-            loop.add_writer(conn.fileno(), _wake, fut, _READY)
+            # The reader rests while the write is blocked: it is level-triggered, and bytes
+            # the write phase does not read (a TLS 1.3 session ticket, an early response)
+            # would make it fire on every loop iteration until the write timeout.
+            loop.remove_reader(fd)
+            loop.add_writer(fd, _wake, fut, _READY)
         timer = loop.call_later(limit_ns / 1e9, _wake, fut, _EXPIRED) if limit_ns >= 0 else None
         self._parked[conn] = fut
         try:
@@ -283,7 +285,8 @@ class AsyncPool:
         finally:
             del self._parked[conn]
             if writing:
-                loop.remove_writer(self._readers[conn])
+                loop.remove_writer(fd)
+                loop.add_reader(fd, self._on_readable, conn)
             if timer is not None:
                 timer.cancel()
         if why >= 0:
@@ -291,10 +294,6 @@ class AsyncPool:
         if why == _READY:
             return conn.step()
         sent = conn.sent
-        if why == _ABORTED:
-            if sent:
-                raise ReadError("the pool was closed while the request was in flight")
-            raise PoolClosed("the pool was closed before the request was sent")
         total = deadline and monotonic_ns() >= deadline
         what = "total deadline ran out" if total else "timed out"
         if written:
@@ -354,6 +353,10 @@ class AsyncPool:
             self._state.unreserve()
             self._hand_slot()
             raise
+        if self._state.closed:  # closed while it opened: the request is not sent
+            self._state.unreserve()
+            conn.close()
+            raise PoolClosed("the pool was closed while the connection was opening")
         self._adopt_open(conn)
         return conn
 
@@ -453,6 +456,9 @@ class AsyncPool:
                 conn = await self._loop.run_in_executor(self._opener, self._cfg.open, False)
             except FastpoolError:
                 state.unreserve()
+                # A request waiting for the slot this attempt held tries on its own now
+                # (and fails typed, or succeeds) instead of sleeping to its pool timeout.
+                self._hand_slot()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _REFILL_BACKOFF_MAX)
                 continue

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import fastpool
-from pool_helpers import nginx_mark, new_tag, sync_pool, tagged_entries, tls_kwargs  # noqa: F401
+from pool_helpers import nginx_mark, new_tag, tagged_entries, tls_kwargs  # noqa: F401
 from support.faults import respond
 from support.nginx import TICKER_BODY, static_body
 
@@ -25,9 +25,9 @@ def listener(request):
 
 
 @pytest.fixture
-def pool(nginx, certs, listener, sync_pool):
+def pool(nginx, certs, listener, make_pool):
     lst = nginx.listeners[listener]
-    return sync_pool(nginx.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
+    return make_pool(nginx.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
 
 
 def order_doc(r) -> dict:
@@ -114,9 +114,9 @@ def test_path_is_percent_encoded(pool):
     assert r.headers["x-request-uri"] == "/api/v3/a%20b/%C3%BC"
 
 
-def test_base_url_path_prefixes_every_target(nginx, certs, listener, sync_pool):
+def test_base_url_path_prefixes_every_target(nginx, certs, listener, make_pool):
     lst = nginx.listeners[listener]
-    p = sync_pool(nginx.url(listener, "/api/v3/"), connections=1, **tls_kwargs(certs, lst.tls))
+    p = make_pool(nginx.url(listener, "/api/v3/"), connections=1, **tls_kwargs(certs, lst.tls))
     assert order_doc(p.get("/order", params={"id": 1}))["uri"] == "/api/v3/order?id=1"
     assert order_doc(p.get("order"))["uri"] == "/api/v3/order"
     assert p.url == nginx.url(listener, "/api/v3")
@@ -131,11 +131,11 @@ def test_absolute_url_on_the_pool_origin(pool, nginx, listener):
         pool.get("http://127.0.0.2:1/api/v3/order")
 
 
-def test_absolute_url_is_not_prefixed_with_the_base_path(nginx, certs, listener, sync_pool):
+def test_absolute_url_is_not_prefixed_with_the_base_path(nginx, certs, listener, make_pool):
     """An absolute URL names the whole target (as in httpx): the pool's base path is for
     relative ones. Sending a response's own .url again must hit the same resource."""
     lst = nginx.listeners[listener]
-    p = sync_pool(nginx.url(listener, "/api/v3"), connections=1, **tls_kwargs(certs, lst.tls))
+    p = make_pool(nginx.url(listener, "/api/v3"), connections=1, **tls_kwargs(certs, lst.tls))
     r = p.get(nginx.url(listener, "/api/v3/order?x=1"))
     assert order_doc(r)["uri"] == "/api/v3/order?x=1"
     first = p.get("/order", params={"id": 7})
@@ -156,9 +156,9 @@ def test_request_header_reaches_the_server(pool):
     assert "x-test-tag" not in r.headers  # nothing leaks from one request to the next
 
 
-def test_pool_headers_and_request_override(nginx, certs, listener, sync_pool):
+def test_pool_headers_and_request_override(nginx, certs, listener, make_pool):
     lst = nginx.listeners[listener]
-    p = sync_pool(nginx.url(listener, "/"), connections=1, headers={"X-Test-Tag": "pool"},
+    p = make_pool(nginx.url(listener, "/"), connections=1, headers={"X-Test-Tag": "pool"},
                   **tls_kwargs(certs, lst.tls))
     assert p.get("/api/v3/ticker").headers["x-test-tag"] == "pool"
     r = p.get("/api/v3/ticker", headers={"x-TEST-tag": "req"})
@@ -166,11 +166,11 @@ def test_pool_headers_and_request_override(nginx, certs, listener, sync_pool):
     assert p.get("/api/v3/ticker").headers["x-test-tag"] == "pool"  # the override is per request
 
 
-def test_exact_request_headers_on_the_wire(fault_server, sync_pool):
+def test_exact_request_headers_on_the_wire(fault_server, make_pool):
     """What goes out, exactly: Host, the default User-Agent, pool headers, overrides (one
     value each), Content-Length for bodies, Content-Type for json."""
     server = fault_server(respond())
-    p = sync_pool(server.url("/"), connections=1,
+    p = make_pool(server.url("/"), connections=1,
                   headers={"X-Api-Key": "k1", "X-Pool": "p", "User-Agent": "bot/1"})
     p.get("/a")
     p.get("/b", headers={"x-api-key": "k2", "X-Extra": "  spaced  "})
@@ -202,9 +202,9 @@ def test_exact_request_headers_on_the_wire(fault_server, sync_pool):
     assert [r.connection for r in server.requests] == [0] * 6
 
 
-def test_default_user_agent(fault_server, sync_pool):
+def test_default_user_agent(fault_server, make_pool):
     server = fault_server(respond())
-    sync_pool(server.url("/"), connections=1).get("/")
+    make_pool(server.url("/"), connections=1).get("/")
     server.wait_for_requests(1)
     assert server.requests[0].header("user-agent") == f"fastpool/{fastpool.__version__}"
 
@@ -225,10 +225,10 @@ def test_repeated_and_case_insensitive_response_headers(pool):
     assert all(k == k.lower() for k in h.keys())
 
 
-def test_response_header_values_are_stripped(fault_server, sync_pool):
+def test_response_header_values_are_stripped(fault_server, make_pool):
     server = fault_server(respond(headers=[("X-Pad", " \t padded value \t "),
                                            ("X-Empty", "   ")]))
-    r = sync_pool(server.url("/"), connections=1).get("/")
+    r = make_pool(server.url("/"), connections=1).get("/")
     assert r.headers["x-pad"] == "padded value"
     assert r.headers["x-empty"] == ""
 
@@ -359,10 +359,10 @@ def test_raise_for_status(pool, status, kind):
     assert pool.stats()["errors"] == 0
 
 
-def test_reason_phrase_and_charset_from_the_server(fault_server, sync_pool):
+def test_reason_phrase_and_charset_from_the_server(fault_server, make_pool):
     server = fault_server(respond(status=404, body="é".encode("latin-1"),
                                   headers=[("Content-Type", 'text/plain; charset="latin-1"')]))
-    r = sync_pool(server.url("/"), connections=1).get("/")
+    r = make_pool(server.url("/"), connections=1).get("/")
     assert r.status_code == 404 and r.reason_phrase == "Not Found"
     assert r.encoding == "latin-1" and r.text == "é"
 
@@ -379,12 +379,12 @@ def test_reason_phrase_and_charset_from_the_server(fault_server, sync_pool):
      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfinal", b"final",
      "HTTP/1.1"),
 ], ids=["http10-length", "close-delimited", "http10-close-delimited", "interim"])
-def test_non_persistent_responses_are_read_whole_and_not_reused(fault_server, sync_pool, data,
+def test_non_persistent_responses_are_read_whole_and_not_reused(fault_server, make_pool, data,
                                                                 body, version):
     from support.faults import garbage
 
     server = fault_server(garbage(data, then="close"))
-    pool = sync_pool(server.url("/"), connections=1)
+    pool = make_pool(server.url("/"), connections=1)
     for i in range(3):
         r = pool.get(f"/n{i}")
         assert r.status_code == 200 and r.content == body and r.http_version == version
@@ -396,11 +396,11 @@ def test_non_persistent_responses_are_read_whole_and_not_reused(fault_server, sy
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_tls13_session_tickets_do_not_make_idle_connections_stale(fault_server, certs,
-                                                                  sync_pool, tls):
+                                                                  make_pool, tls):
     """A TLS 1.3 server sends session tickets after the handshake: the idle connection's
     socket turns readable without anything being wrong with it."""
     server = fault_server(respond(), tls=certs.server if tls else None)
-    pool = sync_pool(server.url("/"), connections=3, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=3, **tls_kwargs(certs, tls))
     for i in range(6):
         assert pool.get(f"/t{i}").status_code == 200
     s = pool.stats()

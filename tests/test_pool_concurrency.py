@@ -9,17 +9,18 @@ import threading
 import pytest
 
 import fastpool
-from pool_helpers import nginx_mark, run_threads, sync_pool, tls_kwargs, wait_until  # noqa: F401
+from pool_helpers import nginx_mark, run_threads, tls_kwargs, wait_until  # noqa: F401
 from support.faults import Behavior, http_response, respond
+from support.pools import waiting_requests
 
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls"])
-def test_threads_share_a_pool_and_every_response_is_their_own(nginx_factory, certs, sync_pool,
+def test_threads_share_a_pool_and_every_response_is_their_own(nginx_factory, certs, make_pool,
                                                               listener):
     server = nginx_factory(keepalive_requests=100_000)
     lst = server.listeners[listener]
-    pool = sync_pool(server.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
+    pool = make_pool(server.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
     threads, per_thread = 8, 500
 
     def work(t: int) -> int:
@@ -50,7 +51,7 @@ def test_threads_share_a_pool_and_every_response_is_their_own(nginx_factory, cer
     assert s["connects"] == 4 and s["open"] == 4 and s["idle"] == 4
 
 
-def test_pool_grows_under_load_and_never_past_max_connections(fault_server, sync_pool):
+def test_pool_grows_under_load_and_never_past_max_connections(fault_server, make_pool):
     peak = {"now": 0, "max": 0}
     lock = threading.Lock()
     ok = respond()
@@ -66,7 +67,7 @@ def test_pool_grows_under_load_and_never_past_max_connections(fault_server, sync
                 peak["now"] -= 1
 
     server = fault_server(Behavior("counting", counting), max_connections=64)
-    pool = sync_pool(server.url("/"), connections=2, max_connections=5)
+    pool = make_pool(server.url("/"), connections=2, max_connections=5)
 
     def work(t: int) -> None:
         for i in range(200):
@@ -83,13 +84,13 @@ def test_pool_grows_under_load_and_never_past_max_connections(fault_server, sync
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls"])
-def test_server_closes_under_concurrent_load_are_transparent(nginx_factory, certs, sync_pool,
+def test_server_closes_under_concurrent_load_are_transparent(nginx_factory, certs, make_pool,
                                                              listener):
     """nginx closes every connection after 50 requests while 8 threads hammer 4 connections:
     replacements (background and on demand) race with waiters, and no request fails."""
     server = nginx_factory(keepalive_requests=50)
     lst = server.listeners[listener]
-    pool = sync_pool(server.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
+    pool = make_pool(server.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
 
     def work(t: int) -> None:
         for i in range(150):
@@ -118,10 +119,10 @@ def _gated(gate: threading.Event) -> Behavior:
     return Behavior("gated", run)
 
 
-def test_close_while_threads_wait_and_requests_are_in_flight(fault_server, sync_pool):
+def test_close_while_threads_wait_and_requests_are_in_flight(fault_server, make_pool):
     gate = threading.Event()
     server = fault_server(_gated(gate))
-    pool = sync_pool(server.url("/"), connections=2, timeout=fastpool.Timeout(5.0, pool=None))
+    pool = make_pool(server.url("/"), connections=2, timeout=fastpool.Timeout(5.0, pool=None))
     results: dict = {}
 
     def call(name: str) -> None:
@@ -137,7 +138,7 @@ def test_close_while_threads_wait_and_requests_are_in_flight(fault_server, sync_
     waiting = [threading.Thread(target=call, args=(f"wait{i}",), daemon=True) for i in range(3)]
     for t in waiting:
         t.start()
-    wait_until(lambda: pool._waiters == 3, what="three threads waiting for a connection")
+    wait_until(lambda: waiting_requests(pool) == 3, what="three requests waiting")
     pool.close()
     for t in waiting:
         t.join(10)
@@ -170,9 +171,9 @@ def test_close_while_threads_wait_and_requests_are_in_flight(fault_server, sync_
     assert len(server.requests) == 2
 
 
-def test_requests_after_close_raise_pool_closed(fault_server, sync_pool):
+def test_requests_after_close_raise_pool_closed(fault_server, make_pool):
     server = fault_server(respond())
-    with sync_pool(server.url("/"), connections=3) as pool:
+    with make_pool(server.url("/"), connections=3) as pool:
         assert pool.get("/a").status_code == 200
     assert pool.closed
     for method in ("GET", "POST", "DELETE"):
@@ -186,9 +187,9 @@ def test_requests_after_close_raise_pool_closed(fault_server, sync_pool):
     assert "closed" in repr(pool)
 
 
-def test_concurrent_close_calls(fault_server, sync_pool):
+def test_concurrent_close_calls(fault_server, make_pool):
     server = fault_server(respond())
-    pool = sync_pool(server.url("/"), connections=4)
+    pool = make_pool(server.url("/"), connections=4)
     pool.get("/warm")
     barrier = threading.Barrier(8, timeout=10)
 
@@ -201,11 +202,11 @@ def test_concurrent_close_calls(fault_server, sync_pool):
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
 
 
-def test_close_during_load(fault_server, sync_pool):
+def test_close_during_load(fault_server, make_pool):
     """close() while 6 threads are busy: every call either returns a response or raises a
     typed error (PoolClosed, never anything else); nothing hangs; everything is closed."""
     server = fault_server(respond(), max_connections=64)
-    pool = sync_pool(server.url("/"), connections=3)
+    pool = make_pool(server.url("/"), connections=3)
     started = threading.Barrier(7, timeout=10)
     outcomes: list = []
     lock = threading.Lock()
@@ -241,7 +242,7 @@ def test_close_during_load(fault_server, sync_pool):
     assert pool._state.open == 0
 
 
-def test_close_while_a_request_opens_its_connection(fault_server, certs, sync_pool):
+def test_close_while_a_request_opens_its_connection(fault_server, certs, make_pool):
     """A request that is still opening a connection when close() is called is a request
     waiting for a connection: it fails with PoolClosed and is not sent (close(): "requests
     waiting for a connection fail with PoolClosed")."""
@@ -262,7 +263,7 @@ def test_close_while_a_request_opens_its_connection(fault_server, certs, sync_po
         conn.close()
 
     server = fault_server(Behavior("slow-handshake", run, auto_handshake=False), tls=certs.server)
-    pool = sync_pool(server.url("/"), connections=1, max_connections=2, verify=str(certs.ca))
+    pool = make_pool(server.url("/"), connections=1, max_connections=2, verify=str(certs.ca))
     results: dict = {}
 
     def call(name: str) -> None:

@@ -10,8 +10,9 @@ import threading
 import pytest
 
 import fastpool
-from pool_helpers import fd_count, nginx_mark, sync_pool, tls_kwargs, wait_until  # noqa: F401
+from pool_helpers import fd_count, nginx_mark, tls_kwargs, wait_until  # noqa: F401
 from support.faults import Behavior, handshake_close, http_response, respond
+from support.pools import is_async, on_pool_thread
 from support.ports import free_port
 
 TLS_IDS = ["plain", "tls"]
@@ -23,20 +24,20 @@ def _refill_threads() -> list:
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
 @pytest.mark.parametrize("n", [1, 3, 8])
-def test_construction_opens_every_connection_before_returning(fault_server, certs, sync_pool,
+def test_construction_opens_every_connection_before_returning(fault_server, certs, make_pool,
                                                               tls, n):
     server = fault_server(respond(), tls=certs.server if tls else None)
-    pool = sync_pool(server.url("/"), connections=n, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=n, **tls_kwargs(certs, tls))
     # Before any request: n connected sockets, each already past its TLS handshake.
-    idle = list(pool._state.idle)
+    idle = on_pool_thread(pool, lambda: [(c.fileno(), c.tls_version) for c in pool._state.idle])
     assert len(idle) == n
-    for conn in idle:
-        sock = socket.socket(fileno=socket.dup(conn.fileno()))
+    for fileno, tls_version in idle:
+        sock = socket.socket(fileno=socket.dup(fileno))
         try:
             assert sock.getpeername()[:2] == ("127.0.0.1", server.port)
         finally:
             sock.close()
-        assert conn.tls_version == ("TLSv1.3" if tls else "")
+        assert tls_version == ("TLSv1.3" if tls else "")
     server.wait_for_connections(n)
     if tls:
         wait_until(lambda: all(c.tls_version for c in server.connections),
@@ -52,10 +53,10 @@ def test_construction_opens_every_connection_before_returning(fault_server, cert
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls12", "tls13"])
-def test_construction_against_nginx_is_pre_handshaked(nginx, certs, sync_pool, listener):
+def test_construction_against_nginx_is_pre_handshaked(nginx, certs, make_pool, listener):
     lst = nginx.listeners[listener]
     mark = nginx.access_log.mark()
-    pool = sync_pool(nginx.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
+    pool = make_pool(nginx.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
     expected = {"plain": "", "tls12": "TLSv1.2", "tls13": "TLSv1.3"}[listener]
     assert [c.tls_version for c in pool._state.idle] == [expected] * 4
     # no request was needed for any of it (other tests' lines may still arrive: by port)
@@ -65,12 +66,12 @@ def test_construction_against_nginx_is_pre_handshaked(nginx, certs, sync_pool, l
 
 
 def test_failure_during_construction_closes_the_opened_connections(fault_server, certs,
-                                                                   sync_pool):
+                                                                   make_pool):
     server = fault_server(respond(), tls=certs.server, max_connections=2)
     before_fds = fd_count()
     before_threads = len(_refill_threads())
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(server.url("/"), connections=4, verify=str(certs.ca))
+        make_pool(server.url("/"), connections=4, verify=str(certs.ca))
     assert isinstance(info.value, fastpool.NotSentError)
     assert server.rejected >= 1
     # the two connections that did open were closed by the pool: the server sees EOF
@@ -83,7 +84,7 @@ def test_failure_during_construction_closes_the_opened_connections(fault_server,
 
 
 @pytest.mark.parametrize("case", ["refused", "verify", "handshake-close"])
-def test_failed_construction_leaks_no_descriptor(fault_server, certs, sync_pool, case):
+def test_failed_construction_leaks_no_descriptor(fault_server, certs, make_pool, case):
     if case == "refused":
         url, kwargs, exc_type = f"http://127.0.0.1:{free_port()}/", {}, fastpool.ConnectError
     elif case == "verify":
@@ -95,16 +96,16 @@ def test_failed_construction_leaks_no_descriptor(fault_server, certs, sync_pool,
     before = fd_count()
     for _ in range(5):
         with pytest.raises(exc_type):
-            sync_pool(url, connections=4, **kwargs)
+            make_pool(url, connections=4, **kwargs)
     wait_until(lambda: fd_count() <= before, timeout=5, what="no leaked descriptors")
 
 
-def test_pools_opened_and_closed_leak_nothing(fault_server, certs, sync_pool):
+def test_pools_opened_and_closed_leak_nothing(fault_server, certs, make_pool):
     server = fault_server(respond(), tls=certs.server, max_connections=128)
     before_fds = fd_count()
     before_threads = threading.active_count()
     for i in range(10):
-        with sync_pool(server.url("/"), connections=3, verify=str(certs.ca)) as pool:
+        with make_pool(server.url("/"), connections=3, verify=str(certs.ca)) as pool:
             assert pool.get(f"/p{i}").status_code == 200
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
     wait_until(lambda: fd_count() <= before_fds, timeout=5, what="no leaked descriptors")
@@ -113,10 +114,11 @@ def test_pools_opened_and_closed_leak_nothing(fault_server, certs, sync_pool):
     assert server.connection_count == 30 and len(server.requests) == 10
 
 
-def test_context_manager_closes_every_connection(fault_server, sync_pool):
+def test_context_manager_closes_every_connection(fault_server, make_pool, pool_mode):
     server = fault_server(respond())
-    with sync_pool(server.url("/"), connections=3) as pool:
-        assert repr(pool).startswith("<Pool http://127.0.0.1:")
+    with make_pool(server.url("/"), connections=3) as pool:
+        kind = "Pool" if pool_mode == "sync" else "AsyncPool"
+        assert repr(pool).startswith(f"<{kind} http://127.0.0.1:")
         assert "open=3" in repr(pool) and pool.engine in repr(pool)
         pool.get("/x")
     assert pool.closed
@@ -125,7 +127,7 @@ def test_context_manager_closes_every_connection(fault_server, sync_pool):
         what="every connection closed by the pool")
 
 
-def test_dropped_connection_is_refilled_in_the_background(fault_server, sync_pool):
+def test_dropped_connection_is_refilled_in_the_background(fault_server, make_pool):
     """A connection lost to an error is replaced without a request having to wait for it."""
     from support.faults import close_after_request
 
@@ -136,7 +138,7 @@ def test_dropped_connection_is_refilled_in_the_background(fault_server, sync_poo
         (fail_first if conn.record.index == 0 else ok)(conn)
 
     server = fault_server(Behavior("first-fails", run))
-    pool = sync_pool(server.url("/"), connections=1)
+    pool = make_pool(server.url("/"), connections=1)
     with pytest.raises(fastpool.ServerDisconnected):
         pool.get("/lost")
     # no request is made: the refill thread reopens the connection by itself
@@ -177,13 +179,13 @@ def _stall_after_first(first_requests: int) -> Behavior:
 
 
 def test_request_waiting_for_a_slot_the_refill_holds_is_woken_when_the_refill_fails(
-        fault_server, certs, sync_pool):
+        fault_server, certs, make_pool):
     """connections=1. The connection is lost (read timeout); the background refill takes
     the only slot and its handshake stalls. A request arriving now waits for the slot (no
     pool timeout). When the refill's attempt fails and frees the slot, the waiting request
     must get it (and fail typed on its own attempt) instead of sleeping on."""
     server = fault_server(_stall_after_first(1), tls=certs.server, max_connections=64)
-    pool = sync_pool(server.url("/"), connections=1, verify=str(certs.ca),
+    pool = make_pool(server.url("/"), connections=1, verify=str(certs.ca),
                      timeout=fastpool.Timeout(5.0, connect=0.3, read=0.2, pool=None))
     assert pool.get("/1").status_code == 200
     with pytest.raises(fastpool.ReadTimeout):
@@ -213,7 +215,7 @@ def test_request_waiting_for_a_slot_the_refill_holds_is_woken_when_the_refill_fa
     assert [q.target for q in server.requests] == ["/1", "/2"]
 
 
-def test_pool_timeout_is_counted_in_stats(fault_server, sync_pool):
+def test_pool_timeout_is_counted_in_stats(fault_server, make_pool):
     gate = threading.Event()
 
     def run(conn) -> None:
@@ -224,7 +226,7 @@ def test_pool_timeout_is_counted_in_stats(fault_server, sync_pool):
         conn.close()
 
     server = fault_server(Behavior("gated", run))
-    pool = sync_pool(server.url("/"), connections=1,
+    pool = make_pool(server.url("/"), connections=1,
                      timeout=fastpool.Timeout(5.0, pool=0.05))
     busy = threading.Thread(target=lambda: pool.get("/busy"), daemon=True)
     busy.start()
@@ -239,11 +241,11 @@ def test_pool_timeout_is_counted_in_stats(fault_server, sync_pool):
     assert s["errors"] == 1 and s["timeouts"] == 1, s
 
 
-def test_connect_error_of_a_request_is_counted_in_stats(fault_server, sync_pool):
+def test_connect_error_of_a_request_is_counted_in_stats(fault_server, make_pool):
     """The server goes away: the idle connection is stale, the replacement is refused. The
     request fails NotSent (ConnectError) and counts as an error."""
     server = fault_server(respond())
-    pool = sync_pool(server.url("/"), connections=1)
+    pool = make_pool(server.url("/"), connections=1)
     assert pool.get("/a").status_code == 200
     server.close()
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="server gone")
@@ -252,4 +254,6 @@ def test_connect_error_of_a_request_is_counted_in_stats(fault_server, sync_pool)
     assert isinstance(info.value, fastpool.NotSentError)
     assert not isinstance(info.value, fastpool.StaleConnection)
     s = pool.stats()
-    assert s["stale"] == 1 and s["errors"] == 1, s
+    # (an AsyncPool's refill may reconnect once more before the listener is gone, and see
+    # that connection closed too)
+    assert (s["stale"] >= 1 if is_async(pool) else s["stale"] == 1) and s["errors"] == 1, s

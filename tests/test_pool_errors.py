@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import fastpool
-from pool_helpers import answer_then_close, run_threads, sync_pool, tls_kwargs, wait_until  # noqa: F401
+from pool_helpers import answer_then_close, run_threads, tls_kwargs, wait_until  # noqa: F401
 from support.faults import (
     MALFORMED_RESPONSES, Behavior, close_after_request, delay, garbage, malformed, never_read,
     partial_body, partial_head, reset_after_request, respond, stale_after,
@@ -53,41 +53,41 @@ def assert_typed(exc: BaseException) -> None:
     "http://bad host:{port}/",
     "",
 ])
-def test_invalid_base_url(fault_server, sync_pool, url):
+def test_invalid_base_url(fault_server, make_pool, url):
     server = fault_server(respond())
     with pytest.raises(fastpool.InvalidURL) as info:
-        sync_pool(url.format(port=server.port))
+        make_pool(url.format(port=server.port))
     exc = info.value
     assert isinstance(exc, fastpool.InvalidRequestError) and isinstance(exc, fastpool.NotSentError)
     assert isinstance(exc, ValueError) and exc.code == "url_invalid"
     assert server.connection_count == 0 and server.received == b""
 
 
-def test_base_url_must_be_a_str(sync_pool):
+def test_base_url_must_be_a_str(make_pool):
     with pytest.raises(fastpool.InvalidURL):
-        sync_pool(b"http://127.0.0.1/")
+        make_pool(b"http://127.0.0.1/")
 
 
-def test_credentials_are_not_echoed_in_the_error(sync_pool):
+def test_credentials_are_not_echoed_in_the_error(make_pool):
     with pytest.raises(fastpool.InvalidURL) as info:
-        sync_pool("http://user:hunter2@127.0.0.1:1/")
+        make_pool("http://user:hunter2@127.0.0.1:1/")
     # (the URL is quoted back; this pins what the message says today)
     assert "credentials" in str(info.value)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_refused_port(sync_pool, certs, tls):
+def test_refused_port(make_pool, certs, tls):
     port = free_port()
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
     with pytest.raises(fastpool.ConnectError) as info:
-        sync_pool(url, connections=2, **tls_kwargs(certs, tls))
+        make_pool(url, connections=2, **tls_kwargs(certs, tls))
     exc = info.value
     assert isinstance(exc, fastpool.NotSentError)
     assert not isinstance(exc, (fastpool.TLSError, fastpool.ResolveError, fastpool.TimeoutException))
     assert str(port) in str(exc)
 
 
-def test_unresolvable_host(sync_pool, monkeypatch):
+def test_unresolvable_host(make_pool, monkeypatch):
     # The resolver is asked exactly once, at construction. It is faked here so that the test
     # stays on loopback (a real lookup of an unknown name would go to the DNS server).
     real = socket.getaddrinfo
@@ -101,14 +101,14 @@ def test_unresolvable_host(sync_pool, monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     with pytest.raises(fastpool.ResolveError) as info:
-        sync_pool("http://unresolvable.invalid:8080/", connections=2)
+        make_pool("http://unresolvable.invalid:8080/", connections=2)
     exc = info.value
     assert isinstance(exc, fastpool.ConnectError) and isinstance(exc, fastpool.NotSentError)
     assert "unresolvable.invalid" in str(exc)
     assert asked == ["unresolvable.invalid"]
 
 
-def test_host_is_resolved_once_not_per_request(fault_server, sync_pool, monkeypatch):
+def test_host_is_resolved_once_not_per_request(fault_server, make_pool, monkeypatch):
     server = fault_server(respond())
     real = socket.getaddrinfo
     asked = []
@@ -118,7 +118,7 @@ def test_host_is_resolved_once_not_per_request(fault_server, sync_pool, monkeypa
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", counting)
-    pool = sync_pool(server.url("/", host="localhost"), connections=2)
+    pool = make_pool(server.url("/", host="localhost"), connections=2)
     for _ in range(5):
         assert pool.get("/").status_code == 200
     pool.get("/close-me")
@@ -167,10 +167,10 @@ INVALID_REQUESTS = {
 
 
 @pytest.mark.parametrize("case", sorted(INVALID_REQUESTS))
-def test_invalid_request_is_not_sent(fault_server, sync_pool, case):
+def test_invalid_request_is_not_sent(fault_server, make_pool, case):
     call, code = INVALID_REQUESTS[case]
     server = fault_server(respond())
-    pool = sync_pool(server.url("/"), connections=1)
+    pool = make_pool(server.url("/"), connections=1)
     with pytest.raises(fastpool.InvalidRequestError) as info:
         call(pool)
     exc = info.value
@@ -192,13 +192,13 @@ def test_invalid_request_is_not_sent(fault_server, sync_pool, case):
     ({"Bad Name": "v"}, "header_name_invalid"),
     ({"Content-Length": "0"}, "header_forbidden"),
 ])
-def test_invalid_pool_headers_fail_construction_before_connecting(fault_server, sync_pool,
+def test_invalid_pool_headers_fail_construction_before_connecting(fault_server, make_pool,
                                                                   headers, code):
     # Content-Length in the constant block would go on every request, a POST then carrying
     # it twice with different values: fp_write_fields refuses it (FP_E_FIELD_FORBIDDEN).
     server = fault_server(respond())
     with pytest.raises(fastpool.InvalidRequestError) as info:
-        sync_pool(server.url("/"), connections=2, headers=headers)
+        make_pool(server.url("/"), connections=2, headers=headers)
     assert info.value.code == code
     assert server.connection_count == 0
 
@@ -207,10 +207,10 @@ def test_invalid_pool_headers_fail_construction_before_connecting(fault_server, 
     {"connections": 0}, {"connections": -1}, {"connections": 2, "max_connections": 1},
     {"retries": -1}, {"retries": 1.5}, {"timeout": -1}, {"engine": "rust"},
 ])
-def test_invalid_pool_arguments(fault_server, sync_pool, kwargs):
+def test_invalid_pool_arguments(fault_server, make_pool, kwargs):
     server = fault_server(respond())
     with pytest.raises(ValueError):
-        sync_pool(server.url("/"), **kwargs)
+        make_pool(server.url("/"), **kwargs)
     assert server.connection_count == 0
 
 
@@ -218,9 +218,9 @@ def test_invalid_pool_arguments(fault_server, sync_pool, kwargs):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_read_timeout_discards_the_connection(fault_server, certs, sync_pool, tls):
+def test_read_timeout_discards_the_connection(fault_server, certs, make_pool, tls):
     server = server_for(fault_server, certs, delay(400), tls)
-    pool = sync_pool(server.url("/"), connections=1, timeout=fastpool.Timeout(5.0, read=0.05),
+    pool = make_pool(server.url("/"), connections=1, timeout=fastpool.Timeout(5.0, read=0.05),
                      **tls_kwargs(certs, tls))
     with pytest.raises(fastpool.ReadTimeout) as info:
         pool.get("/slow")
@@ -244,9 +244,9 @@ def test_read_timeout_discards_the_connection(fault_server, certs, sync_pool, tl
     fastpool.Timeout(5.0, total=0.2), 0.2, fastpool.Timeout(0.2),
     fastpool.Timeout(connect=1, read=0.2, write=1, pool=1),
 ], ids=["total", "float", "all-phases", "explicit"])
-def test_per_request_timeout_overrides_the_pool(fault_server, sync_pool, timeout):
+def test_per_request_timeout_overrides_the_pool(fault_server, make_pool, timeout):
     server = fault_server(delay(1000))
-    pool = sync_pool(server.url("/"), connections=1, timeout=30.0)
+    pool = make_pool(server.url("/"), connections=1, timeout=30.0)
     with pytest.raises(fastpool.TimeoutException) as info:
         pool.get("/x", timeout=timeout)
     assert_typed(info.value)
@@ -257,20 +257,20 @@ def test_per_request_timeout_overrides_the_pool(fault_server, sync_pool, timeout
     assert len(server.requests) == 1
 
 
-def test_total_deadline_on_the_pool(fault_server, sync_pool):
+def test_total_deadline_on_the_pool(fault_server, make_pool):
     server = fault_server(delay(1000))
-    pool = sync_pool(server.url("/"), connections=1, timeout=fastpool.Timeout(5.0, total=0.2))
+    pool = make_pool(server.url("/"), connections=1, timeout=fastpool.Timeout(5.0, total=0.2))
     with pytest.raises(fastpool.ReadTimeout) as info:
         pool.get("/x")
     assert isinstance(info.value, fastpool.TimeoutException)
     assert "total deadline" in str(info.value)
 
 
-def test_total_deadline_bounds_retries(fault_server, sync_pool):
+def test_total_deadline_bounds_retries(fault_server, make_pool):
     """Retries allowed, but the total deadline runs out first: the error is the timeout,
     and the request was sent at most as often as retries allow."""
     server = fault_server(delay(300))
-    pool = sync_pool(server.url("/"), connections=1,
+    pool = make_pool(server.url("/"), connections=1,
                      timeout=fastpool.Timeout(5.0, read=0.1, total=0.25))
     with pytest.raises(fastpool.TimeoutException):
         pool.get("/x", retries=10)
@@ -278,11 +278,11 @@ def test_total_deadline_bounds_retries(fault_server, sync_pool):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_write_timeout(fault_server, certs, sync_pool, tls):
+def test_write_timeout(fault_server, certs, make_pool, tls):
     """The server never reads: a large body fills the socket buffers and the write stalls.
     Bytes were written, so it is a MaybeSent WriteTimeout."""
     server = server_for(fault_server, certs, never_read(hold=10.0), tls)
-    pool = sync_pool(server.url("/"), connections=1, timeout=fastpool.Timeout(5.0, write=0.2),
+    pool = make_pool(server.url("/"), connections=1, timeout=fastpool.Timeout(5.0, write=0.2),
                      **tls_kwargs(certs, tls))
     with pytest.raises(fastpool.WriteTimeout) as info:
         pool.post("/upload", content=b"x" * (32 << 20))
@@ -292,9 +292,9 @@ def test_write_timeout(fault_server, certs, sync_pool, tls):
     assert pool.stats()["open"] <= 1
 
 
-def test_pool_timeout_when_every_connection_is_busy(fault_server, sync_pool):
+def test_pool_timeout_when_every_connection_is_busy(fault_server, make_pool):
     server = fault_server(delay(500))
-    pool = sync_pool(server.url("/"), connections=1, max_connections=1,
+    pool = make_pool(server.url("/"), connections=1, max_connections=1,
                      timeout=fastpool.Timeout(5.0, pool=0.05))
     busy = threading.Thread(target=lambda: pool.get("/busy"), daemon=True)
     busy.start()
@@ -313,9 +313,9 @@ def test_pool_timeout_when_every_connection_is_busy(fault_server, sync_pool):
     assert s["connects"] == 1 and s["open"] == 1
 
 
-def test_pool_grows_to_max_connections_instead_of_waiting(fault_server, sync_pool):
+def test_pool_grows_to_max_connections_instead_of_waiting(fault_server, make_pool):
     server = fault_server(delay(500))
-    pool = sync_pool(server.url("/"), connections=1, max_connections=2,
+    pool = make_pool(server.url("/"), connections=1, max_connections=2,
                      timeout=fastpool.Timeout(5.0, pool=0.05))
     busy = threading.Thread(target=lambda: pool.get("/busy"), daemon=True)
     busy.start()
@@ -362,7 +362,7 @@ def test_malformed_table_is_complete():
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED_CODES) + sorted(EXTRA_MALFORMED))
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_malformed_response_is_a_protocol_error_and_discards(fault_server, certs, sync_pool,
+def test_malformed_response_is_a_protocol_error_and_discards(fault_server, certs, make_pool,
                                                              kind, tls):
     if kind in EXTRA_MALFORMED:
         data, code = EXTRA_MALFORMED[kind]
@@ -370,7 +370,7 @@ def test_malformed_response_is_a_protocol_error_and_discards(fault_server, certs
     else:
         behavior, code = malformed(kind, then="hold"), MALFORMED_CODES[kind]
     server = server_for(fault_server, certs, behavior, tls)
-    pool = sync_pool(server.url("/"), connections=1, timeout=5.0, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, timeout=5.0, **tls_kwargs(certs, tls))
     for i in range(2):
         with pytest.raises(fastpool.ProtocolError) as info:
             pool.get(f"/m{i}")
@@ -385,9 +385,9 @@ def test_malformed_response_is_a_protocol_error_and_discards(fault_server, certs
     assert s["errors"] == 2 and s["retries"] == 0
 
 
-def test_limits_violation_is_a_protocol_error(fault_server, sync_pool):
+def test_limits_violation_is_a_protocol_error(fault_server, make_pool):
     server = fault_server(respond(body=b"x" * 5000))
-    pool = sync_pool(server.url("/"), connections=1,
+    pool = make_pool(server.url("/"), connections=1,
                      limits=fastpool.Limits(max_body_size=4096))
     with pytest.raises(fastpool.ProtocolError) as info:
         pool.get("/big")
@@ -404,10 +404,10 @@ DISCONNECTS = {
 
 @pytest.mark.parametrize("case", sorted(DISCONNECTS))
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_server_disconnect_after_the_request(fault_server, certs, sync_pool, case, tls):
+def test_server_disconnect_after_the_request(fault_server, certs, make_pool, case, tls):
     factory, exc_type, code = DISCONNECTS[case]
     server = server_for(fault_server, certs, factory(), tls)
-    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     with pytest.raises(exc_type) as info:
         pool.get("/x")
     exc = info.value
@@ -443,10 +443,10 @@ POST_FAULTS = sorted(_post_faults())
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 @pytest.mark.parametrize("fault", POST_FAULTS)
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_non_idempotent_request_is_never_sent_twice(fault_server, certs, sync_pool, fault,
+def test_non_idempotent_request_is_never_sent_twice(fault_server, certs, make_pool, fault,
                                                     method, retries, tls):
     server = server_for(fault_server, certs, _post_faults()[fault], tls)
-    pool = sync_pool(server.url("/"), connections=2, retries=retries,
+    pool = make_pool(server.url("/"), connections=2, retries=retries,
                      timeout=fastpool.Timeout(5.0, read=0.1), **tls_kwargs(certs, tls))
     body = b'{"symbol":"BTCUSDT","side":"BUY","qty":"1","clientOrderId":"o-1"}'
     if fault == "stale-on-next-request":
@@ -469,11 +469,11 @@ def test_non_idempotent_request_is_never_sent_twice(fault_server, certs, sync_po
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
 def test_post_on_a_connection_closed_while_idle_is_moved_and_sent_once(fault_server, certs,
-                                                                       sync_pool, tls):
+                                                                       make_pool, tls):
     """Closed before the write: NotSent, so even a POST is moved to a fresh connection."""
     close_now = threading.Event()
     server = server_for(fault_server, certs, answer_then_close(close_now), tls)
-    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     assert pool.get("/warm").status_code == 200
     close_now.set()
     wait_until(server.connections[0].done.is_set, what="the server to close")
@@ -489,12 +489,12 @@ def test_post_on_a_connection_closed_while_idle_is_moved_and_sent_once(fault_ser
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
 def test_stale_connection_closed_after_reading_the_request_is_maybe_sent(
-        fault_server, certs, sync_pool, tls):
+        fault_server, certs, make_pool, tls):
     """Each connection answers one request and closes after reading the next one: that
     next request is MaybeSent (the server read it). Not retried with retries=0 (GET
     included); with retries=1 the GET is sent again, on a fresh connection, and succeeds."""
     server = server_for(fault_server, certs, stale_after(1, when="on_next_request"), tls)
-    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     assert pool.get("/first").status_code == 200
     with pytest.raises(fastpool.ServerDisconnected) as info:
         pool.get("/second")
@@ -532,13 +532,13 @@ def _read_some_then_reset(nbytes: int = 65536) -> Behavior:
 
 @pytest.mark.parametrize("retries", [0, 3])
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_connection_lost_while_writing_a_large_post(fault_server, certs, sync_pool, tls,
+def test_connection_lost_while_writing_a_large_post(fault_server, certs, make_pool, tls,
                                                     retries):
     """The server reads 64 KiB of an 8 MiB POST and resets: bytes of the request reached
     the server, so the failure is MaybeSent (never StaleConnection / NotSent) and the POST
     is not sent again on another connection."""
     server = server_for(fault_server, certs, _read_some_then_reset(), tls)
-    pool = sync_pool(server.url("/"), connections=2, retries=retries, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=2, retries=retries, **tls_kwargs(certs, tls))
     with pytest.raises(fastpool.FastpoolError) as info:
         pool.post("/order", content=b"x" * (8 << 20))
     exc = info.value
@@ -567,10 +567,10 @@ IDEMPOTENT = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
 
 @pytest.mark.parametrize("method", IDEMPOTENT)
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
-def test_idempotent_request_retried_until_it_succeeds(fault_server, certs, sync_pool, method,
+def test_idempotent_request_retried_until_it_succeeds(fault_server, certs, make_pool, method,
                                                       tls):
     server = server_for(fault_server, certs, _first_connection_fails(close_after_request()), tls)
-    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     r = pool.request(method, "/idem", retries=2)
     assert r.status_code == 200
     sent = [q for q in server.requests if q.target == "/idem"]
@@ -581,9 +581,9 @@ def test_idempotent_request_retried_until_it_succeeds(fault_server, certs, sync_
 
 
 @pytest.mark.parametrize("method", IDEMPOTENT)
-def test_idempotent_request_gives_up_after_retries(fault_server, sync_pool, method):
+def test_idempotent_request_gives_up_after_retries(fault_server, make_pool, method):
     server = fault_server(close_after_request())
-    pool = sync_pool(server.url("/"), connections=1, retries=2)
+    pool = make_pool(server.url("/"), connections=1, retries=2)
     with pytest.raises(fastpool.ServerDisconnected) as info:
         pool.request(method, "/idem")
     assert_typed(info.value)
@@ -597,9 +597,9 @@ def test_idempotent_request_gives_up_after_retries(fault_server, sync_pool, meth
 
 
 @pytest.mark.parametrize("method", IDEMPOTENT)
-def test_idempotent_request_not_retried_without_retries(fault_server, sync_pool, method):
+def test_idempotent_request_not_retried_without_retries(fault_server, make_pool, method):
     server = fault_server(_first_connection_fails(close_after_request()))
-    pool = sync_pool(server.url("/"), connections=1, retries=3)
+    pool = make_pool(server.url("/"), connections=1, retries=3)
     with pytest.raises(fastpool.ServerDisconnected):
         pool.request(method, "/idem", retries=0)  # the per-request value wins
     pool.close()
@@ -607,9 +607,9 @@ def test_idempotent_request_not_retried_without_retries(fault_server, sync_pool,
     assert len([q for q in server.requests if q.target == "/idem"]) == 1
 
 
-def test_error_stats(fault_server, sync_pool):
+def test_error_stats(fault_server, make_pool):
     server = fault_server(close_after_request())
-    pool = sync_pool(server.url("/"), connections=1)
+    pool = make_pool(server.url("/"), connections=1)
     for _ in range(3):
         with pytest.raises(fastpool.ServerDisconnected):
             pool.get("/x")

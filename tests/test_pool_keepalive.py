@@ -10,9 +10,10 @@ import time
 import pytest
 
 from pool_helpers import (  # noqa: F401
-    answer_then_close, nginx_mark, run_threads, sync_pool, tls_kwargs, wait_until,
+    answer_then_close, nginx_mark, run_threads, tls_kwargs, wait_until,
 )
 from support.faults import respond, stale_after
+from support.pools import is_async
 from support.nginx import TICKER_BODY
 
 N = 4
@@ -35,12 +36,12 @@ def _occupy_every_connection(pool, n: int) -> None:
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls"])
-def test_ten_thousand_requests_on_four_connections(nginx_factory, certs, sync_pool, listener):
+def test_ten_thousand_requests_on_four_connections(nginx_factory, certs, make_pool, listener):
     server = nginx_factory(keepalive_requests=100_000)
     if not server.has_echo:
         pytest.skip("nginx echo module not installed")
     lst = server.listeners[listener]
-    pool = sync_pool(server.url(listener, "/"), connections=N, **tls_kwargs(certs, lst.tls))
+    pool = make_pool(server.url(listener, "/"), connections=N, **tls_kwargs(certs, lst.tls))
     _occupy_every_connection(pool, N)
     threads, per_thread, sequential = 8, 750, 4000  # 6000 threaded + 4000 sequential
 
@@ -74,12 +75,12 @@ def test_ten_thousand_requests_on_four_connections(nginx_factory, certs, sync_po
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls12", "tls13"])
-def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, sync_pool, listener):
+def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, make_pool, listener):
     """nginx closes each connection after 100 requests (Connection: close on the 100th):
     no request fails, the pool replaces the connection, and TLS reconnects resume."""
     server = nginx_factory(keepalive_requests=100)
     lst = server.listeners[listener]
-    pool = sync_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
+    pool = make_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
     count = 450
     for i in range(count):
         r = pool.get("/api/v3/order", params={"i": i})
@@ -103,13 +104,13 @@ def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, sync_pool
 
 @nginx_mark
 @pytest.mark.parametrize("listener", ["plain", "tls12", "tls13"])
-def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, sync_pool, listener):
+def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, make_pool, listener):
     """nginx closes idle connections after 0.3 s: after sleeping past it, requests still
     succeed (the stale connections are detected before anything is written), counted as
     stale, and TLS reconnects resume the session."""
     server = nginx_factory(keepalive_timeout=0.3)
     lst = server.listeners[listener]
-    pool = sync_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
+    pool = make_pool(server.url(listener, "/"), connections=2, **tls_kwargs(certs, lst.tls))
     first = pool.get("/api/v3/ticker")
     assert first.content == TICKER_BODY
     stale_total = 0
@@ -126,7 +127,10 @@ def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, sync_poo
     # (nginx applies keepalive_timeout only to connections that carried a request: a
     # connection the pool opened but never used stays open, so fewer may be replaced)
     assert s["reconnects"] >= 1 and s["stale"] >= 2
-    assert s["retries"] >= s["stale"]  # each stale connection's request moved once
+    if is_async(pool):  # most closes are seen while idle: nothing to move
+        assert s["retries"] <= s["stale"]
+    else:
+        assert s["retries"] >= s["stale"]  # each stale connection's request moved once
     entries = server.access_log.wait_for(7)
     assert len(entries) == 7  # nothing was sent twice, nothing was lost
     if lst.tls:
@@ -141,13 +145,13 @@ def test_keepalive_timeout_closes_are_transparent(nginx_factory, certs, sync_poo
 @pytest.mark.parametrize("how", ["fin", "rst"])
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_stale_connection_closed_before_the_write_moves_transparently(
-        fault_server, certs, sync_pool, how, tls):
+        fault_server, certs, make_pool, how, tls):
     """The server answers once per connection and then closes it (FIN or RST) while it is
     idle: the next request is detected as stale before a byte is written (NotSent) and goes
     on a fresh connection without the caller seeing anything."""
     close_now = threading.Event()
     server = fault_server(answer_then_close(close_now, how), tls=certs.server if tls else None)
-    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     for i in range(4):
         r = pool.get(f"/r{i}")
         assert r.status_code == 200
@@ -163,18 +167,25 @@ def test_stale_connection_closed_before_the_write_moves_transparently(
         assert rec.partial == b""  # no connection received the start of a second request
     s = pool.stats()
     assert s["errors"] == 0 and s["requests"] == 4
-    assert s["stale"] == 3 and s["reconnects"] >= 3 and s["retries"] == 3
+    if is_async(pool):
+        # Every close is seen by the connection's reader, the last one too; a request
+        # that took the connection before the loop saw the close moved (NotSent).
+        wait_until(lambda: pool.stats()["stale"] == 4, what="the last close to be seen")
+        s = pool.stats()
+        assert s["reconnects"] >= 3 and s["retries"] <= 3
+    else:
+        assert s["stale"] == 3 and s["reconnects"] >= 3 and s["retries"] == 3
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_idle_connection_that_receives_unsolicited_bytes_is_not_reused(
-        fault_server, certs, sync_pool, tls):
+        fault_server, certs, make_pool, tls):
     """A connection on which the server sent bytes after the response is not trusted with
     another request."""
     from support.faults import extra_bytes
 
     server = fault_server(extra_bytes(), tls=certs.server if tls else None)
-    pool = sync_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
+    pool = make_pool(server.url("/"), connections=1, **tls_kwargs(certs, tls))
     assert pool.get("/one").status_code == 200
     r = pool.get("/two")
     assert r.status_code == 200 and r.content == b'{"ok":true}'  # a real response
@@ -183,7 +194,7 @@ def test_idle_connection_that_receives_unsolicited_bytes_is_not_reused(
 
 
 @pytest.mark.parametrize("fault", ["close_on_accept", "reset_on_accept"])
-def test_every_connection_closed_by_the_server(fault_server, sync_pool, fault):
+def test_every_connection_closed_by_the_server(fault_server, make_pool, fault):
     """The server closes (or resets) every connection as soon as it accepts it. Usually the
     pool is built (TCP connects complete in the kernel), its idle connections are all stale,
     and a request walks past all of them and fails, typed, on the fresh connection it opens;
@@ -195,7 +206,7 @@ def test_every_connection_closed_by_the_server(fault_server, sync_pool, fault):
 
     server = fault_server(getattr(faults, fault)(), max_connections=64)
     try:
-        pool = sync_pool(server.url("/"), connections=3)
+        pool = make_pool(server.url("/"), connections=3)
     except fastpool.ConnectError as exc:
         assert fault == "reset_on_accept" and isinstance(exc, fastpool.NotSentError)
         assert server.received == b""

@@ -13,7 +13,7 @@ import pytest
 
 import fastpool
 from pool_helpers import (  # noqa: F401
-    fd_count, new_tag, nginx_mark, sync_pool, tagged_entries, wait_until,
+    fd_count, new_tag, nginx_mark, tagged_entries, wait_until,
 )
 from support.certs import BAD_SERVER_CERTS, X509_V_ERR
 from support.faults import handshake_close, handshake_stall
@@ -23,11 +23,11 @@ pytestmark = nginx_mark
 
 
 @pytest.mark.parametrize("name", sorted(BAD_SERVER_CERTS))
-def test_bad_server_certificate_fails_construction(nginx, certs, sync_pool, name):
+def test_bad_server_certificate_fails_construction(nginx, certs, make_pool, name):
     bad = BAD_SERVER_CERTS[name]
     mark = nginx.access_log.mark()
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(nginx.url(f"cert-{name}", "/", host="localhost"), connections=2,
+        make_pool(nginx.url(f"cert-{name}", "/", host="localhost"), connections=2,
                   verify=str(certs.ca))
     exc = info.value
     assert isinstance(exc, fastpool.NotSentError) and isinstance(exc, fastpool.ConnectError)
@@ -38,9 +38,9 @@ def test_bad_server_certificate_fails_construction(nginx, certs, sync_pool, name
 
 
 @pytest.mark.parametrize("name", sorted(BAD_SERVER_CERTS))
-def test_bad_server_certificate_with_verify_false_works_and_warns(nginx, sync_pool, name):
+def test_bad_server_certificate_with_verify_false_works_and_warns(nginx, make_pool, name):
     with pytest.warns(fastpool.InsecureWarning):
-        pool = sync_pool(nginx.url(f"cert-{name}", "/", host="localhost"), connections=1,
+        pool = make_pool(nginx.url(f"cert-{name}", "/", host="localhost"), connections=1,
                          verify=False)
     r = pool.get("/api/v3/ticker")
     assert r.status_code == 200 and r.content == TICKER_BODY
@@ -57,18 +57,18 @@ def test_verify_false_warning_points_at_the_caller(nginx, engine_name):
     assert insecure[0].filename == __file__  # the line that built the pool, not fastpool's
 
 
-def test_system_trust_store_does_not_trust_the_test_ca(nginx, sync_pool, monkeypatch):
+def test_system_trust_store_does_not_trust_the_test_ca(nginx, make_pool, monkeypatch):
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(nginx.url("tls", "/"), connections=1, verify=True)
+        make_pool(nginx.url("tls", "/"), connections=1, verify=True)
     assert info.value.verify_code == X509_V_ERR["UNABLE_TO_GET_ISSUER_CERT_LOCALLY"]
 
 
-def test_ssl_cert_file_is_honoured_with_verify_true(nginx, certs, sync_pool, monkeypatch):
+def test_ssl_cert_file_is_honoured_with_verify_true(nginx, certs, make_pool, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    pool = sync_pool(nginx.url("tls", "/", host="localhost"), connections=1, verify=True)
+    pool = make_pool(nginx.url("tls", "/", host="localhost"), connections=1, verify=True)
     assert pool.get("/api/v3/ticker").content == TICKER_BODY
 
 
@@ -90,61 +90,61 @@ def test_ssl_cert_file_in_a_fresh_process(nginx, certs, engine_name):
 
 
 @pytest.mark.parametrize("verify", ["path", "pathlike", "pem-bytes"])
-def test_verify_forms(nginx, certs, sync_pool, verify):
+def test_verify_forms(nginx, certs, make_pool, verify):
     value = {"path": str(certs.ca), "pathlike": certs.ca,
              "pem-bytes": certs.ca.read_bytes()}[verify]
-    pool = sync_pool(nginx.url("tls", "/"), connections=1, verify=value)
+    pool = make_pool(nginx.url("tls", "/"), connections=1, verify=value)
     assert pool.get("/api/v3/ticker").content == TICKER_BODY
 
 
-def test_verify_missing_ca_file_is_a_tls_error(nginx, certs, sync_pool, tmp_path):
+def test_verify_missing_ca_file_is_a_tls_error(nginx, certs, make_pool, tmp_path):
     with pytest.raises(fastpool.TLSError):
-        sync_pool(nginx.url("tls", "/"), connections=1, verify=str(tmp_path / "missing.pem"))
+        make_pool(nginx.url("tls", "/"), connections=1, verify=str(tmp_path / "missing.pem"))
 
 
-def test_verify_garbage_pem_bytes_is_a_tls_error(nginx, sync_pool):
+def test_verify_garbage_pem_bytes_is_a_tls_error(nginx, make_pool):
     with pytest.raises(fastpool.TLSError):
-        sync_pool(nginx.url("tls", "/"), connections=1, verify=b"not a certificate")
+        make_pool(nginx.url("tls", "/"), connections=1, verify=b"not a certificate")
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
-def test_good_names(nginx, certs, sync_pool, host):
-    pool = sync_pool(nginx.url("tls", "/", host=host), connections=1, verify=str(certs.ca))
+def test_good_names(nginx, certs, make_pool, host):
+    pool = make_pool(nginx.url("tls", "/", host=host), connections=1, verify=str(certs.ca))
     r = pool.get("/api/v3/ticker")
     assert r.content == TICKER_BODY
     assert r.url.startswith(f"https://{host}:")
 
 
-def test_intermediate_chain(nginx, certs, sync_pool):
-    pool = sync_pool(nginx.url("cert-server-intermediate", "/", host="localhost"),
+def test_intermediate_chain(nginx, certs, make_pool):
+    pool = make_pool(nginx.url("cert-server-intermediate", "/", host="localhost"),
                      connections=1, verify=str(certs.ca))
     assert pool.get("/api/v3/ticker").content == TICKER_BODY
 
 
-def test_ip_address_san(nginx, certs, sync_pool):
-    pool = sync_pool(nginx.url("cert-ip-only", "/"), connections=1, verify=str(certs.ca))
+def test_ip_address_san(nginx, certs, make_pool):
+    pool = make_pool(nginx.url("cert-ip-only", "/"), connections=1, verify=str(certs.ca))
     assert pool.get("/api/v3/ticker").content == TICKER_BODY
     # the same certificate has no DNS name: localhost must not match it
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(nginx.url("cert-ip-only", "/", host="localhost"), connections=1,
+        make_pool(nginx.url("cert-ip-only", "/", host="localhost"), connections=1,
                   verify=str(certs.ca))
     assert info.value.verify_code == X509_V_ERR["HOSTNAME_MISMATCH"]
 
 
-def test_ipv6_literal(nginx, certs, sync_pool):
+def test_ipv6_literal(nginx, certs, make_pool):
     if "tls6" not in nginx.listeners:
         pytest.skip("no IPv6 on this kernel")
-    pool = sync_pool(nginx.url("tls6", "/"), connections=1, verify=str(certs.ca))
+    pool = make_pool(nginx.url("tls6", "/"), connections=1, verify=str(certs.ca))
     r = pool.get("/api/v3/ticker")
     assert r.content == TICKER_BODY and r.url.startswith("https://[::1]:")
-    plain = sync_pool(nginx.url("plain6", "/"), connections=1)
+    plain = make_pool(nginx.url("plain6", "/"), connections=1)
     assert plain.get("/api/v3/ticker").content == TICKER_BODY
 
 
-def test_mtls_with_a_client_certificate(nginx, certs, sync_pool):
+def test_mtls_with_a_client_certificate(nginx, certs, make_pool):
     mark = nginx.access_log.mark()
     tag = new_tag()
-    pool = sync_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
+    pool = make_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
                      cert=(str(certs.client.chain), str(certs.client.key)),
                      headers={"X-Test-Tag": tag})
     for _ in range(3):
@@ -155,19 +155,19 @@ def test_mtls_with_a_client_certificate(nginx, certs, sync_pool):
     assert len({e.connection for e in entries}) == 1
 
 
-def test_mtls_with_a_combined_cert_file(nginx, certs, sync_pool, tmp_path):
+def test_mtls_with_a_combined_cert_file(nginx, certs, make_pool, tmp_path):
     combined = tmp_path / "client.pem"
     combined.write_bytes(certs.client.chain.read_bytes() + certs.client.key.read_bytes())
-    pool = sync_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
+    pool = make_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
                      cert=str(combined))
     assert pool.get("/api/v3/ticker").headers["x-client-verify"] == "SUCCESS"
 
 
 @pytest.mark.parametrize("client", ["none", "untrusted"])
-def test_mtls_without_a_trusted_client_certificate_is_a_400(nginx, certs, sync_pool, client):
+def test_mtls_without_a_trusted_client_certificate_is_a_400(nginx, certs, make_pool, client):
     cert = None if client == "none" else (str(certs.client_untrusted.chain),
                                           str(certs.client_untrusted.key))
-    pool = sync_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca), cert=cert)
+    pool = make_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca), cert=cert)
     r = pool.get("/api/v3/ticker")
     assert r.status_code == 400
     verify = r.headers["x-client-verify"]
@@ -179,15 +179,15 @@ def test_mtls_without_a_trusted_client_certificate_is_a_400(nginx, certs, sync_p
     assert pool.stats()["errors"] == 0
 
 
-def test_mtls_missing_key_file_is_a_tls_error(nginx, certs, sync_pool, tmp_path):
+def test_mtls_missing_key_file_is_a_tls_error(nginx, certs, make_pool, tmp_path):
     with pytest.raises(fastpool.TLSError):
-        sync_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
+        make_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
                   cert=(str(certs.client.chain), str(tmp_path / "missing.key")))
 
 
-def test_mtls_mismatched_key_is_a_tls_error(nginx, certs, sync_pool):
+def test_mtls_mismatched_key_is_a_tls_error(nginx, certs, make_pool):
     with pytest.raises(fastpool.TLSError):
-        sync_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
+        make_pool(nginx.url("mtls", "/"), connections=1, verify=str(certs.ca),
                   cert=(str(certs.client.chain), str(certs.server.key)))
 
 
@@ -195,10 +195,10 @@ def test_mtls_mismatched_key_is_a_tls_error(nginx, certs, sync_pool):
     ("tls12", "1.3", None),
     ("tls13", None, "1.2"),
 ])
-def test_version_bounds_that_cannot_meet_fail(nginx, certs, sync_pool, listener, tls_min,
+def test_version_bounds_that_cannot_meet_fail(nginx, certs, make_pool, listener, tls_min,
                                               tls_max):
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(nginx.url(listener, "/"), connections=1, verify=str(certs.ca),
+        make_pool(nginx.url(listener, "/"), connections=1, verify=str(certs.ca),
                   tls_min=tls_min, tls_max=tls_max)
     assert isinstance(info.value, fastpool.NotSentError)
     assert info.value.verify_code == 0  # a protocol failure, not a certificate one
@@ -207,43 +207,43 @@ def test_version_bounds_that_cannot_meet_fail(nginx, certs, sync_pool, listener,
 @pytest.mark.parametrize("tls_min,tls_max,expected", [
     ("1.2", "1.2", "TLSv1.2"), ("1.3", None, "TLSv1.3"), (None, None, "TLSv1.3"),
 ])
-def test_version_bounds_negotiate(nginx, certs, sync_pool, tls_min, tls_max, expected):
+def test_version_bounds_negotiate(nginx, certs, make_pool, tls_min, tls_max, expected):
     mark = nginx.access_log.mark()
     tag = new_tag()
-    pool = sync_pool(nginx.url("tls", "/"), connections=1, verify=str(certs.ca),
+    pool = make_pool(nginx.url("tls", "/"), connections=1, verify=str(certs.ca),
                      tls_min=tls_min, tls_max=tls_max, headers={"X-Test-Tag": tag})
     pool.get("/api/v3/ticker")
     (entry,) = tagged_entries(nginx.access_log, tag, 1, since=mark)
     assert entry.ssl_protocol == expected
 
 
-def test_invalid_tls_version_is_rejected(nginx, certs, sync_pool):
+def test_invalid_tls_version_is_rejected(nginx, certs, make_pool):
     with pytest.raises(ValueError):
-        sync_pool(nginx.url("tls", "/"), connections=1, verify=str(certs.ca), tls_min="1.1")
+        make_pool(nginx.url("tls", "/"), connections=1, verify=str(certs.ca), tls_min="1.1")
 
 
-def test_plain_listener_spoken_to_with_tls_fails_typed(nginx, certs, sync_pool):
+def test_plain_listener_spoken_to_with_tls_fails_typed(nginx, certs, make_pool):
     url = nginx.url("plain", "/").replace("http://", "https://")
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(url, connections=1, verify=str(certs.ca))
+        make_pool(url, connections=1, verify=str(certs.ca))
     assert isinstance(info.value, fastpool.NotSentError)
 
 
-def test_handshake_closed_by_the_server(fault_server, certs, sync_pool):
+def test_handshake_closed_by_the_server(fault_server, certs, make_pool):
     server = fault_server(handshake_close(), tls=certs.server)
     before = fd_count()
     with pytest.raises(fastpool.TLSError) as info:
-        sync_pool(server.url("/"), connections=2, verify=str(certs.ca))
+        make_pool(server.url("/"), connections=2, verify=str(certs.ca))
     assert isinstance(info.value, fastpool.NotSentError)
     assert server.requests == []
     server.wait_idle()
     wait_until(lambda: fd_count() <= before, timeout=5, what="the pool's sockets to close")
 
 
-def test_handshake_stall_is_a_connect_timeout(fault_server, certs, sync_pool):
+def test_handshake_stall_is_a_connect_timeout(fault_server, certs, make_pool):
     server = fault_server(handshake_stall(), tls=certs.server)
     with pytest.raises(fastpool.ConnectTimeout) as info:
-        sync_pool(server.url("/"), connections=2, verify=str(certs.ca),
+        make_pool(server.url("/"), connections=2, verify=str(certs.ca),
                   timeout=fastpool.Timeout(5.0, connect=0.2))
     exc = info.value
     assert isinstance(exc, fastpool.NotSentError) and isinstance(exc, fastpool.TimeoutException)
@@ -251,13 +251,13 @@ def test_handshake_stall_is_a_connect_timeout(fault_server, certs, sync_pool):
     assert server.requests == []
 
 
-def test_session_resumption_on_reconnect(nginx, certs, sync_pool):
+def test_session_resumption_on_reconnect(nginx, certs, make_pool):
     """A connection the server closed (/close) is replaced by a handshake that resumes the
     pool's session: stats and nginx's $ssl_session_reused agree."""
     for listener in ("tls12", "tls13"):
         mark = nginx.access_log.mark()
         tag = new_tag()
-        pool = sync_pool(nginx.url(listener, "/"), connections=1, verify=str(certs.ca),
+        pool = make_pool(nginx.url(listener, "/"), connections=1, verify=str(certs.ca),
                          headers={"X-Test-Tag": tag})
         pool.get("/api/v3/ticker")  # TLS 1.3: the ticket has arrived by now
         for _ in range(3):

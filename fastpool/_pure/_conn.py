@@ -242,7 +242,14 @@ class Connection:
 
     @property
     def sent(self) -> int:
-        return self._sent
+        """Bytes of the current request that may have reached the wire. SSLSocket.send()
+        reports nothing when SSL_write stops after some of its records reached the socket
+        (CPython's ssl has no partial writes), so under TLS an attempted send counts as
+        sent (MaybeSent, as fp_conn's wire count says) rather than a NotSent the pool
+        would move to another connection."""
+        if self._sent or self._tls_sock is None:
+            return self._sent
+        return 1 if self._send_attempted else 0
 
     @property
     def written(self) -> bool:
@@ -472,11 +479,7 @@ class Connection:
             message = f"total deadline ran out waiting for {what}"
         else:
             message = f"timed out waiting for {what}"
-        # Under TLS, how much of a stalled record reached the wire is unknown here (fp_conn
-        # counts wire bytes): once a send was attempted, count it as sent (MaybeSent), the
-        # conservative answer.
-        sent = self._sent or (1 if self._tls_sock is not None and self._send_attempted else 0)
-        return F.failure(kind, message, sent=sent)
+        return F.failure(kind, message, sent=self.sent)
 
     def _fail_os(self, kind: int, exc: OSError):
         self.reusable = False
@@ -486,12 +489,7 @@ class Connection:
         else:
             verb = "send" if kind == F.WRITE else "recv"
             message = f"{verb}: {exc.strerror or exc}"
-        # SSLSocket.send() reports nothing when SSL_write fails after some of its records
-        # reached the socket (no partial writes in CPython's ssl), so under TLS a failed
-        # send counts as sent once one was attempted: MaybeSent, as fp_conn's wire count
-        # says, instead of a NotSent the pool would move to another connection.
-        sent = self._sent or (1 if self._tls_sock is not None and self._send_attempted else 0)
-        return F.failure(kind, message, sent=sent)
+        return F.failure(kind, message, sent=self.sent)
 
 
 

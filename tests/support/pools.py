@@ -106,8 +106,35 @@ class AsyncPoolFacade:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:  # the AsyncPool's own ("<AsyncPool ...>")
+        return repr(self.pool)
+
     def __getattr__(self, name: str) -> Any:  # _state, engine, url, closed, ...
         return getattr(self.pool, name)
+
+
+def is_async(pool) -> bool:
+    """An AsyncPool behind the facade. Its connections' readers watch idle connections, so
+    a server's close is seen (and the connection replaced, counted stale) while idle,
+    where the sync Pool finds it when a request takes the connection."""
+    return isinstance(pool, AsyncPoolFacade)
+
+
+def on_pool_thread(pool, fn: Any) -> Any:
+    """fn() where the pool's connections live: on an AsyncPool's loop (its connections are
+    stepped there, and reading one from another thread races with e.g. OpenSSL handling a
+    session ticket), directly for a sync Pool."""
+    if isinstance(pool, AsyncPoolFacade):
+        return pool._lt.run(_call(fn))
+    return fn()
+
+
+def waiting_requests(pool) -> int:
+    """How many requests wait for a connection to come free: threads in Pool._acquire_slow,
+    or queued waiter futures of an AsyncPool (read on its loop)."""
+    if isinstance(pool, AsyncPoolFacade):
+        return on_pool_thread(pool, lambda: sum(not w.done() for w in pool.pool._waiters))
+    return pool._waiters
 
 
 @pytest.fixture(params=MODES)
@@ -126,19 +153,20 @@ def pool_mode(request) -> str:
 @pytest.fixture
 def make_pool(engine_name: str, pool_mode: str):
     """``make_pool(url, **Pool kwargs)`` -> a pool on this test's engine and driver; all
-    are closed at teardown."""
+    are closed at teardown. For the async modes the loop thread starts here, before the
+    test body, so a test counting threads or descriptors around its pools does not count
+    the loop's own."""
     made: list = []
-    loops: list[LoopThread] = []
+    loops: list[LoopThread] = [] if pool_mode == "sync" else [LoopThread(pool_mode)]
 
     def make(*args: Any, **kwargs: Any):
         kwargs.setdefault("engine", engine_name)
         if pool_mode == "sync":
             pool = fastpool.Pool(*args, **kwargs)
         else:
-            if not loops:
-                loops.append(LoopThread(pool_mode))
             pool = AsyncPoolFacade(loops[0], *args, **kwargs)
         made.append(pool)
+        assert pool.engine == kwargs["engine"]
         return pool
 
     yield make
