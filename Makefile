@@ -46,11 +46,13 @@ asan: venv
 		FASTPOOL_CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		FASTPOOL_LDFLAGS="-fsanitize=address,undefined" \
 		$(abspath $(VPY)) setup.py -q build_ext --inplace
-	PYTHONPATH=$(abspath $(ASAN_DIR)) FASTPOOL_EXPECT_C=1 FASTPOOL_ASAN=1 \
+	# From inside the copy: python puts the current directory first on sys.path, so run
+	# from here the tests would import the uninstrumented fastpool/ (conftest checks).
+	cd $(ASAN_DIR) && FASTPOOL_EXPECT_C=1 FASTPOOL_ASAN=1 FASTPOOL_ASAN_DIR=$(abspath $(ASAN_DIR)) \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-		$(PYTEST) tests -p no:cacheprovider -x -q
+		$(abspath $(VPY)) -m pytest $(abspath tests) -p no:cacheprovider -x -q
 
 # The main job: `fastpool bench` against the embedded HTTPS server, every installed peer.
 bench: build

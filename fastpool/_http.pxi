@@ -210,6 +210,8 @@ cdef class ResponseParser:
         cdef size_t need = self.length + n
         cdef size_t cap
         cdef char *grown
+        if n == 0:
+            return 0  # (memcpy into a buffer not yet allocated is undefined, even of 0 bytes)
         if need > self.cap:
             cap = self.cap * 2 if self.cap else 4096
             while cap < need:

@@ -9,6 +9,18 @@ import pytest
 #: Set by `make test` / CI: the C engine must load, a skip would hide a broken build.
 EXPECT_C = os.environ.get("FASTPOOL_EXPECT_C") == "1"
 ENGINES = ["c", "python"]
+#: Set by `make asan`: the sanitizer-instrumented copy of the package that must be under test.
+ASAN_DIR = os.environ.get("FASTPOOL_ASAN_DIR")
+
+
+def pytest_sessionstart(session) -> None:
+    if ASAN_DIR:
+        import fastpool
+
+        here = os.path.realpath(fastpool.__file__)
+        if not here.startswith(os.path.realpath(ASAN_DIR) + os.sep):
+            raise pytest.UsageError(f"make asan: fastpool was imported from {here}, not from "
+                                    f"the instrumented build in {ASAN_DIR}")
 
 
 def load_engine(name: str):

@@ -58,7 +58,8 @@ def test_construction_against_nginx_is_pre_handshaked(nginx, certs, make_pool, l
     mark = nginx.access_log.mark()
     pool = make_pool(nginx.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
     expected = {"plain": "", "tls12": "TLSv1.2", "tls13": "TLSv1.3"}[listener]
-    assert [c.tls_version for c in pool._state.idle] == [expected] * 4
+    versions = on_pool_thread(pool, lambda: [c.tls_version for c in pool._state.idle])
+    assert versions == [expected] * 4
     # no request was needed for any of it (other tests' lines may still arrive: by port)
     assert [e for e in nginx.access_log.entries(mark) if e.server_port == lst.port] == []
     r = pool.get("/api/v3/ticker")
