@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Union
 
 _UNSET = object()
@@ -11,7 +12,8 @@ _NS = 1_000_000_000
 def _check(name: str, value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            or not math.isfinite(value)):
         raise ValueError(f"timeout {name} must be a non-negative number of seconds or None, got {value!r}")
     return float(value)
 
@@ -54,10 +56,22 @@ class Timeout:
 
     @classmethod
     def of(cls, value: "TimeoutTypes") -> "Timeout":
-        """A Timeout from what callers pass: a Timeout, a number of seconds, or None."""
+        """A Timeout from what callers pass: a Timeout, a number of seconds, or None.
+
+        Numbers are cached: ``get(..., timeout=0.5)`` on every order would otherwise build
+        (and validate) a Timeout per request: 1.7 us, against 0.3 us for the lookup. (Keyed
+        by type too: True == 1.)"""
         if isinstance(value, Timeout):
             return value
-        return cls(value)
+        if type(value) not in (float, int) and value is not None:
+            return cls(value)  # not cached: rejected (ValueError), or a subclass of a number
+        key = (type(value), value)
+        made = _BY_SECONDS.get(key)
+        if made is None:
+            made = cls(value)  # raises ValueError for what is not a valid number of seconds
+            if len(_BY_SECONDS) < 256:
+                _BY_SECONDS[key] = made
+        return made
 
     def _key(self):
         return (self.connect, self.write, self.read, self.pool, self.total)
@@ -74,3 +88,6 @@ class Timeout:
 
 
 TimeoutTypes = Union[Timeout, float, int, None]
+
+#: Timeout.of's cache: (type, seconds) -> Timeout. Bounded: callers use a few values.
+_BY_SECONDS: dict = {}

@@ -138,3 +138,31 @@ def test_signals_during_a_wait_are_not_timeouts(fault_server, certs, make_pool, 
     assert delivered  # the signals did arrive during the waits
     s = pool.stats()
     assert s["errors"] == 0 and s["timeouts"] == 0 and s["connects"] == 1
+
+
+def test_a_shorter_timeout_parked_after_a_longer_one_expires_first(fault_server, make_pool):
+    """AsyncPool keeps one timer for all parked requests, at the earliest expiry: a request
+    with a short read timeout that parks while another waits with a long one must still
+    time out on its own schedule, and the long one must still get its response."""
+    server = fault_server(faults.delay(1500))
+    pool = make_pool(server.url(), connections=2)
+    outcome: list = []
+
+    def long_wait() -> None:
+        try:
+            outcome.append(pool.get("/long", timeout=fastpool.Timeout(5.0, read=4.0)))
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=long_wait, daemon=True)
+    waiter.start()
+    server.wait_for_requests(1)
+    started = time.monotonic()
+    with pytest.raises(fastpool.ReadTimeout):
+        pool.get("/short", timeout=fastpool.Timeout(5.0, read=0.2))
+    assert time.monotonic() - started < 1.2  # its own 0.2 s, not the other's 4 s or the 1.5 s
+    waiter.join(10)
+    (r,) = outcome
+    assert isinstance(r, fastpool.Response) and r.status_code == 200
+    s = pool.stats()
+    assert s["timeouts"] == 1 and s["requests"] >= 1
