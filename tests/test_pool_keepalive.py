@@ -13,8 +13,8 @@ from pool_helpers import (  # noqa: F401
     answer_then_close, nginx_mark, run_threads, tls_kwargs, wait_until,
 )
 from support.faults import respond, stale_after
-from support.pools import is_async
 from support.nginx import TICKER_BODY
+from support.pools import is_async
 
 N = 4
 
