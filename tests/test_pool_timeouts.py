@@ -141,9 +141,9 @@ def test_signals_during_a_wait_are_not_timeouts(fault_server, certs, make_pool, 
 
 
 def test_a_shorter_timeout_parked_after_a_longer_one_expires_first(fault_server, make_pool):
-    """AsyncPool keeps one timer for all parked requests, at the earliest expiry: a request
-    with a short read timeout that parks while another waits with a long one must still
-    time out on its own schedule, and the long one must still get its response."""
+    """Each waiting request keeps its own timeout: a short read timeout that starts while
+    another request waits with a long one expires on its own schedule, and the long one
+    still gets its response (whatever mechanism times the waits)."""
     server = fault_server(faults.delay(1500))
     pool = make_pool(server.url(), connections=2)
     outcome: list = []
