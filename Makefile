@@ -41,7 +41,7 @@ test: build
 asan: venv
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
 	cp -r fastpool csrc setup.py pyproject.toml README.md $(ASAN_DIR)/
-	rm -f $(ASAN_DIR)/fastpool/*.so $(ASAN_DIR)/fastpool/_core.c
+	find $(ASAN_DIR)/fastpool \( -name '*.so' -o -name '_core.c' -o -name '_server.c' \) -delete
 	cd $(ASAN_DIR) && FASTPOOL_REQUIRE_C=1 \
 		FASTPOOL_CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		FASTPOOL_LDFLAGS="-fsanitize=address,undefined" \
@@ -81,5 +81,7 @@ deps:
 		nginx-light clang libclang-rt-14-dev valgrind
 
 clean:
-	rm -rf build dist *.egg-info fastpool/*.so fastpool/_core.c fastpool/_core.html \
+	rm -rf build dist *.egg-info
+	find fastpool \( -name '*.so' -o -name '_core.c' -o -name '_server.c' -o -name '*.html' \) -delete
+	rm -rf \
 		.pytest_cache fuzz/corpus-run fuzz/fuzz_http_sse fuzz/fuzz_http_scalar

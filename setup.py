@@ -1,6 +1,6 @@
 """Build of fastpool's C engine.
 
-The C engine (fastpool._core: Cython over csrc/) is built when a compiler, Cython and the
+The C engine (fastpool._engine._core: Cython over csrc/) is built when a compiler, Cython and the
 OpenSSL headers are present. When it cannot be built, installation still succeeds with the
 pure-Python engine and says so; FASTPOOL_NO_EXTENSIONS=1 skips the attempt.
 
@@ -19,11 +19,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-C_SOURCES = sorted(
-    os.path.join("csrc", name)
-    for name in os.listdir(os.path.join(HERE, "csrc"))
-    if name.endswith(".c") and not name.startswith("fuzz_")
-)
+#: The production engine: parser and writer, connections, TLS, latency histogram.
+CORE_SOURCES = ["csrc/fp_http.c", "csrc/fp_conn.c", "csrc/fp_tls.c", "csrc/fp_hist.c"]
+#: The embedded benchmark and test server, a separate extension (not in the engine's).
+SERVER_SOURCES = ["csrc/fp_server.c"]
 
 
 def _cpu_has(flag):
@@ -37,7 +36,7 @@ def _cpu_has(flag):
         return False
 
 
-def _extension():
+def _extension(name, pyx, sources):
     cflags = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
               "-Wno-unused-function", "-Wno-missing-field-initializers", "-fvisibility=hidden"]
     if _cpu_has("sse4_2"):
@@ -45,8 +44,8 @@ def _extension():
     cflags += shlex.split(os.environ.get("FASTPOOL_CFLAGS", ""))
     ldflags = shlex.split(os.environ.get("FASTPOOL_LDFLAGS", ""))
     return Extension(
-        "fastpool._core",
-        sources=["fastpool/_core.pyx"] + C_SOURCES,
+        name,
+        sources=[pyx] + sources,
         include_dirs=["csrc"],
         libraries=["ssl", "crypto", "pthread"],
         extra_compile_args=cflags,
@@ -95,7 +94,8 @@ def _ext_modules():
         sys.stderr.write("fastpool: Cython is not installed; installing the pure engine only\n")
         return []
     return cythonize(
-        [_extension()],
+        [_extension("fastpool._engine._core", "fastpool/_engine/_core.pyx", CORE_SOURCES),
+         _extension("fastpool._bench._server", "fastpool/_bench/_server.pyx", SERVER_SOURCES)],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,

@@ -143,7 +143,7 @@ def main() -> int:
     args = ap.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
 
-    from fastpool import _core
+    from fastpool._bench._server import EmbeddedServer
     from support.certs import generate_certs
     from support.nginx import TICKER_BODY, NginxServer, NginxUnavailable, find_nginx
 
@@ -162,11 +162,11 @@ def main() -> int:
     try:
         targets = []
         if "embedded" in wanted:
-            s = _core.EmbeddedServer(body=TICKER_BODY).start()
+            s = EmbeddedServer(body=TICKER_BODY).start()
             servers.append(s)
             targets.append(_target("embedded", s.url, False, None, len(TICKER_BODY)))
         if "embedded-tls" in wanted:
-            s = _core.EmbeddedServer(body=TICKER_BODY, tls=True, tls_min="1.3",
+            s = EmbeddedServer(body=TICKER_BODY, tls=True, tls_min="1.3",
                                      tls_max="1.3").start()
             servers.append(s)
             ca = s.write_ca(os.path.join(tmp, "embedded-ca.pem"))

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from fastpool._core import EmbeddedServer  # noqa: E402
+from fastpool._bench._server import EmbeddedServer  # noqa: E402
 
 METRICS = ("p50", "p90", "p99", "p999", "max")
 

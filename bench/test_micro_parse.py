@@ -150,10 +150,10 @@ def _engine(name: str):
     """The engine module, or a clean skip saying why it is not there."""
     if name == "c":
         try:
-            return importlib.import_module("fastpool._core")
+            return importlib.import_module("fastpool._engine._core")
         except ImportError as exc:
-            pytest.skip(f"C engine not built (fastpool._core: {exc}); `make build` builds it")
-    return importlib.import_module("fastpool._pure")
+            pytest.skip(f"C engine not built (fastpool._engine._core: {exc}); `make build` builds it")
+    return importlib.import_module("fastpool._engine._pure")
 
 
 def _peer(name: str):

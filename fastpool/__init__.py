@@ -4,17 +4,17 @@
         r = pool.get("/api/v3/ticker", params={"symbol": "BTCUSDT"})
 """
 
-from ._async_pool import AsyncPool
-from ._connect import InsecureWarning, ResolveError
+from ._drivers.aio import AsyncPool
+from ._drivers.connect import InsecureWarning, ResolveError
 from ._engine import BACKEND, EngineWarning
-from ._errors import *  # noqa: F401,F403
-from ._errors import __all__ as _error_names
-from ._headers import Headers
-from ._limits import Limits
-from ._pool import Pool
-from ._response import HTTPStatusError, Request, Response, Timings
-from ._timeout import Timeout
-from ._url import InvalidURL
+from ._model.errors import *  # noqa: F401,F403
+from ._model.errors import __all__ as _error_names
+from ._model.headers import Headers
+from ._model.limits import Limits
+from ._drivers.sync import Pool
+from ._model.response import HTTPStatusError, Request, Response, Timings
+from ._model.timeout import Timeout
+from ._model.url import InvalidURL
 
 __version__ = "0.1.0"
 

@@ -26,16 +26,28 @@ def pytest_sessionstart(session) -> None:
 def load_engine(name: str):
     """The engine module for "c" or "python"; skips (or fails, under EXPECT_C) when absent."""
     if name == "python":
-        from fastpool import _pure
+        from fastpool._engine import _pure
 
         return _pure
     try:
-        from fastpool import _core
+        from fastpool._engine import _core
     except ImportError as exc:
         if EXPECT_C:
             pytest.fail(f"the C engine was expected (FASTPOOL_EXPECT_C=1) but did not load: {exc}")
         pytest.skip(f"C engine not built: {exc}")
     return _core
+
+
+def load_server():
+    """fastpool's embedded C server class (the test and benchmark peer, its own extension)."""
+    try:
+        from fastpool._bench._server import EmbeddedServer
+    except ImportError as exc:
+        if EXPECT_C:
+            pytest.fail(f"the embedded server was expected (FASTPOOL_EXPECT_C=1) but did not "
+                        f"load: {exc}")
+        pytest.skip(f"embedded server not built: {exc}")
+    return EmbeddedServer
 
 
 @pytest.fixture(params=ENGINES)
@@ -47,7 +59,7 @@ def engine_name(request) -> str:
 
 @pytest.fixture
 def engine(engine_name):
-    """The engine module under test (fastpool._core or fastpool._pure)."""
+    """The engine module under test (fastpool._engine._core or fastpool._engine._pure)."""
     return load_engine(engine_name)
 
 

@@ -1,7 +1,7 @@
 """Response cases for the parser, shared by both engines (tests/test_parser_corpus.py).
 
 Each case is (id, raw, head_request, limits or None for the defaults, expected), where expected
-is a Result or the name of a ProtocolError code (fastpool._codes). The expectations are written
+is a Result or the name of a ProtocolError code (fastpool._model.codes). The expectations are written
 from csrc/fp_http.h, not taken from either engine; the comments cite the rule that decides.
 
 A Result's close_delimited says the response completes only at end of input; every other
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Union
 
-from fastpool._codes import PARSE_CODES
-from fastpool._limits import Limits
+from fastpool._model.codes import PARSE_CODES
+from fastpool._model.limits import Limits
 
 
 class Result(NamedTuple):

@@ -28,7 +28,7 @@ TINY = ["-n", "30", "--rounds", "2", "--warmup", "5", "--duration", "0.05", "--c
 
 def _core_or_skip():
     try:
-        from fastpool import _core
+        from fastpool._engine import _core
     except ImportError as exc:
         if os.environ.get("FASTPOOL_EXPECT_C") == "1":
             pytest.fail(f"the C engine was expected but did not load: {exc}")
@@ -38,7 +38,7 @@ def _core_or_skip():
 
 def _pure_loads() -> bool:
     try:
-        import fastpool._pure  # noqa: F401
+        import fastpool._engine._pure  # noqa: F401
     except ImportError:
         return False
     return True
@@ -252,8 +252,9 @@ def test_wrong_responses_fail_the_client_instead_of_being_measured(capsys):
 
 
 def test_url_on_this_machine(tmp_path, capsys):
-    core = _core_or_skip()
-    with core.EmbeddedServer(tls=True, body_size=321) as srv:
+    _core_or_skip()
+    from fastpool._bench._server import EmbeddedServer
+    with EmbeddedServer(tls=True, body_size=321) as srv:
         ca = srv.write_ca(str(tmp_path / "ca.pem"))
         out = tmp_path / "u.json"
         code = bench_main([f"{srv.url}/some/path?x=1", "--cafile", ca, *TINY,

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastpool import _codes
-from fastpool._limits import Limits
+from fastpool._model import codes as _codes
+from fastpool._model.limits import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "csrc" / "fp_http.h"

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastpool._errors import ProtocolError
-from fastpool._limits import DEFAULT_LIMITS, Limits
+from fastpool._model.errors import ProtocolError
+from fastpool._model.limits import DEFAULT_LIMITS, Limits
 
 from conftest import load_engine
 
@@ -39,7 +39,7 @@ VCHAR_OBS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
 @pytest.fixture(scope="module")
 def engines():
     """Every engine that loads (the C one is skipped when absent, fails under EXPECT_C)."""
-    from fastpool import _pure
+    from fastpool._engine import _pure
 
     found = [_pure]
     try:

@@ -29,7 +29,7 @@ def test_no_extensions_forces_python():
 
 
 def test_missing_c_engine_warns_and_falls_back():
-    code = ("import sys, warnings; sys.modules['fastpool._core'] = None; "
+    code = ("import sys, warnings; sys.modules['fastpool._engine._core'] = None; "
             "warnings.simplefilter('always'); import fastpool; print(fastpool.BACKEND)")
     env = {k: v for k, v in os.environ.items() if k != "FASTPOOL_NO_EXTENSIONS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

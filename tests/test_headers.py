@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastpool._headers import Headers
+from fastpool._model.headers import Headers
 
 HEAD = (b"HTTP/1.1 200 OK\r\n"
         b"Content-Type: application/json;charset=UTF-8\r\n"

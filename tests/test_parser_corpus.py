@@ -7,8 +7,8 @@ from array import array
 
 import pytest
 
-from fastpool._errors import ProtocolError
-from fastpool._limits import DEFAULT_LIMITS
+from fastpool._model.errors import ProtocolError
+from fastpool._model.limits import DEFAULT_LIMITS
 
 from parser_cases import CASES, Result
 

@@ -1,10 +1,10 @@
-"""The retry policy shared by Pool and AsyncPool (fastpool._policy), on its own."""
+"""The retry policy shared by Pool and AsyncPool (fastpool._policy.legacy), on its own."""
 
 from __future__ import annotations
 
 import pytest
 
-from fastpool._errors import (
+from fastpool._model.errors import (
     ConnectError,
     PoolTimeout,
     ProtocolError,
@@ -12,8 +12,8 @@ from fastpool._errors import (
     ServerDisconnected,
     StaleConnection,
 )
-from fastpool._policy import Attempts, Stats, should_retry
-from fastpool._pure._hist import Histogram
+from fastpool._policy.legacy import Attempts, Stats, should_retry
+from fastpool._engine._pure._hist import Histogram
 
 
 def stats() -> Stats:

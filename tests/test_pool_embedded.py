@@ -1,4 +1,4 @@
-"""The Pool (both engines) against the embedded C server (fastpool._core.EmbeddedServer): an
+"""The Pool (both engines) against the embedded C server (fastpool._bench._server.EmbeddedServer): an
 independent OpenSSL server whose own counters (accepted, requests, TLS handshakes and
 resumptions) cross-check the pool's stats, and whose echo mode shows the exact request."""
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 import fastpool
-from conftest import load_engine
+from conftest import load_engine, load_server
 from pool_helpers import run_threads, wait_until  # noqa: F401
 from support.pools import is_async
 
@@ -20,7 +20,7 @@ TLS_IDS = ["plain", "tls"]
 @pytest.fixture
 def embedded():
     """factory(**EmbeddedServer kwargs) -> a started server; all are stopped at teardown."""
-    Server = load_engine("c").EmbeddedServer
+    Server = load_server()
     started = []
 
     def make(**kwargs):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from fastpool._response import Response, ResponseContext
+from fastpool._model.response import Response, ResponseContext
 
 from conftest import load_engine
 

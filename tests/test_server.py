@@ -1,4 +1,4 @@
-"""The embedded server (csrc/fp_server.c through fastpool._core.EmbeddedServer).
+"""The embedded server (csrc/fp_server.c through fastpool._bench._server.EmbeddedServer).
 
 Clients are the standard library's (http.client, socket, ssl): the server is what the fastpool
 client will be tested against, so it is checked against an independent client first. Every
@@ -17,14 +17,14 @@ import time
 
 import pytest
 
-from conftest import load_engine
+from conftest import load_server
 
 TIMEOUT = 5.0  # per socket operation; a hang fails the test instead of stalling the suite
 
 
 @pytest.fixture(scope="module")
 def Server():
-    return load_engine("c").EmbeddedServer
+    return load_server()
 
 
 # ---- helpers -----------------------------------------------------------------------------

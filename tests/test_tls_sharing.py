@@ -7,14 +7,14 @@ import pytest
 
 import fastpool
 
-from conftest import load_engine
+from conftest import load_engine, load_server
 from pool_helpers import sync_pool, wait_until  # noqa: F401  (fixture)
 
 
 @pytest.fixture(params=["1.2", "1.3"])
 def tls_server(request, tmp_path):
-    core = load_engine("c")  # the embedded server is C (both engines are tested against it)
-    with core.EmbeddedServer(tls=True, tls_min=request.param, tls_max=request.param) as srv:
+    Server = load_server()  # the embedded server is C (both engines are tested against it)
+    with Server(tls=True, tls_min=request.param, tls_max=request.param) as srv:
         ca = tmp_path / "ca.pem"
         srv.write_ca(str(ca))
         yield srv, str(ca)

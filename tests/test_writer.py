@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastpool._errors import InvalidRequestError, NotSentError
+from fastpool._model.errors import InvalidRequestError, NotSentError
 
 # RFC 9110 §5.6.2, spelled out here rather than taken from an engine.
 TCHAR = frozenset(

@@ -20,7 +20,7 @@ Every adapter is built from a target (a dict from :mod:`fastpool._bench.server`)
 
 Async adapters have the same methods as coroutines (requester() is not used: the throughput
 mode runs N tasks on request()). The floor adapter has open/close/cold_start/reconnect and
-runs its timed loops in C (fastpool._core.floor_latencies).
+runs its timed loops in C (fastpool._engine._core.floor_latencies).
 
 All of them verify TLS against the target's CA (or the system store for a URL without
 --cafile), send a GET of the same URL, and read the whole body.
@@ -159,9 +159,9 @@ class Floor(Adapter):
 
     def __init__(self, target: dict, engine: Optional[str] = None) -> None:
         super().__init__(target, "c")
-        from .. import _core
-        from .._request import RequestBuilder
-        from .._url import parse_origin
+        from .._engine import _core
+        from .._model.request import RequestBuilder
+        from .._model.url import parse_origin
 
         self.core = _core
         origin = parse_origin(target["base"])

@@ -53,7 +53,7 @@ def run(argv: Sequence[str]) -> int:
             return opts.EXIT_MISSING
     if o.url is None:
         try:
-            from .. import _core  # noqa: F401
+            from .._engine import _core  # noqa: F401
         except ImportError as exc:
             _error(f"without a URL, fastpool bench measures against its embedded server, which "
                    f"is part of the C engine, and the C engine did not load ({exc}). Build it "

@@ -31,16 +31,16 @@ class ClientSpec:
 
 
 CLIENTS: tuple[ClientSpec, ...] = (
-    ClientSpec("floor", "floor", "fastpool._core", None, "Floor",
+    ClientSpec("floor", "floor", "fastpool._engine._core", None, "Floor",
                "raw C client on fastpool's C connection engine; no Python in the loop",
                engine="c", handshakes=True),
-    ClientSpec("fastpool", "sync", "fastpool._core", None, "FastpoolSync",
+    ClientSpec("fastpool", "sync", "fastpool._engine._core", None, "FastpoolSync",
                "fastpool.Pool, C engine", engine="c", handshakes=True, reference=True),
-    ClientSpec("fastpool-async", "async", "fastpool._core", None, "FastpoolAsync",
+    ClientSpec("fastpool-async", "async", "fastpool._engine._core", None, "FastpoolAsync",
                "fastpool.AsyncPool, C engine", engine="c", reconnect=False),
-    ClientSpec("fastpool-py", "sync", "fastpool._pure", None, "FastpoolSync",
+    ClientSpec("fastpool-py", "sync", "fastpool._engine._pure", None, "FastpoolSync",
                "fastpool.Pool, pure-Python engine", engine="python", handshakes=True),
-    ClientSpec("fastpool-py-async", "async", "fastpool._pure", None, "FastpoolAsync",
+    ClientSpec("fastpool-py-async", "async", "fastpool._engine._pure", None, "FastpoolAsync",
                "fastpool.AsyncPool, pure-Python engine", engine="python", reconnect=False),
     ClientSpec("httpx", "sync", "httpx", "httpx", "HttpxSync", "httpx.Client (the baseline)"),
     ClientSpec("httpx-async", "async", "httpx", "httpx", "HttpxAsync", "httpx.AsyncClient"),

@@ -331,7 +331,7 @@ class _ArgparseExit(Exception):
 
 def check_url(o: Options) -> None:
     """A usable http(s) URL whose host is on this machine, or --requests given explicitly."""
-    from .._url import InvalidURL, parse_origin
+    from .._model.url import InvalidURL, parse_origin
 
     url = o.url.strip()
     if "://" not in url:

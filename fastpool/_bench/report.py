@@ -113,7 +113,7 @@ def c_engine_openssl() -> Optional[str]:
     """The version string of the libssl the C engine is linked with (it may differ from
     Python's ssl module's), read from the library mapped into this process."""
     try:
-        from .. import _core  # noqa: F401 - maps libssl into the process
+        from .._engine import _core  # noqa: F401 - maps libssl into the process
     except ImportError:
         return None
     try:
@@ -140,7 +140,7 @@ def versions(client_versions: dict) -> dict:
     from .. import __version__
 
     try:
-        from .. import _core  # noqa: F401
+        from .._engine import _core  # noqa: F401
 
         c_engine = True
     except ImportError:

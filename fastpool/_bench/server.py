@@ -63,13 +63,13 @@ class Embedded:
     """One running embedded server and its Target; stop() is idempotent."""
 
     def __init__(self, o: Options, body_size: int, tmpdir: str) -> None:
-        from .. import _core
+        from ._server import EmbeddedServer
 
         tls = not o.plain
         kw = dict(tls=tls, body_size=body_size)
         if tls:
             kw.update(tls_min=o.tls, tls_max=o.tls)
-        self.server = _core.EmbeddedServer(**kw).start()
+        self.server = EmbeddedServer(**kw).start()
         try:
             ca_file = ca_pem = None
             if tls:

@@ -1,7 +1,7 @@
 """HTTP/1.1 response parser and request writer in pure Python.
 
 csrc/fp_http.h is the specification of this module and of its C twin: the same rules, checked
-in the same order, giving the same codes (fastpool._codes) for every input, however the input
+in the same order, giving the same codes (fastpool._model.codes) for every input, however the input
 was split across feed() calls.
 
 Structure of the parser:
@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from array import array
 
-from .._codes import PARSE_CODES, WRITE_CODES, protocol_error, request_error
-from .._limits import DEFAULT_LIMITS
+from ..._model.codes import PARSE_CODES, WRITE_CODES, protocol_error, request_error
+from ..._model.limits import DEFAULT_LIMITS
 
 __all__ = [
     "RawResponse",

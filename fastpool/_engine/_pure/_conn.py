@@ -1,6 +1,6 @@
 """TLSContext and Connection on socket + ssl: the pure twin of csrc/fp_tls.c and fp_conn.c.
 
-Same modes, same decisions, same errors (through fastpool._failures):
+Same modes, same decisions, same errors (through fastpool._model.failures):
 - blocking (sync pools): plain sockets stay blocking with kernel timeouts (SO_SNDTIMEO /
   SO_RCVTIMEO), so an exchange is one send and one recv, as in C. TLS sockets use Python's
   timeout mode instead: CPython's ssl module retries SSL_read forever on a blocking socket
@@ -23,10 +23,10 @@ import threading
 from time import monotonic_ns
 from typing import Optional
 
-from .. import _failures as F
-from .._codes import PARSE_CODES
-from .._errors import ProtocolError, TLSError
-from .._limits import DEFAULT_LIMITS
+from ..._model import failures as F
+from ..._model.codes import PARSE_CODES
+from ..._model.errors import ProtocolError, TLSError
+from ..._model.limits import DEFAULT_LIMITS
 from ._http import ResponseParser
 
 STEP_DONE = 0

@@ -73,7 +73,7 @@ class PoolClosed(NotSentError):
 class InvalidRequestError(NotSentError, ValueError):
     """The request itself is malformed (method, target, header, body); nothing was written.
 
-    ``code`` names the rule that was broken (see ``fastpool._codes``).
+    ``code`` names the rule that was broken (see ``fastpool._model.codes``).
     """
 
     def __init__(self, message: str = "", *, code: str = "") -> None:
@@ -136,7 +136,7 @@ class ReadTimeout(MaybeSentError, TimeoutException):
 class ProtocolError(MaybeSentError):
     """The response is malformed; the connection it came on is discarded.
 
-    ``code`` names the violated rule (see ``fastpool._codes``), identical on both engines.
+    ``code`` names the violated rule (see ``fastpool._model.codes``), identical on both engines.
     """
 
     def __init__(self, message: str = "", *, code: str = "") -> None:

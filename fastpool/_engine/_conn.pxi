@@ -6,87 +6,12 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-from fastpool._failures import failure as _failure
-from fastpool import _failures
+from fastpool._engine.fp_clock cimport fp_now_ns
+from fastpool._engine.fp_tls cimport *
+from fastpool._engine.fp_conn cimport *
 
-
-cdef extern from "fp_clock.h" nogil:
-    int64_t fp_now_ns()
-
-
-cdef extern from "openssl/ssl.h":
-    int TLS1_2_VERSION
-    int TLS1_3_VERSION
-
-
-cdef extern from "fp_tls.h" nogil:
-    ctypedef struct fp_tls_config:
-        int verify
-        const char *ca_file
-        const char *ca_pem
-        size_t ca_pem_len
-        const char *cert_file
-        const char *key_file
-        int min_version
-        int max_version
-
-    ctypedef struct fp_tls:
-        pass
-
-    int fp_tls_init(fp_tls *t, const fp_tls_config *cfg, char *err, size_t errlen)
-    void fp_tls_free(fp_tls *t)
-    void fp_tls_forget(fp_tls *t)
-
-
-cdef extern from "fp_conn.h" nogil:
-    enum:
-        FP_CE_CONNECT
-        FP_CE_CONNECT_TIMEOUT
-        FP_CE_TLS
-        FP_CE_WRITE
-        FP_CE_WRITE_TIMEOUT
-        FP_CE_READ
-        FP_CE_READ_TIMEOUT
-        FP_CE_CLOSED
-        FP_CE_PROTOCOL
-        FP_CE_NOMEM
-        FP_STEP_DONE
-        FP_STEP_WANT_READ
-        FP_STEP_WANT_WRITE
-        FP_STEP_ERROR
-
-    ctypedef struct fp_cerr:
-        int kind
-        int sys_errno
-        int code
-        long verify
-        uint64_t sent
-        char msg[384]
-
-    ctypedef struct fp_conn:
-        int fd
-        int resumed
-        uint64_t received
-        char *buf
-        fp_resp resp
-        fp_span *spans
-        int64_t t_start, t_written, t_first_byte, t_complete
-
-    int fp_conn_init(fp_conn *c, const fp_limits *lim, size_t bufsize)
-    void fp_conn_free(fp_conn *c)
-    void fp_conn_close(fp_conn *c)
-    int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
-                     const char *host, int blocking, int64_t deadline_ns, fp_cerr *err)
-    int fp_conn_stale(fp_conn *c)
-    int fp_conn_stale_after(fp_conn *c, int64_t min_idle_ns)
-    int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
-                         int64_t write_timeout_ns, int64_t read_timeout_ns,
-                         int64_t deadline_ns, fp_cerr *err)
-    void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
-    int fp_conn_step(fp_conn *c, fp_cerr *err)
-    uint64_t fp_conn_sent(const fp_conn *c)
-    int fp_conn_finish(fp_conn *c)
-    const char *fp_conn_tls_version(const fp_conn *c)
+from fastpool._model.failures import failure as _failure
+from fastpool._model import failures as _failures
 
 
 cdef _check_kinds():
@@ -119,7 +44,7 @@ cdef class TLSContext:
     cdef fp_tls t
     cdef bint ready
     cdef readonly bint verify
-    cdef object __weakref__  # pools share contexts through a weak cache (fastpool._connect)
+    cdef object __weakref__  # pools share contexts through a weak cache (fastpool._drivers.connect)
 
     def __cinit__(self, *, verify=True, ca_file=None, ca_pem=None, cert_file=None,
                   key_file=None, min_version=None, max_version=None):
@@ -145,7 +70,7 @@ cdef class TLSContext:
         cfg.min_version = _CLIENT_TLS_VERSIONS[min_version]
         cfg.max_version = _CLIENT_TLS_VERSIONS[max_version]
         if fp_tls_init(&self.t, &cfg, err, sizeof(err)) < 0:
-            from fastpool._errors import TLSError
+            from fastpool._model.errors import TLSError
             raise TLSError(err.decode("utf-8", "replace"))
         self.ready = True
         self.verify = verify
@@ -338,7 +263,6 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
         return [lat[i] for i in range(done)], bad
     finally:
         free(lat)
-
 
 
 cdef class Lane:

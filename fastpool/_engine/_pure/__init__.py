@@ -1,4 +1,4 @@
-"""The pure-Python engine: the same interface and behaviour as fastpool._core (see _engine)."""
+"""The pure-Python engine: the same interface and behaviour as fastpool._engine._core (see _engine)."""
 
 from ._conn import (
     STEP_DONE,

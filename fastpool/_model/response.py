@@ -6,8 +6,8 @@ import datetime
 import json as _json
 from typing import Any, NamedTuple
 
-from ._errors import MaybeSentError
-from ._headers import Headers
+from .errors import MaybeSentError
+from .headers import Headers
 
 try:  # orjson parses exchange JSON several times faster; it is optional
     from orjson import loads as _loads

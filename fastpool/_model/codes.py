@@ -53,7 +53,7 @@ WRITE_CODES: dict[str, int] = {name: code for code, (name, _) in WRITE_ERRORS.it
 
 def protocol_error(code: int, detail: str = ""):
     """The ProtocolError for a negative parser return code (both engines call this)."""
-    from ._errors import ProtocolError
+    from .errors import ProtocolError
 
     name, message = PARSE_ERRORS[code]
     return ProtocolError(f"{message}{': ' + detail if detail else ''}", code=name)
@@ -61,7 +61,7 @@ def protocol_error(code: int, detail: str = ""):
 
 def request_error(code: int, detail: str = ""):
     """The InvalidRequestError for a negative writer return code (both engines call this)."""
-    from ._errors import InvalidRequestError
+    from .errors import InvalidRequestError
 
     name, message = WRITE_ERRORS[code]
     return InvalidRequestError(f"{message}{': ' + detail if detail else ''}", code=name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ._errors import FastpoolError, MaybeSentError, NotSentError, TimeoutException
+from .._model.errors import FastpoolError, MaybeSentError, NotSentError, TimeoutException
 
 #: RFC 9110 §9.2.2. POST and PATCH are never re-sent by the pool.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})

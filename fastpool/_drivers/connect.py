@@ -11,8 +11,8 @@ import weakref
 from time import monotonic_ns
 from typing import Any, Optional, Union
 
-from ._errors import ConnectError, FastpoolError, TLSError
-from ._url import Origin
+from .._model.errors import ConnectError, FastpoolError, TLSError
+from .._model.url import Origin
 
 
 class ResolveError(ConnectError):

@@ -13,13 +13,13 @@ import threading
 from time import monotonic_ns
 from typing import Any, Optional
 
-from ._config import PoolConfig
-from ._errors import FastpoolError, PoolClosed, PoolTimeout, StaleConnection
-from ._headers import HeaderTypes
-from ._policy import Attempts
-from ._response import Response, ResponseContext
-from ._timeout import _UNSET, Timeout
-from ._url import ParamsTypes
+from .config import PoolConfig
+from .._model.errors import FastpoolError, PoolClosed, PoolTimeout, StaleConnection
+from .._model.headers import HeaderTypes
+from .._policy.legacy import Attempts
+from .._model.response import Response, ResponseContext
+from .._model.timeout import _UNSET, Timeout
+from .._model.url import ParamsTypes
 
 _REFILL_BACKOFF_MIN = 0.05
 _REFILL_BACKOFF_MAX = 2.0

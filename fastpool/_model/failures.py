@@ -7,8 +7,8 @@ decides NotSent versus MaybeSent, here and nowhere else.
 
 from __future__ import annotations
 
-from ._codes import PARSE_ERRORS
-from ._errors import (
+from .codes import PARSE_ERRORS
+from .errors import (
     ConnectError,
     ConnectTimeout,
     FastpoolError,

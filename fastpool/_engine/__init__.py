@@ -1,7 +1,7 @@
-"""Chooses the engine once, at import: the C engine (fastpool._core) or the pure one.
+"""Chooses the engine once, at import: the C engine (fastpool._engine._core) or the pure one.
 
 Both engines export the same names with the same behaviour and raise the same exceptions
-(defined once, in fastpool._errors, with codes from fastpool._codes):
+(defined once, in fastpool._model.errors, with codes from fastpool._model.codes):
 
 Parsing and writing (csrc/fp_http.h is the specification of both):
 
@@ -45,12 +45,12 @@ Connections (csrc/fp_tls.h and fp_conn.h are the specification of both):
         .stale() -> bool, .reusable, .resumed, .sent, .written, .tls_version, .fileno(),
         .close(), .idle_since
         raw tuple: (status, http_minor, head, spans, body, reason_off, reason_len,
-                    t_start, t_written, t_first_byte, t_complete)   (fastpool._response)
+                    t_start, t_written, t_first_byte, t_complete)   (fastpool._model.response)
     STEP_DONE, STEP_WANT_READ, STEP_WANT_WRITE
     Histogram()  .record(ns), .quantile(q), .count, .min, .max, .mean, .merge(h)
-    Failures are raised through fastpool._failures.failure(kind, ...), in both engines.
+    Failures are raised through fastpool._model.failures.failure(kind, ...), in both engines.
 
-The C engine alone also has EmbeddedServer (the benchmark/test server) and floor_latencies
+The C engine alone also has floor_latencies
 (the raw C client loop the benchmarks compare against).
 """
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json as _json
 from typing import Any, Optional
 
-from ._errors import InvalidRequestError
-from ._headers import HeaderTypes, encode_fields
-from ._url import Origin, ParamsTypes, build_target
+from .errors import InvalidRequestError
+from .headers import HeaderTypes, encode_fields
+from .url import Origin, ParamsTypes, build_target
 
 try:
     from orjson import dumps as _orjson_dumps

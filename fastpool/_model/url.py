@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 from urllib.parse import quote, urlsplit
 
-from ._errors import InvalidRequestError
+from .errors import InvalidRequestError
 
 #: Bytes allowed verbatim in a request target: visible ASCII (fp_check_target's rule).
 _VISIBLE = frozenset(range(0x21, 0x7F))

@@ -11,7 +11,7 @@ selector bookkeeping per request (~20 us here, as much as the round trip itself)
 wakes the request parked on the connection; on an idle connection it means the server closed
 it (or spoke unasked), so it is replaced at once instead of failing a later request.
 
-The decisions are the sync pool's (fastpool._policy); only the waiting differs: futures on
+The decisions are the sync pool's (fastpool._policy.legacy); only the waiting differs: futures on
 the event loop instead of threads and locks. Everything here runs on the loop's thread, so
 the pool state needs no lock. Connections are opened in a small thread pool (the engines
 release the GIL while connecting and handshaking), never on the loop.
@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
 from typing import Any, Optional
 
-from ._config import PoolConfig
-from ._errors import (
+from .config import PoolConfig
+from .._model.errors import (
     FastpoolError,
     PoolClosed,
     PoolTimeout,
@@ -35,11 +35,11 @@ from ._errors import (
     WriteTimeout,
     WriteTimeoutNotSent,
 )
-from ._headers import HeaderTypes
-from ._policy import Attempts
-from ._response import RAW_T_COMPLETE, RAW_T_START, Response, ResponseContext, make_response
-from ._timeout import _UNSET, Timeout
-from ._url import ParamsTypes
+from .._model.headers import HeaderTypes
+from .._policy.legacy import Attempts
+from .._model.response import RAW_T_COMPLETE, RAW_T_START, Response, ResponseContext, make_response
+from .._model.timeout import _UNSET, Timeout
+from .._model.url import ParamsTypes
 
 _REFILL_BACKOFF_MIN = 0.05
 _REFILL_BACKOFF_MAX = 2.0

@@ -95,7 +95,7 @@ cdef str _qtext(object value):
 
 
 def encode_query(params):
-    """params as a query string (bytes): see fastpool._pure._query.encode_query."""
+    """params as a query string (bytes): see fastpool._engine._pure._query.encode_query."""
     cdef char stack[512]
     cdef _qbuf b
     if type(params) is dict:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ._connect import CertTypes, VerifyTypes, open_connection, resolve, tls_context
-from ._engine import get_engine
-from ._headers import HeaderTypes
-from ._limits import DEFAULT_LIMITS, Limits
-from ._policy import PoolState
-from ._request import RequestBuilder
-from ._timeout import Timeout, TimeoutTypes
-from ._url import parse_origin
+from .connect import CertTypes, VerifyTypes, open_connection, resolve, tls_context
+from .._engine import get_engine
+from .._model.headers import HeaderTypes
+from .._model.limits import DEFAULT_LIMITS, Limits
+from .._policy.legacy import PoolState
+from .._model.request import RequestBuilder
+from .._model.timeout import Timeout, TimeoutTypes
+from .._model.url import parse_origin
 
 
 class PoolConfig:
