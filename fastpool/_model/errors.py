@@ -93,6 +93,18 @@ class WriteTimeoutNotSent(NotSentError, TimeoutException):
     phase = "write"
 
 
+class Interrupted(FastpoolError):
+    """A signal handler's exception (KeyboardInterrupt, SystemExit, ...) interrupted the
+    request. Never raised itself: the interrupt propagates unchanged (Ctrl-C must stop the
+    program, not be caught by ``except Exception``), carrying one of the two subclasses below
+    as its ``fastpool_error`` attribute, so a shutdown handler can tell whether an order may
+    be live: ``getattr(exc, "fastpool_error", None)``."""
+
+
+class InterruptedNotSent(Interrupted, NotSentError):
+    """The interrupt came before any byte of the request reached the socket."""
+
+
 class RateLimitedError(NotSentError):
     """The client-side rate limit would be exceeded; ``retry_after`` is in seconds."""
 
@@ -112,6 +124,10 @@ class WriteTimeout(MaybeSentError, TimeoutException):
     """The write deadline ran out after part of the request was written."""
 
     phase = "write"
+
+
+class InterruptedMaybeSent(Interrupted, MaybeSentError):
+    """The interrupt came after bytes of the request were written: the server may have acted."""
 
 
 class ReadError(MaybeSentError):
@@ -157,6 +173,9 @@ __all__ = [
     "InvalidRequestError",
     "StaleConnection",
     "WriteTimeoutNotSent",
+    "Interrupted",
+    "InterruptedNotSent",
+    "InterruptedMaybeSent",
     "RateLimitedError",
     "WriteError",
     "WriteTimeout",

@@ -12,6 +12,8 @@ from .errors import (
     ConnectError,
     ConnectTimeout,
     FastpoolError,
+    InterruptedMaybeSent,
+    InterruptedNotSent,
     ProtocolError,
     ReadError,
     ReadTimeout,
@@ -56,3 +58,28 @@ def failure(kind: int, message: str, *, sent: int = 0, code: int = 0, verify: in
         name, text = PARSE_ERRORS[code]
         return ProtocolError(f"{text} ({message})" if message else text, code=name)
     return ReadError(message)  # READ, NOMEM: the request was written, the reply is lost
+
+
+def interrupted(exc: BaseException, sent: int) -> BaseException:
+    """Marks an exception that interrupted an exchange — raised by a signal handler (a
+    KeyboardInterrupt, SystemExit, or whatever the handler raises) — with the request's fate,
+    and returns it to be re-raised unchanged: ``exc.fastpool_error`` is InterruptedNotSent
+    when no byte of the request reached the socket, else InterruptedMaybeSent. On Python
+    3.11+ a note says so in the traceback. An exception already marked keeps its mark."""
+    if getattr(exc, "fastpool_error", None) is not None:
+        return exc
+    if sent:
+        error: FastpoolError = InterruptedMaybeSent(
+            f"interrupted by {type(exc).__name__} after {sent} bytes of the request were "
+            "written: the server may have acted on it")
+    else:
+        error = InterruptedNotSent(
+            f"interrupted by {type(exc).__name__} before any byte of the request was written")
+    try:
+        exc.fastpool_error = error  # type: ignore[attr-defined]
+        add_note = getattr(exc, "add_note", None)
+        if add_note is not None:
+            add_note(f"fastpool: {error}")
+    except (AttributeError, TypeError):  # pragma: no cover - an exception type without __dict__
+        pass
+    return exc
