@@ -1,7 +1,8 @@
 # fastpool — developer entry points. Everything runs inside .venv (created on first use).
 #
 #   make bench         the latency benchmark against the embedded server (the main job)
-#   make test          build, then the whole suite on both engines (C and pure Python)
+#   make test          build, lint, then the whole suite on both engines (C and pure Python)
+#   make lint          ruff and mypy (--strict on the package)
 #   make asan          the suite again with the C engine built under ASan + UBSan
 #   make bench-micro   pytest-benchmark microbenchmarks (parser, writer; peers when present)
 #   make bench-c       the C parser's own benchmark (ns and callgrind instructions)
@@ -13,7 +14,7 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 ASAN_DIR := build/asan
 
-.PHONY: venv build test asan bench bench-micro bench-c fuzz deps clean test-c-api-asan
+.PHONY: venv build lint test asan bench bench-micro bench-c fuzz deps clean test-c-api-asan
 
 venv: $(VENV)/.installed
 
@@ -28,9 +29,13 @@ $(VENV)/.installed: pyproject.toml setup.py
 build: venv
 	FASTPOOL_REQUIRE_C=1 $(VPY) setup.py -q build_ext --inplace
 
+lint: venv
+	$(VPY) -m ruff check fastpool tests bench
+	$(VPY) -m mypy
+
 # Both engines run in one session (every behaviour test is parametrized over them);
 # FASTPOOL_EXPECT_C=1 turns "C engine missing" into a failure instead of a skip.
-test: build
+test: build lint
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 		echo "NOTE: nginx is not installed: its tests will be skipped (run 'make deps')"
 	FASTPOOL_EXPECT_C=1 $(PYTEST) tests

@@ -58,7 +58,7 @@ def run_floor(url: str, ca: str, n: int) -> tuple:
     core = get_engine("c")
     with fastpool.Pool(url, connections=1, verify=ca or True, engine="c") as pool:
         req = b"GET /api/v3/ticker HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fastpool\r\n\r\n"
-        conn = pool._state.idle[0]
+        conn = pool._policy.idle[0][0]
         core.floor_latencies(conn, req, 2000)
         c0 = _cpu()
         lat, bad = core.floor_latencies(conn, req, n)

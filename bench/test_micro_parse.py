@@ -152,7 +152,8 @@ def _engine(name: str):
         try:
             return importlib.import_module("fastpool._engine._core")
         except ImportError as exc:
-            pytest.skip(f"C engine not built (fastpool._engine._core: {exc}); `make build` builds it")
+            pytest.skip(f"C engine not built (fastpool._engine._core: {exc}); "
+                        "`make build` builds it")
     return importlib.import_module("fastpool._engine._pure")
 
 

@@ -6,12 +6,12 @@
 
 from ._drivers.aio import AsyncPool
 from ._drivers.connect import InsecureWarning, ResolveError
+from ._drivers.sync import Pool
 from ._engine import BACKEND, EngineWarning
 from ._model.errors import *  # noqa: F401,F403
 from ._model.errors import __all__ as _error_names
 from ._model.headers import Headers
 from ._model.limits import Limits
-from ._drivers.sync import Pool
 from ._model.response import HTTPStatusError, Request, Response, Timings
 from ._model.timeout import Timeout
 from ._model.url import InvalidURL
@@ -19,7 +19,8 @@ from ._model.url import InvalidURL
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout", "Timings", "Limits",
+    "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout",
+    "Timings", "Limits",
     "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     *_error_names,
 ]

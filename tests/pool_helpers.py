@@ -7,7 +7,7 @@ Fixture (import it into a test module to use it):
                   ``-k "not python"`` selects one engine); every pool it made is closed at
                   teardown, also when the test fails. (support.pools' ``make_pool`` runs a
                   case through Pool and both AsyncPool loops; these tests are about the sync
-                  Pool itself: its threads, its lock, its ``_state``.)
+                  Pool itself: its threads, its lock, its ``_policy``.)
 
 Plain helpers: ``wait_until`` (bounded polling), ``fd_count``, ``run_threads`` (bounded
 threads whose exceptions are re-raised), ``tls_kwargs``, ``answer_then_close`` (a fault

@@ -10,9 +10,9 @@ import asyncio
 import os
 
 import pytest
+from support import faults
 
 import fastpool
-from support import faults
 
 LOOPS = ["asyncio", "uvloop"]
 BOUND = 60.0  # seconds: no test may hang longer than this
@@ -202,7 +202,7 @@ def test_cancel_while_connecting_keeps_the_pool_consistent(engine_name, arun, ce
                 await opening
             await busy
             await asyncio.sleep(0.8)  # the opener's handshake times out meanwhile
-            state = (pool._state.open, len(pool._state.idle))
+            state = (pool._policy.slots.total_open, pool._policy.idle_count())
             r = await pool.get("/after")
             return state, r.status_code
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import h11
 import pytest
+from conftest import load_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastpool._model.errors import ProtocolError
 from fastpool._model.limits import DEFAULT_LIMITS, Limits
-
-from conftest import load_engine
 
 SETTINGS = settings(
     max_examples=400,
@@ -215,7 +214,7 @@ def response(draw, mode="strict", with_body=None):
         keep_alive = b"close" not in tokens and not close_delimited
     expected = {
         "status": status,
-        "version": "HTTP/1.%d" % minor,
+        "version": f"HTTP/1.{minor}",
         "reason": text or b"",
         "headers": comparable_headers((name, parsed) for name, _, parsed in headers),
         "body": body,

@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
+from conftest import EXPECT_C
+
 import fastpool
 from fastpool import _engine
-
-from conftest import EXPECT_C
 
 
 def test_c_engine_loaded_when_expected():

@@ -6,11 +6,10 @@ from __future__ import annotations
 from array import array
 
 import pytest
+from parser_cases import CASES, Result
 
 from fastpool._model.errors import ProtocolError
 from fastpool._model.limits import DEFAULT_LIMITS
-
-from parser_cases import CASES, Result
 
 EOF_ERRORS = ("truncated", "no_response")
 

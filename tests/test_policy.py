@@ -1,9 +1,10 @@
-"""The retry policy shared by Pool and AsyncPool (fastpool._policy.legacy), on its own."""
+"""The retry policy shared by Pool and AsyncPool (fastpool._policy.attempts), on its own."""
 
 from __future__ import annotations
 
 import pytest
 
+from fastpool._engine._pure._hist import Histogram
 from fastpool._model.errors import (
     ConnectError,
     PoolTimeout,
@@ -12,8 +13,8 @@ from fastpool._model.errors import (
     ServerDisconnected,
     StaleConnection,
 )
-from fastpool._policy.legacy import Attempts, Stats, should_retry
-from fastpool._engine._pure._hist import Histogram
+from fastpool._policy.attempts import Attempts, should_retry
+from fastpool._policy.stats import Stats
 
 
 def stats() -> Stats:

@@ -7,11 +7,11 @@ import datetime
 import json
 
 import pytest
-
-import fastpool
-from pool_helpers import nginx_mark, new_tag, tagged_entries, tls_kwargs  # noqa: F401
+from pool_helpers import new_tag, nginx_mark, tagged_entries, tls_kwargs  # noqa: F401
 from support.faults import respond
 from support.nginx import TICKER_BODY, static_body
+
+import fastpool
 
 pytestmark = nginx_mark
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-import fastpool
 from pool_helpers import nginx_mark, run_threads, tls_kwargs, wait_until  # noqa: F401
 from support.faults import Behavior, http_response, respond
 from support.pools import waiting_requests
+
+import fastpool
 
 
 @nginx_mark
@@ -159,7 +159,7 @@ def test_close_while_threads_wait_and_requests_are_in_flight(fault_server, make_
     # their connections were closed when they finished, not kept
     wait_until(lambda: all(c.done.is_set() for c in server.connections),
                what="the server to see every connection closed")
-    assert pool._state.open == 0 and pool._state.idle == []
+    assert pool._policy.slots.total_open == 0 and pool._policy.connections() == []
     assert pool.closed
     with pytest.raises(fastpool.PoolClosed):
         pool.get("/after")
@@ -198,7 +198,7 @@ def test_concurrent_close_calls(fault_server, make_pool):
         pool.close()
 
     run_threads(closer, 8)
-    assert pool.closed and pool._state.open == 0
+    assert pool.closed and pool._policy.slots.total_open == 0
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
 
 
@@ -239,7 +239,7 @@ def test_close_during_load(fault_server, make_pool):
     assert bad == []
     assert outcomes.count("closed") == 6
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
-    assert pool._state.open == 0
+    assert pool._policy.slots.total_open == 0
 
 
 def test_close_while_a_request_opens_its_connection(fault_server, certs, make_pool):
@@ -289,4 +289,4 @@ def test_close_while_a_request_opens_its_connection(fault_server, certs, make_po
     assert isinstance(exc, fastpool.PoolClosed), exc
     wait_until(lambda: all(c.done.is_set() for c in server.connections), what="closes")
     assert [q.target for q in server.requests] == ["/busy"]
-    assert pool._state.open == 0
+    assert pool._policy.slots.total_open == 0

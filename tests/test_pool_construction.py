@@ -8,18 +8,18 @@ import socket
 import threading
 
 import pytest
-
-import fastpool
 from pool_helpers import fd_count, nginx_mark, tls_kwargs, wait_until  # noqa: F401
 from support.faults import Behavior, handshake_close, http_response, respond
-from support.pools import is_async, on_pool_thread
+from support.pools import idle_connections, is_async, on_pool_thread, open_count
 from support.ports import free_port
+
+import fastpool
 
 TLS_IDS = ["plain", "tls"]
 
 
 def _refill_threads() -> list:
-    return [t for t in threading.enumerate() if t.name == "fastpool-refill" and t.is_alive()]
+    return [t for t in threading.enumerate() if t.name == "fastpool-maintenance" and t.is_alive()]
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
@@ -29,7 +29,8 @@ def test_construction_opens_every_connection_before_returning(fault_server, cert
     server = fault_server(respond(), tls=certs.server if tls else None)
     pool = make_pool(server.url("/"), connections=n, **tls_kwargs(certs, tls))
     # Before any request: n connected sockets, each already past its TLS handshake.
-    idle = on_pool_thread(pool, lambda: [(c.fileno(), c.tls_version) for c in pool._state.idle])
+    idle = on_pool_thread(pool, lambda: [(c.fileno(), c.tls_version)
+                                         for c in pool._policy.connections()])
     assert len(idle) == n
     for fileno, tls_version in idle:
         sock = socket.socket(fileno=socket.dup(fileno))
@@ -58,7 +59,7 @@ def test_construction_against_nginx_is_pre_handshaked(nginx, certs, make_pool, l
     mark = nginx.access_log.mark()
     pool = make_pool(nginx.url(listener, "/"), connections=4, **tls_kwargs(certs, lst.tls))
     expected = {"plain": "", "tls12": "TLSv1.2", "tls13": "TLSv1.3"}[listener]
-    versions = on_pool_thread(pool, lambda: [c.tls_version for c in pool._state.idle])
+    versions = on_pool_thread(pool, lambda: [c.tls_version for c in pool._policy.connections()])
     assert versions == [expected] * 4
     # no request was needed for any of it (other tests' lines may still arrive: by port)
     assert [e for e in nginx.access_log.entries(mark) if e.server_port == lst.port] == []
@@ -193,7 +194,7 @@ def test_request_waiting_for_a_slot_the_refill_holds_is_woken_when_the_refill_fa
         pool.get("/2")
     # the refill thread has reserved the slot and is stuck in its handshake
     server.wait_for_connections(2)
-    assert pool._state.open == 1 and pool._state.idle == []
+    assert open_count(pool) == 1 and idle_connections(pool) == []
     outcome: list = []
 
     def waiting_request() -> None:

@@ -4,15 +4,14 @@ resumptions) cross-check the pool's stats, and whose echo mode shows the exact r
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-
-import fastpool
-from conftest import load_engine, load_server
+from conftest import load_server
 from pool_helpers import run_threads, wait_until  # noqa: F401
 from support.pools import is_async
+
+import fastpool
 
 TLS_IDS = ["plain", "tls"]
 

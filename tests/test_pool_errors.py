@@ -8,15 +8,25 @@ import socket
 import threading
 
 import pytest
-
-import fastpool
 from pool_helpers import answer_then_close, run_threads, tls_kwargs, wait_until  # noqa: F401
 from support.faults import (
-    MALFORMED_RESPONSES, Behavior, close_after_request, delay, garbage, malformed, never_read,
-    partial_body, partial_head, reset_after_request, respond, stale_after,
+    MALFORMED_RESPONSES,
+    Behavior,
+    close_after_request,
+    delay,
+    garbage,
+    malformed,
+    never_read,
+    partial_body,
+    partial_head,
+    reset_after_request,
+    respond,
+    stale_after,
     stall_after_request,
 )
 from support.ports import free_port
+
+import fastpool
 
 TLS_IDS = ["plain", "tls"]
 

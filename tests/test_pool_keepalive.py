@@ -8,11 +8,13 @@ import threading
 import time
 
 import pytest
-
 from pool_helpers import (  # noqa: F401
-    answer_then_close, nginx_mark, run_threads, tls_kwargs, wait_until,
+    answer_then_close,
+    nginx_mark,
+    run_threads,
+    tls_kwargs,
+    wait_until,
 )
-from support.faults import respond, stale_after
 from support.nginx import TICKER_BODY
 from support.pools import is_async
 
@@ -201,8 +203,9 @@ def test_every_connection_closed_by_the_server(fault_server, make_pool, fault):
     the server never receives a byte of it, with or without retries. When a reset arrives
     before the connect is confirmed, construction itself fails with ConnectError (NotSent):
     that is the other correct outcome of the race."""
-    import fastpool
     from support import faults
+
+    import fastpool
 
     server = fault_server(getattr(faults, fault)(), max_connections=64)
     try:

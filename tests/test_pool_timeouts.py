@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
-
-import fastpool
 from pool_helpers import tls_kwargs, wait_until
 from support import faults
 from support.pools import is_async
+
+import fastpool
 
 
 def _delays(*ms: float) -> faults.Behavior:
@@ -24,7 +24,7 @@ def _delays(*ms: float) -> faults.Behavior:
 
     def run(conn: faults.FaultConnection) -> None:
         i = 0
-        while (req := conn.read_request()) is not None:
+        while conn.read_request() is not None:
             if i < len(ms):
                 conn.sleep(ms[i] / 1000)
             conn.send(faults.http_response(200, f"r{i}".encode(), [("X-I", str(i))]))

@@ -10,14 +10,18 @@ import sys
 import warnings
 
 import pytest
-
-import fastpool
 from pool_helpers import (  # noqa: F401
-    fd_count, new_tag, nginx_mark, tagged_entries, wait_until,
+    fd_count,
+    new_tag,
+    nginx_mark,
+    tagged_entries,
+    wait_until,
 )
 from support.certs import BAD_SERVER_CERTS, X509_V_ERR
 from support.faults import handshake_close, handshake_stall
 from support.nginx import TICKER_BODY
+
+import fastpool
 
 pytestmark = nginx_mark
 

@@ -4,10 +4,9 @@
 import sys
 
 import pytest
+from conftest import load_engine
 
 from fastpool._model.response import Response, ResponseContext
-
-from conftest import load_engine
 
 
 @pytest.fixture

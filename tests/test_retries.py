@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import faults
 
 import fastpool
-from support import faults
 
 
 def _read_then_close_then_stall() -> faults.Behavior:

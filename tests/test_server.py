@@ -16,7 +16,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import load_server
 
 TIMEOUT = 5.0  # per socket operation; a hang fails the test instead of stalling the suite

@@ -23,7 +23,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
 from support import faults
 from support.certs import (
     BAD_SERVER_CERTS,

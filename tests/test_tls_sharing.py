@@ -4,11 +4,10 @@ handshakes resume the sessions the first pool got. A different configuration nev
 from __future__ import annotations
 
 import pytest
+from conftest import load_server
+from pool_helpers import sync_pool, wait_until  # noqa: F401  (fixture)
 
 import fastpool
-
-from conftest import load_engine, load_server
-from pool_helpers import sync_pool, wait_until  # noqa: F401  (fixture)
 
 
 @pytest.fixture(params=["1.2", "1.3"])

@@ -146,7 +146,7 @@ def _start_workers(o, workers: dict, absent: dict, infos: dict, progress) -> Non
             absent[spec.name] = why
             continue
         workers[spec.name] = Worker(spec, o.loop)
-    for name, w in workers.items():
+    for w in workers.values():
         w.launch()
     for name in list(workers):
         progress.step(f"starting worker: {name}")

@@ -203,8 +203,8 @@ class Runner:
                 row["rounds"].append(s)
 
             self._rounds(rows, n_rounds, label,
-                         lambda r: {"cmd": "throughput", "inflight": k,
-                                    "duration": self.o.duration, "cap": cap},
+                         lambda r, k=k, cap=cap: {"cmd": "throughput", "inflight": k,
+                                                  "duration": self.o.duration, "cap": cap},
                          timeout=self.o.duration * 3 + 120, take=take)
             self._close(rows)
             for row in rows.values():

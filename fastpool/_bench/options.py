@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .clients import CLIENTS, CLIENT_NAMES
+from .clients import CLIENT_NAMES, CLIENTS
 
 #: Every mode, in the order a run goes through them.
 MODES = ("latency", "throughput", "cold", "reconnect", "sizes")

@@ -97,7 +97,8 @@ def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
               f"Python {v['python']}, {v['openssl_python']}"
               f"{', C engine ' + v['openssl_c_engine'] if v.get('openssl_c_engine') else ''}\n")
     out.write(f"  {doc['date']}, seed {doc['seed']}, {doc['command']}\n")
-    loops = sorted({c.get('loop') for c in doc['clients'].values() if c.get('loop') not in (None, '-')})
+    loops = sorted({c.get('loop') for c in doc['clients'].values()
+                    if c.get('loop') not in (None, '-')})
     if loops:
         out.write(f"  async clients on {', '.join(loops)}\n")
     out.write("\n")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .connect import CertTypes, VerifyTypes, open_connection, resolve, tls_context
 from .._engine import get_engine
 from .._model.headers import HeaderTypes
 from .._model.limits import DEFAULT_LIMITS, Limits
-from .._policy.legacy import PoolState
 from .._model.request import RequestBuilder
 from .._model.timeout import Timeout, TimeoutTypes
 from .._model.url import parse_origin
+from .._policy.pool import PoolPolicy
+from .connect import CertTypes, VerifyTypes, open_connection, resolve, tls_context
 
 
 class PoolConfig:
@@ -38,7 +38,7 @@ class PoolConfig:
         if not isinstance(self.limits, Limits):
             raise TypeError("limits must be a fastpool.Limits")
         self.builder = RequestBuilder(self.origin, self.engine, headers)
-        self.state = PoolState(connections, max_connections, self.engine.Histogram())
+        self.policy = PoolPolicy(connections, max_connections, self.engine.Histogram())
         self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
                     if self.origin.tls else None)
         self.addrs = resolve(self.origin)

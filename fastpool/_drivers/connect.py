@@ -6,12 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import warnings
 import weakref
 from time import monotonic_ns
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
+from .._engine.protocol import Connection, Engine, TLSContext
 from .._model.errors import ConnectError, FastpoolError, TLSError
+from .._model.limits import Limits
 from .._model.url import Origin
 
 
@@ -23,8 +26,23 @@ class InsecureWarning(UserWarning):
     """verify=False: the server's identity is not checked."""
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def caller_stacklevel() -> int:
+    """The stacklevel for warnings.warn that points at the user's line: the first frame
+    outside the fastpool package, however deep the call into it went."""
+    level = 1
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 VerifyTypes = Union[bool, str, "os.PathLike[str]", bytes]
-CertTypes = Union[None, str, "os.PathLike[str]", tuple]
+_Path = Union[str, "os.PathLike[str]"]
+CertTypes = Union[None, _Path, Tuple[_Path, _Path]]
 
 
 def resolve(origin: Origin) -> list[tuple[int, str]]:
@@ -38,7 +56,7 @@ def resolve(origin: Origin) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     for family, _, _, _, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr[0]) not in out:
-            out.append((family, sockaddr[0]))
+            out.append((int(family), str(sockaddr[0])))
     if not out:
         raise ResolveError(f"host {origin.host!r} has no IPv4 or IPv6 address")
     return out
@@ -48,18 +66,18 @@ def resolve(origin: Origin) -> list[tuple[int, str]]:
 #: configuration share one: the CA bundle is parsed once, and a new pool's first handshakes
 #: resume sessions an earlier pool got (a context only ever offers its sessions to servers
 #: under that same configuration, so nothing verified leaks into an unverified setting).
-_CONTEXTS: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+_CONTEXTS: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
 
 
-def _file_key(path: Optional[str]) -> Optional[tuple]:
+def _file_key(path: Optional[str]) -> Optional[tuple[str, int, int]]:
     if path is None:
         return None
     st = os.stat(path)
     return (os.path.realpath(path), st.st_size, st.st_mtime_ns)  # a rotated file is new
 
 
-def tls_context(engine: Any, verify: VerifyTypes, cert: CertTypes,
-                tls_min: Optional[str], tls_max: Optional[str]):
+def tls_context(engine: Engine, verify: VerifyTypes, cert: CertTypes,
+                tls_min: Optional[str], tls_max: Optional[str]) -> TLSContext:
     """The engine's TLSContext for a pool's TLS settings (shared by equal settings)."""
     ca_file = ca_pem = None
     if verify is True:
@@ -67,7 +85,7 @@ def tls_context(engine: Any, verify: VerifyTypes, cert: CertTypes,
     elif verify is False:
         warnings.warn("verify=False: the server's certificate and name are not checked; "
                       "anyone on the path can read and alter requests", InsecureWarning,
-                      stacklevel=4)
+                      stacklevel=caller_stacklevel())
     elif isinstance(verify, bytes):
         ca_pem = verify
     elif isinstance(verify, (str, os.PathLike)):
@@ -102,8 +120,9 @@ def tls_context(engine: Any, verify: VerifyTypes, cert: CertTypes,
     return ctx
 
 
-def open_connection(engine: Any, addrs: list, origin: Origin, tls: Any, limits: Any,
-                    blocking: bool, timeout_ns: int, deadline_ns: int = 0):
+def open_connection(engine: Engine, addrs: list[tuple[int, str]], origin: Origin,
+                    tls: Optional[TLSContext], limits: Limits, blocking: bool,
+                    timeout_ns: int, deadline_ns: int = 0) -> Connection:
     """An open engine Connection to the first address that accepts, by the connect timeout
     (and the request's total deadline, when sooner). The last error is raised when none
     does; a TLS failure is not retried on another address (it would fail the same way)."""

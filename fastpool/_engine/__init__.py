@@ -58,6 +58,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol import Engine
 
 
 class EngineWarning(UserWarning):
@@ -76,7 +80,7 @@ else:
         BACKEND = "c"
         LOAD_ERROR = None
     except ImportError as exc:
-        from . import _pure as engine  # type: ignore[no-redef]
+        from . import _pure as engine
 
         BACKEND = "python"
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
@@ -89,7 +93,7 @@ else:
             "the pure engine without this warning.", EngineWarning, stacklevel=2)
 
 
-def get_engine(name: str | None = None):
+def get_engine(name: str | None = None) -> Engine:
     """The engine module for "c", "python", or None (the one chosen at import)."""
     if name is None:
         return engine

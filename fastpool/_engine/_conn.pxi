@@ -92,8 +92,9 @@ cdef class Connection:
     cdef bytes request          # the bytes being sent by begin()/step(), kept alive here
     cdef readonly bint reusable
     cdef readonly bint blocking
-    #: time.monotonic_ns() when the connection last went idle (set by the pool)
-    cdef public long long idle_since
+    #: The pool's bookkeeping, carried here so the hot path reads it without a lookup:
+    #: which lane's slot the connection holds (fastpool._policy.waiters.GENERAL / RESERVED).
+    cdef public int lane
 
     def __cinit__(self, limits=None, Py_ssize_t bufsize=16384):
         cdef fp_limits lim
@@ -143,7 +144,7 @@ cdef class Connection:
 
     def exchange(self, bytes request, bint head, int64_t write_timeout_ns,
                  int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns=-1):
-        """Blocking: writes request, returns the raw response tuple (see _engine).
+        """Blocking: writes request, returns the RawExchange (see _engine).
 
         stale_after_ns >= 0: first make sure a connection idle at least that long was not
         closed by the server; if it was, StaleConnection (NotSent) is raised and nothing is
@@ -151,7 +152,7 @@ cdef class Connection:
         return self._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
                               stale_after_ns)
 
-    cdef tuple _exchange(self, bytes request, bint head, int64_t write_timeout_ns,
+    cdef object _exchange(self, bytes request, bint head, int64_t write_timeout_ns,
                          int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns):
         cdef const char *p = PyBytes_AS_STRING(request)
         cdef size_t n = PyBytes_GET_SIZE(request)
@@ -184,26 +185,27 @@ cdef class Connection:
         return rc
 
     def take(self):
-        """Step mode: the raw response tuple once step() returned STEP_DONE."""
+        """Step mode: the RawExchange once step() returned STEP_DONE."""
         self.request = None
         return self._take()
 
-    cdef tuple _take(self):
+    cdef object _take(self):
+        """The RawExchange of the response just completed (fastpool._model.response)."""
         cdef const fp_resp *r = &self.c.resp
         cdef const char *buf = self.c.buf
-        cdef tuple raw = (
-            r.head.status,
-            r.head.minor_version,
-            PyBytes_FromStringAndSize(buf + r.head_off, r.head_len),
-            PyBytes_FromStringAndSize(<const char *>self.c.spans, r.head.num_headers * sizeof(fp_span)),
-            PyBytes_FromStringAndSize(buf + r.body_off, r.body_len),
-            r.head.reason_off,
-            r.head.reason_len,
-            self.c.t_start,
-            self.c.t_written,
-            self.c.t_first_byte,
-            self.c.t_complete,
-        )
+        cdef object raw = _alloc_named(_RawExchange, 11)
+        _set_item(raw, 0, r.head.status)
+        _set_item(raw, 1, r.head.minor_version)
+        _set_item(raw, 2, PyBytes_FromStringAndSize(buf + r.head_off, r.head_len))
+        _set_item(raw, 3, PyBytes_FromStringAndSize(<const char *>self.c.spans,
+                                                    r.head.num_headers * sizeof(fp_span)))
+        _set_item(raw, 4, PyBytes_FromStringAndSize(buf + r.body_off, r.body_len))
+        _set_item(raw, 5, r.head.reason_off)
+        _set_item(raw, 6, r.head.reason_len)
+        _set_item(raw, 7, self.c.t_start)
+        _set_item(raw, 8, self.c.t_written)
+        _set_item(raw, 9, self.c.t_first_byte)
+        _set_item(raw, 10, self.c.t_complete)
         self.reusable = fp_conn_finish(&self.c) != 0
         return raw
 
@@ -268,46 +270,71 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
 cdef class Lane:
     """The sync pool's success path in one engine call (the pure twin: _pure/_conn.py).
 
-    Built once per pool with what never changes (its idle stack, default timeout, staleness
-    threshold, latency histogram, Response class and context, and the callback for a dropped
-    connection), so a request passes four arguments: every Python operation on this path
-    costs twice its hot-loop price after the blocking read has evicted the caches.
+    Built once per pool with what never changes: the policy's idle stacks (general and
+    reserved lanes) and wait-queue deques (fastpool._policy.pool), the default timeout, the
+    staleness threshold, the latency histogram, the Response class and context, and two
+    driver callbacks. A request passes four arguments (five with priority): every Python
+    operation on this path costs twice its hot-loop price after the blocking read has evicted
+    the caches.
+
+    The rules it applies are the policy's, in their cheapest form: take the hottest idle
+    connection unless earlier requests are waiting (then queue behind them: None); put a
+    returned connection back on its lane's stack unless a request is waiting or it cannot be
+    reused (then ``on_release(conn, error)`` decides); after a push, ``settle()`` when a
+    request queued or the pool closed meanwhile (the two sides of the hand-off race each
+    check the other, so one of them always sees it).
     """
 
-    cdef list idle
+    cdef list idle, reserved
+    cdef object wait_general, wait_priority
     cdef object default_timeout
-    cdef int64_t d_write, d_read, d_total, stale_after_ns
+    cdef int64_t d_write, d_read, d_total
+    cdef public int64_t stale_after_ns
+    cdef public bint closed
     cdef Histogram hist
-    cdef object response_type, response_ctx, on_drop
+    cdef object response_type, response_ctx, on_release, settle
 
-    def __init__(self, list idle, object default_timeout, int64_t stale_after_ns,
-                 Histogram hist, object response_type, object response_ctx, object on_drop):
+    def __init__(self, list idle, list reserved, object wait_general, object wait_priority,
+                 object default_timeout, int64_t stale_after_ns, Histogram hist,
+                 object response_type, object response_ctx, object on_release, object settle):
         self.idle = idle
+        self.reserved = reserved
+        self.wait_general = wait_general
+        self.wait_priority = wait_priority
         self.default_timeout = default_timeout
         self.d_write = default_timeout.write_ns
         self.d_read = default_timeout.read_ns
         self.d_total = default_timeout.total_ns
         self.stale_after_ns = stale_after_ns
+        self.closed = False
         self.hist = hist
         self.response_type = response_type
         self.response_ctx = response_ctx
-        self.on_drop = on_drop
+        self.on_release = on_release
+        self.settle = settle
 
-    def send(self, Connection conn, tuple prepared, object timeout, int64_t start):
-        """One exchange of prepared (request bytes, method, target, head) under timeout.
+    def send(self, Connection conn, object request, object timeout, int64_t start,
+             bint priority=False, bint reused=False):
+        """One exchange of request (a fastpool._model.request.Prepared) under timeout.
 
-        conn None: pop the hottest idle connection (None is returned when there is none,
-        nothing done) and check the server did not close it (when it sat idle at least the
-        staleness threshold); else use conn, opened for this request. Then exchange, record
-        the latency, push the connection back when it may be reused (else close it and call
-        on_drop()), and return the Response. On failure the connection is closed and the
-        error raised: the pool's policy decides what follows. Atomic with respect to other
-        threads except while the exchange waits (the GIL is released there), like the list
-        operations it performs.
+        conn None: take the hottest idle connection this request may use (None is returned
+        when there is none, or when earlier requests wait: nothing done) and check the
+        server did not close it (when it sat idle at least the staleness threshold); else
+        use conn: opened for this request, or reused (handed over by the wait queue: checked
+        like an idle one). Then exchange, record the latency, give the
+        connection back and return the Response. On failure the connection is closed,
+        handed to on_release with the error, and the error raised: the pool's policy
+        decides what follows. No Python code runs between taking and giving back (so
+        neither another thread nor a signal handler can come between them) except the
+        callbacks, which the driver makes safe.
         """
         cdef int64_t write_ns, read_ns, total_ns, deadline = 0
         cdef int64_t stale = self.stale_after_ns
-        cdef tuple raw
+        cdef object raw
+        cdef list stack
+        if not isinstance(request, tuple):  # a Prepared: a NamedTuple, so a tuple subtype
+            raise TypeError("request must be a fastpool._model.request.Prepared")
+        cdef tuple prepared = <tuple>request
         if timeout is self.default_timeout:
             write_ns, read_ns, total_ns = self.d_write, self.d_read, self.d_total
         else:
@@ -315,21 +342,31 @@ cdef class Lane:
         if total_ns:
             deadline = start + total_ns
         if conn is None:
-            if not self.idle:
+            if self.wait_priority or (self.wait_general and not priority):
                 return None
-            conn = <Connection>self.idle.pop()
-        else:
+            if priority and self.reserved:
+                conn = <Connection>self.reserved.pop()
+            elif self.idle:
+                conn = <Connection>self.idle.pop()
+            else:
+                return None
+        elif not reused:
             stale = -1
         try:
             raw = conn._exchange(prepared[0], prepared[3], write_ns, read_ns, deadline, stale)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            self.on_release(conn, exc)
             raise
         fp_hist_record(&self.hist.h, conn.c.t_complete - conn.c.t_start)
-        if conn.reusable:
-            self.idle.append(conn)
+        if conn.reusable and not self.closed and not self.wait_priority and not self.wait_general:
+            stack = self.reserved if conn.lane else self.idle
+            stack.append(conn)
+            if self.closed or self.wait_priority or self.wait_general:
+                self.settle()
         else:
-            conn.close()
-            self.on_drop()
+            if not conn.reusable:
+                conn.close()
+            self.on_release(conn, None)
         return _new_response(self.response_type, raw,
-                             (self.response_ctx, prepared[1], prepared[2], start))
+                             _request_info(self.response_ctx, prepared[1], prepared[2], start))

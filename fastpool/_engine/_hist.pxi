@@ -16,11 +16,6 @@ cdef class Histogram:
     cpdef record(self, int64_t value):
         fp_hist_record(&self.h, value)
 
-    def record_many(self, values):
-        cdef int64_t v
-        for v in values:
-            fp_hist_record(&self.h, v)
-
     @property
     def count(self):
         return self.h.count

@@ -7,6 +7,9 @@
 # descrobject.h), checked to be object slots; any surprise falls back to setattr.
 
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_SET_ITEM
+
+from fastpool._model.response import RawExchange as _RawExchange, RequestInfo as _RequestInfo
 
 cdef extern from "Python.h":
     ctypedef struct PyObject
@@ -62,15 +65,17 @@ cdef inline void _put_slot(object obj, Py_ssize_t offset, object value):
 cdef _ResponseLayout _layout = None
 
 
-cdef object _new_response(object cls, tuple raw, tuple ctx):
-    """A cls (fastpool.Response) around an engine raw tuple and a request context."""
+cdef object _new_response(object cls, object raw_exchange, object ctx):
+    """A cls (fastpool.Response) around a RawExchange and a RequestInfo (both tuple
+    subtypes, built by this engine)."""
+    cdef tuple raw = <tuple>raw_exchange
     global _layout
     if _layout is None or _layout.cls is not cls:
         _layout = _ResponseLayout(cls)
     if not _layout.direct:
         response = cls.__new__(cls)
-        response.status_code = raw[0]
-        response.content = raw[4]
+        response.status_code = raw[0]      # raw.status
+        response.content = raw[4]          # raw.body
         response._raw = raw
         response._ctx = ctx
         return response
@@ -79,8 +84,8 @@ cdef object _new_response(object cls, tuple raw, tuple ctx):
         raise MemoryError()
     response = <object>o
     Py_DECREF(response)  # tp_alloc's reference; the variable holds its own
-    _put_slot(response, _layout.status, raw[0])
-    _put_slot(response, _layout.content, raw[4])
+    _put_slot(response, _layout.status, raw[0])    # raw.status
+    _put_slot(response, _layout.content, raw[4])   # raw.body
     _put_slot(response, _layout.raw, raw)
     _put_slot(response, _layout.ctx, ctx)
     return response
@@ -91,6 +96,43 @@ def response_layout_direct(cls):
     return _ResponseLayout(cls).direct
 
 
-def new_response(cls, tuple raw, tuple ctx):
+def new_response(cls, raw, ctx):
     """_new_response for tests: a cls around raw and ctx."""
     return _new_response(cls, raw, ctx)
+
+
+# The named values of the hot path (fastpool._model.response): NamedTuple classes, i.e.
+# tuple subtypes, allocated here like CPython's structseq does (tp_alloc for n items, then
+# PyTuple_SET_ITEM) instead of through NamedTuple's Python-level __new__: as cheap as a tuple.
+
+cdef int _check_named(object cls, Py_ssize_t n) except -1:
+    if not (isinstance(cls, type) and issubclass(cls, tuple) and len(cls._fields) == n):
+        raise ImportError(f"{cls!r} is not a {n}-field NamedTuple")
+    return 0
+
+_check_named(_RawExchange, 11)
+_check_named(_RequestInfo, 4)
+
+
+cdef inline object _alloc_named(object cls, Py_ssize_t n):
+    cdef PyObject *o = (<PyTypeObject *>cls).tp_alloc(<PyTypeObject *>cls, n)
+    if o == NULL:
+        raise MemoryError()
+    t = <object>o
+    Py_DECREF(t)  # tp_alloc's reference; the variable holds its own
+    return t
+
+
+cdef inline void _set_item(object t, Py_ssize_t i, object value):
+    Py_INCREF(value)  # PyTuple_SET_ITEM steals a reference
+    PyTuple_SET_ITEM(t, i, value)
+
+
+cdef object _request_info(object pool, object method, object target, int64_t start):
+    """A RequestInfo (pool context, method, target, start_ns)."""
+    cdef object t = _alloc_named(_RequestInfo, 4)
+    _set_item(t, 0, pool)
+    _set_item(t, 1, method)
+    _set_item(t, 2, target)
+    _set_item(t, 3, start)
+    return t

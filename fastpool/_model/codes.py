@@ -7,6 +7,11 @@ carry on both engines. One table, two readers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # errors imports nothing from here; imported lazily below to stay that way
+    from .errors import InvalidRequestError, ProtocolError
+
 NEED_MORE = -1
 
 # code -> (name, message). Response parsing (ProtocolError).
@@ -51,7 +56,7 @@ PARSE_CODES: dict[str, int] = {name: code for code, (name, _) in PARSE_ERRORS.it
 WRITE_CODES: dict[str, int] = {name: code for code, (name, _) in WRITE_ERRORS.items()}
 
 
-def protocol_error(code: int, detail: str = ""):
+def protocol_error(code: int, detail: str = "") -> ProtocolError:
     """The ProtocolError for a negative parser return code (both engines call this)."""
     from .errors import ProtocolError
 
@@ -59,7 +64,7 @@ def protocol_error(code: int, detail: str = ""):
     return ProtocolError(f"{message}{': ' + detail if detail else ''}", code=name)
 
 
-def request_error(code: int, detail: str = ""):
+def request_error(code: int, detail: str = "") -> InvalidRequestError:
     """The InvalidRequestError for a negative writer return code (both engines call this)."""
     from .errors import InvalidRequestError
 

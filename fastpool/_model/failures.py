@@ -38,7 +38,8 @@ PROTOCOL = 9
 NOMEM = 10
 
 
-def failure(kind: int, message: str, *, sent: int = 0, code: int = 0, verify: int = 0) -> FastpoolError:
+def failure(kind: int, message: str, *, sent: int = 0, code: int = 0,
+            verify: int = 0) -> FastpoolError:
     """The exception for a failed phase; `sent` is how many request bytes reached the socket."""
     if kind == CONNECT:
         return ConnectError(message)
@@ -83,3 +84,13 @@ def interrupted(exc: BaseException, sent: int) -> BaseException:
     except (AttributeError, TypeError):  # pragma: no cover - an exception type without __dict__
         pass
     return exc
+
+
+def timed_out(*, written: bool, sent: int, total: bool) -> FastpoolError:
+    """The exception for a wait that ran out in step mode (the async driver's timers): the
+    read phase once the request was written, else the write phase, NotSent when no byte of
+    it reached the socket. `total`: the request's total deadline is what expired."""
+    what = "total deadline ran out" if total else "timed out"
+    if written:
+        return failure(READ_TIMEOUT, f"{what} waiting for the response", sent=sent)
+    return failure(WRITE_TIMEOUT, f"{what} sending the request", sent=sent)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, KeysView, Mapping, Sequence, Tuple, Union
 
-HeaderTypes = Union["Headers", Mapping[Any, Any], Sequence[tuple], None]
+HeaderTypes = Union["Headers", Mapping[Any, Any], Sequence[Tuple[Any, Any]], None]
+_Decode = Callable[[bytes, bytes], "list[tuple[str, str]]"]
+_Find = Callable[[bytes, bytes, bytes], "list[str]"]
 
 
 class Headers(Mapping[str, str]):
@@ -21,7 +23,7 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_source", "_items", "_index")
 
     def __init__(self, headers: HeaderTypes = None) -> None:
-        self._source: tuple | None = None
+        self._source: tuple[_Decode, _Find, bytes, bytes] | None = None
         self._index: dict[str, list[str]] | None = None
         if headers is None:
             self._items: list[tuple[str, str]] | None = []
@@ -32,8 +34,7 @@ class Headers(Mapping[str, str]):
             self._items = [(_text(k), _text(v).strip(" \t")) for k, v in pairs]
 
     @classmethod
-    def _lazy(cls, decode: Callable[[bytes, bytes], list],
-              find: Callable[[bytes, bytes, bytes], list], head: bytes, spans: bytes) -> "Headers":
+    def _lazy(cls, decode: _Decode, find: _Find, head: bytes, spans: bytes) -> Headers:
         h = cls.__new__(cls)
         h._source = (decode, find, head, spans)
         h._items = None
@@ -88,7 +89,7 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._lookup())
 
-    def keys(self):  # lower-cased names, as httpx
+    def keys(self) -> KeysView[str]:  # lower-cased names, as httpx
         return self._lookup().keys()
 
     def multi_items(self) -> list[tuple[str, str]]:
@@ -106,13 +107,16 @@ class Headers(Mapping[str, str]):
             other_items = [(_text(k), _text(v)) for k, v in other.items()]
         else:
             return NotImplemented
-        norm = lambda items: sorted((k.lower(), v) for k, v in items)  # noqa: E731
-        return norm(self._pairs()) == norm(other_items)
+        return _normal(self._pairs()) == _normal(other_items)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Headers({self._pairs()!r})"
+
+
+def _normal(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted((k.lower(), v) for k, v in items)
 
 
 def _text(value: Any) -> str:
@@ -124,6 +128,7 @@ def encode_fields(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
 
     Names must be ASCII; str values are sent as ASCII when they can be, else UTF-8 (what
     httpx does); bytes are sent as given."""
+    pairs: Iterable[Tuple[Any, Any]]
     if type(headers) is dict:  # the common case; isinstance(x, Mapping) costs an ABC check
         pairs = headers.items()
     elif headers is None:

@@ -32,7 +32,7 @@ class Limits:
         if self.max_headers < 1 or self.max_line_size < 16 or self.max_head_size < 16:
             raise ValueError("max_headers >= 1, max_line_size >= 16, max_head_size >= 16")
         if not isinstance(self.max_body_size, int) or not 0 <= self.max_body_size < 2**63:
-            raise ValueError(f"max_body_size must be an int in 0..2**63-1")
+            raise ValueError("max_body_size must be an int in 0..2**63-1")
 
 
 DEFAULT_LIMITS = Limits()

@@ -8,14 +8,14 @@ writer assembles everything into one contiguous buffer.
 from __future__ import annotations
 
 import json as _json
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from .errors import InvalidRequestError
 from .headers import HeaderTypes, encode_fields
 from .url import Origin, ParamsTypes, build_target
 
 try:
-    from orjson import dumps as _orjson_dumps
+    from orjson import dumps as _orjson_dumps  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson_dumps = None
 
@@ -26,9 +26,21 @@ _CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _TARGET_CACHE_SIZE = 1024
 
 
+class Prepared(NamedTuple):
+    """One request, ready for an engine: the bytes to write and what they say."""
+
+    data: bytes      #: the whole request: request line, headers, body
+    method: str      #: upper-case
+    target: bytes    #: origin-form target, query included
+    head: bool       #: a HEAD request (its response has no body whatever it says)
+
+
+_tuple_new = tuple.__new__
+
+
 def _dumps(value: Any) -> bytes:
     if _orjson_dumps is not None:
-        return _orjson_dumps(value)
+        return _orjson_dumps(value)  # type: ignore[no-any-return,unused-ignore]
     return _json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -51,11 +63,11 @@ class RequestBuilder:
         self._host_line = b"Host: " + origin.host_header + b"\r\n"
         # Validated here, once: a bad pool header fails the constructor, not every request.
         self._block = self._host_line + engine.encode_header_block(const)
-        self._overrides: dict[frozenset, bytes] = {}
+        self._overrides: dict[frozenset[bytes], bytes] = {}
         self._targets: dict[str, bytes] = {}
-        self._plain: dict[tuple, tuple] = {}   # (method, url) -> prepared, for bare requests
+        self._plain: dict[tuple[str, str], Prepared] = {}   # (method, url): bare requests
 
-    def _block_without(self, names: frozenset) -> bytes:
+    def _block_without(self, names: frozenset[bytes]) -> bytes:
         """The constant block minus fields a request overrides (cached per set of names)."""
         block = self._overrides.get(names)
         if block is None:
@@ -75,7 +87,7 @@ class RequestBuilder:
             self._targets[url] = target
         if params:
             try:
-                query = self._encode_query(params)
+                query: bytes = self._encode_query(params)
             except UnicodeEncodeError:
                 # A str query is sent as given (already encoded), so it must be ASCII; the
                 # engines' ascii encode would otherwise escape as a bare UnicodeEncodeError,
@@ -89,9 +101,8 @@ class RequestBuilder:
         return target
 
     def prepare(self, method: str, url: str, params: ParamsTypes = None,
-                headers: HeaderTypes = None, content: Any = None, json: Any = None) -> tuple:
-        """(request bytes, METHOD, target, is HEAD) for one call; InvalidRequestError when
-        invalid.
+                headers: HeaderTypes = None, content: Any = None, json: Any = None) -> Prepared:
+        """The Prepared request for one call; InvalidRequestError when invalid.
 
         A bare request (no params, headers or body: a poll of the same endpoint) is built
         once and reused."""
@@ -106,13 +117,13 @@ class RequestBuilder:
         return self._build(method, url, params, headers, content, json)
 
     def _build(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
-               content: Any, json: Any) -> tuple:
+               content: Any, json: Any) -> Prepared:
         if not isinstance(method, str):
             raise InvalidRequestError(f"method must be a str, got {type(method).__name__}",
                                       code="method_invalid")
         method = method.upper()
         target = self.target(url, params)
-        fields: Optional[list] = encode_fields(headers) if headers else None
+        fields = encode_fields(headers) if headers else None
         if json is not None:
             if content is not None:
                 raise InvalidRequestError("pass content or json, not both", code="body_invalid")
@@ -139,4 +150,5 @@ class RequestBuilder:
                 block = self._block_without(frozenset(overridden))
         data = self._engine.build_request(method.encode("ascii", "replace"), target, block,
                                           fields, body)
-        return data, method, target, method == "HEAD"
+        # tuple.__new__: NamedTuple's own __new__ is a Python function (~0.15 us more)
+        return _tuple_new(Prepared, (data, method, target, method == "HEAD"))

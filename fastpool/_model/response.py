@@ -1,23 +1,47 @@
-"""Response: built from an engine's raw tuple in a few assignments; the rest is lazy."""
+"""Response: built from an engine's raw exchange in a few assignments; the rest is lazy."""
 
 from __future__ import annotations
 
 import datetime
 import json as _json
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from .errors import MaybeSentError
 from .headers import Headers
 
+if TYPE_CHECKING:
+    from .url import Origin
+
 try:  # orjson parses exchange JSON several times faster; it is optional
-    from orjson import loads as _loads
+    from orjson import loads as _loads  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the environment
     _loads = _json.loads
 
-# The raw tuple both engines return from an exchange (fastpool._engine). t_start is when the
-# connection began the exchange (the connection was in hand: "acquired").
-RAW_STATUS, RAW_MINOR, RAW_HEAD, RAW_SPANS, RAW_BODY, RAW_REASON_OFF, RAW_REASON_LEN, \
-    RAW_T_START, RAW_T_WRITTEN, RAW_T_FIRST_BYTE, RAW_T_COMPLETE = range(11)
+
+class RawExchange(NamedTuple):
+    """What both engines return from an exchange (built by the C engine directly as this
+    tuple type, without a Python call). Times are CLOCK_MONOTONIC ns."""
+
+    status: int          #: the final status code
+    minor: int           #: HTTP/1.<minor>
+    head: bytes          #: the final head, status line through the blank line
+    spans: bytes         #: native uint32 quadruples (name_off, name_len, value_off, value_len)
+    body: bytes          #: the decoded body
+    reason_off: int      #: the reason phrase's offset in head
+    reason_len: int
+    t_start: int         #: the connection was in hand and the exchange began ("acquired")
+    t_written: int       #: the last byte of the request was written
+    t_first_byte: int    #: the first byte of the response arrived
+    t_complete: int      #: the response was complete
+
+
+class RequestInfo(NamedTuple):
+    """What a Response knows of its request (built per request on the hot path)."""
+
+    pool: ResponseContext
+    method: str
+    target: bytes
+    start_ns: int        #: request() was called
 
 _REASONS = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently",
@@ -50,7 +74,7 @@ class Timings(NamedTuple):
 class HTTPStatusError(MaybeSentError):
     """raise_for_status() on a 4xx or 5xx response (the server received the request)."""
 
-    def __init__(self, message: str, *, response: "Response") -> None:
+    def __init__(self, message: str, *, response: Response) -> None:
         super().__init__(message)
         self.response = response
 
@@ -72,22 +96,28 @@ class Response:
     """An HTTP response, httpx-like: status_code, headers, content, text, json(), ...
 
     Built on the hot path with four assignments; everything else is derived on access from
-    the engine's raw tuple and the request context (pool context, method, target, start)."""
+    the engine's RawExchange and the RequestInfo."""
 
     __slots__ = ("status_code", "content", "_raw", "_ctx", "_headers", "_text")
+
+    status_code: int
+    content: bytes
+    _raw: RawExchange
+    _ctx: RequestInfo
+    _headers: Headers
+    _text: str
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code} {self.reason_phrase}]>"
 
     @property
     def http_version(self) -> str:
-        return "HTTP/1.1" if self._raw[RAW_MINOR] == 1 else "HTTP/1.0"
+        return "HTTP/1.1" if self._raw.minor == 1 else "HTTP/1.0"
 
     @property
     def reason_phrase(self) -> str:
         raw = self._raw
-        off = raw[RAW_REASON_OFF]
-        reason = raw[RAW_HEAD][off:off + raw[RAW_REASON_LEN]].decode("latin-1")
+        reason = raw.head[raw.reason_off:raw.reason_off + raw.reason_len].decode("latin-1")
         return reason or _REASONS.get(self.status_code, "")
 
     @property
@@ -95,9 +125,8 @@ class Response:
         try:
             return self._headers
         except AttributeError:
-            ctx = self._ctx[0]
-            self._headers = Headers._lazy(ctx.decode, ctx.find, self._raw[RAW_HEAD],
-                                          self._raw[RAW_SPANS])
+            ctx = self._ctx.pool
+            self._headers = Headers._lazy(ctx.decode, ctx.find, self._raw.head, self._raw.spans)
             return self._headers
 
     @property
@@ -128,25 +157,25 @@ class Response:
     @property
     def head(self) -> bytes:
         """The response head exactly as received (status line through the blank line)."""
-        return self._raw[RAW_HEAD]
+        return self._raw.head
 
     @property
     def timings(self) -> Timings:
         raw = self._raw
-        return Timings(self._ctx[3], raw[RAW_T_START], raw[RAW_T_WRITTEN],
-                       raw[RAW_T_FIRST_BYTE], raw[RAW_T_COMPLETE])
+        return Timings(self._ctx.start_ns, raw.t_start, raw.t_written, raw.t_first_byte,
+                       raw.t_complete)
 
     @property
     def elapsed(self) -> datetime.timedelta:
-        return datetime.timedelta(microseconds=(self._raw[RAW_T_COMPLETE] - self._ctx[3]) / 1000)
+        return datetime.timedelta(microseconds=(self._raw.t_complete - self._ctx.start_ns) / 1000)
 
     @property
     def url(self) -> str:
-        return self._ctx[0].origin.url(self._ctx[2])
+        return self._ctx.pool.origin.url(self._ctx.target)
 
     @property
     def request(self) -> Request:
-        return Request(self._ctx[1], self.url)
+        return Request(self._ctx.method, self.url)
 
     @property
     def is_success(self) -> bool:
@@ -156,11 +185,12 @@ class Response:
     def is_error(self) -> bool:
         return self.status_code >= 400
 
-    def raise_for_status(self) -> "Response":
+    def raise_for_status(self) -> Response:
         if self.status_code >= 400:
             kind = "Client error" if self.status_code < 500 else "Server error"
             raise HTTPStatusError(
-                f"{kind} '{self.status_code} {self.reason_phrase}' for {self._ctx[1]} {self.url}",
+                f"{kind} '{self.status_code} {self.reason_phrase}' for {self._ctx.method} "
+                f"{self.url}",
                 response=self)
         return self
 
@@ -171,21 +201,28 @@ class ResponseContext:
 
     __slots__ = ("decode", "find", "origin")
 
-    def __init__(self, decode, find, origin) -> None:
+    def __init__(self, decode: Callable[[bytes, bytes], list[tuple[str, str]]],
+                 find: Callable[[bytes, bytes, bytes], list[str]], origin: Origin) -> None:
         self.decode = decode
         self.find = find
         self.origin = origin
 
 
 _new = object.__new__
+_tuple_new = tuple.__new__
 
 
-def make_response(raw: tuple, ctx: tuple) -> Response:
-    """A Response around an engine's raw tuple; ctx = (ResponseContext, method, target,
-    start_ns). The pools' hot path: four assignments."""
+def request_info(pool: ResponseContext, method: str, target: bytes, start_ns: int) -> RequestInfo:
+    """RequestInfo without NamedTuple's Python-level __new__ (called per request)."""
+    return _tuple_new(RequestInfo, (pool, method, target, start_ns))
+
+
+def make_response(raw: RawExchange, ctx: RequestInfo) -> Response:
+    """A Response around an engine's RawExchange and its RequestInfo (the pools' hot path:
+    four assignments)."""
     r = _new(Response)
-    r.status_code = raw[0]
-    r.content = raw[4]
+    r.status_code = raw.status
+    r.content = raw.body
     r._raw = raw
     r._ctx = ctx
     return r

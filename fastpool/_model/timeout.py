@@ -14,7 +14,8 @@ def _check(name: str, value: object) -> float | None:
         return None
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
             or not math.isfinite(value)):
-        raise ValueError(f"timeout {name} must be a non-negative number of seconds or None, got {value!r}")
+        raise ValueError(f"timeout {name} must be a non-negative number of seconds or None, "
+                         f"got {value!r}")
     return float(value)
 
 
@@ -30,8 +31,19 @@ class Timeout:
     __slots__ = ("connect", "write", "read", "pool", "total",
                  "connect_ns", "write_ns", "read_ns", "total_ns")
 
-    def __init__(self, default: float | None | object = _UNSET, *, connect=_UNSET, write=_UNSET,
-                 read=_UNSET, pool=_UNSET, total: float | None = None) -> None:
+    connect: float | None
+    write: float | None
+    read: float | None
+    pool: float | None
+    total: float | None
+    connect_ns: int
+    write_ns: int
+    read_ns: int
+    total_ns: int
+
+    def __init__(self, default: float | None | object = _UNSET, *, connect: object = _UNSET,
+                 write: object = _UNSET, read: object = _UNSET, pool: object = _UNSET,
+                 total: float | None = None) -> None:
         if isinstance(default, Timeout):
             connect, write, read, pool, total = (default.connect, default.write, default.read,
                                                  default.pool, default.total)
@@ -55,7 +67,7 @@ class Timeout:
         self.total_ns = 0 if self.total is None else max(1, int(self.total * _NS))
 
     @classmethod
-    def of(cls, value: "TimeoutTypes") -> "Timeout":
+    def of(cls, value: TimeoutTypes) -> Timeout:
         """A Timeout from what callers pass: a Timeout, a number of seconds, or None.
 
         Numbers are cached: ``get(..., timeout=0.5)`` on every order would otherwise build
@@ -73,7 +85,7 @@ class Timeout:
                 _BY_SECONDS[key] = made
         return made
 
-    def _key(self):
+    def _key(self) -> tuple[float | None, ...]:
         return (self.connect, self.write, self.read, self.pool, self.total)
 
     def __eq__(self, other: object) -> bool:
@@ -90,4 +102,4 @@ class Timeout:
 TimeoutTypes = Union[Timeout, float, int, None]
 
 #: Timeout.of's cache: (type, seconds) -> Timeout. Bounded: callers use a few values.
-_BY_SECONDS: dict = {}
+_BY_SECONDS: dict[tuple[type, object], Timeout] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, Tuple, Union
 from urllib.parse import quote, urlsplit
 
 from .errors import InvalidRequestError
@@ -15,7 +15,7 @@ _VISIBLE = frozenset(range(0x21, 0x7F))
 _PATH_SAFE = "/%:@!$&'()*+,;=?~-._"
 
 ParamValue = Union[str, int, float, bool, None]
-ParamsTypes = Union[Mapping[str, Any], Sequence[tuple], str, bytes, None]
+ParamsTypes = Union[Mapping[str, Any], Sequence[Tuple[str, Any]], str, bytes, None]
 
 
 class InvalidURL(InvalidRequestError):
@@ -84,7 +84,8 @@ def parse_origin(url: str) -> Origin:
         try:
             host = host.encode("idna").decode("ascii").lower()
         except UnicodeError as exc:
-            raise InvalidURL(f"invalid URL {url!r}: host {host!r} is not a valid name ({exc})") from None
+            raise InvalidURL(f"invalid URL {url!r}: host {host!r} is not a valid name "
+                             f"({exc})") from None
         if any(c in host for c in " /\\%@"):
             raise InvalidURL(f"invalid URL {url!r}: host {host!r} is not a valid name")
     if port is None:

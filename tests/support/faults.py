@@ -193,11 +193,11 @@ class Behavior:
     """A named per-connection script plus the socket options it needs."""
 
     name: str
-    run: Callable[["FaultConnection"], None]
+    run: Callable[[FaultConnection], None]
     rcvbuf: int | None = None  #: SO_RCVBUF for the listening socket (inherited on accept)
     auto_handshake: bool = True  #: TLS servers handshake before ``run`` when True
 
-    def __call__(self, conn: "FaultConnection") -> None:
+    def __call__(self, conn: FaultConnection) -> None:
         self.run(conn)
 
     def __repr__(self) -> str:
@@ -207,7 +207,7 @@ class Behavior:
 BehaviorLike = Union[Behavior, Callable[["FaultConnection"], None]]
 
 
-def _answer(conn: "FaultConnection", req: RecordedRequest, status: int, body: bytes,
+def _answer(conn: FaultConnection, req: RecordedRequest, status: int, body: bytes,
             headers: Iterable[tuple[str, str]], keep_alive: bool = True) -> None:
     extra = [("X-Request-Target", req.target), ("X-Request-Index", str(req.index))]
     conn.send(http_response(status, body, [*headers, *extra], keep_alive=keep_alive,
@@ -433,7 +433,7 @@ class FaultConnection:
     """The accepted connection as a behavior sees it. Every blocking call returns early (or
     raises ServerStopping) once the server closes or ``max_lifetime`` runs out."""
 
-    def __init__(self, server: "FaultServer", sock: socket.socket, record: ConnectionRecord,
+    def __init__(self, server: FaultServer, sock: socket.socket, record: ConnectionRecord,
                  deadline: float) -> None:
         self.server = server
         self.sock = sock
@@ -659,7 +659,7 @@ class FaultServer:
 
     # -- lifecycle --
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         lst = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -708,7 +708,7 @@ class FaultServer:
         if check and self.errors:
             raise RuntimeError("fault server behavior failed:\n" + "\n".join(self.errors))
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -198,7 +198,7 @@ class AccessEntry:
     raw: dict = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, line: str) -> "AccessEntry":
+    def parse(cls, line: str) -> AccessEntry:
         d = json.loads(line)
 
         def num(key: str) -> int:
@@ -294,7 +294,7 @@ class Listener:
         return f"{'https' if self.tls else 'http'}://{h}:{self.port}{path}"
 
 
-_live_instances: "weakref.WeakSet[NginxServer]" = weakref.WeakSet()
+_live_instances: weakref.WeakSet[NginxServer] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
@@ -455,7 +455,7 @@ class NginxServer:
         except FileNotFoundError:
             return ""
 
-    def start(self) -> "NginxServer":
+    def start(self) -> NginxServer:
         if self._proc is not None:
             raise RuntimeError("already started")
         self._prepare_files()
@@ -494,7 +494,7 @@ class NginxServer:
             with _live_lock:
                 _live_instances.discard(self)
 
-    def __enter__(self) -> "NginxServer":
+    def __enter__(self) -> NginxServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

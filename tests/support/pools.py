@@ -100,7 +100,7 @@ class AsyncPoolFacade:
     def close(self) -> None:
         self._lt.run(self.pool.aclose())
 
-    def __enter__(self) -> "AsyncPoolFacade":
+    def __enter__(self) -> AsyncPoolFacade:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +109,7 @@ class AsyncPoolFacade:
     def __repr__(self) -> str:  # the AsyncPool's own ("<AsyncPool ...>")
         return repr(self.pool)
 
-    def __getattr__(self, name: str) -> Any:  # _state, engine, url, closed, ...
+    def __getattr__(self, name: str) -> Any:  # engine, url, closed, _policy, ...
         return getattr(self.pool, name)
 
 
@@ -129,12 +129,24 @@ def on_pool_thread(pool, fn: Any) -> Any:
     return fn()
 
 
+def _policy(pool):
+    return pool.pool._policy if isinstance(pool, AsyncPoolFacade) else pool._policy
+
+
 def waiting_requests(pool) -> int:
-    """How many requests wait for a connection to come free: threads in Pool._acquire_slow,
-    or queued waiter futures of an AsyncPool (read on its loop)."""
-    if isinstance(pool, AsyncPoolFacade):
-        return on_pool_thread(pool, lambda: sum(not w.done() for w in pool.pool._waiters))
-    return pool._waiters
+    """How many requests wait for a connection to come free (the policy's wait queue, read
+    where the pool's connections live)."""
+    return on_pool_thread(pool, lambda: len(_policy(pool).queue))
+
+
+def idle_connections(pool) -> list:
+    """The pool's idle engine connections (read where they live)."""
+    return on_pool_thread(pool, lambda: _policy(pool).connections())
+
+
+def open_count(pool) -> int:
+    """Connections open or being opened (the policy's slots)."""
+    return on_pool_thread(pool, lambda: _policy(pool).slots.total_open)
 
 
 @pytest.fixture(params=MODES)

@@ -1,4 +1,5 @@
-"""The pure-Python engine: the same interface and behaviour as fastpool._engine._core (see _engine)."""
+"""The pure-Python engine: the same interface and behaviour as the C engine
+(fastpool._engine._core); the interface is fastpool._engine.protocol."""
 
 from ._conn import (
     STEP_DONE,

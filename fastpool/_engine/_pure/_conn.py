@@ -27,6 +27,7 @@ from ..._model import failures as F
 from ..._model.codes import PARSE_CODES
 from ..._model.errors import ProtocolError, TLSError
 from ..._model.limits import DEFAULT_LIMITS
+from ..._model.response import RawExchange, RequestInfo, Response
 from ._http import ResponseParser
 
 STEP_DONE = 0
@@ -132,7 +133,7 @@ class Connection:
         self.blocking = False
         self.reusable = False
         self.resumed = False
-        self.idle_since = 0
+        self.lane = 0               # the pool's bookkeeping (see _core.Connection.lane)
         self._rcvtimeo_us = -1
         self._sndtimeo_us = -1
         self._request: Optional[memoryview] = None
@@ -216,7 +217,8 @@ class Connection:
                                        f"{exc.verify_message} ({host})",
                                 verify=exc.verify_code) from None
             except ssl.SSLError as exc:
-                raise F.failure(F.TLS, f"TLS handshake failed: {exc.reason or exc} ({host})") from None
+                raise F.failure(F.TLS, f"TLS handshake failed: {exc.reason or exc} "
+                                       f"({host})") from None
             except OSError as exc:
                 raise F.failure(F.TLS, f"TLS handshake with {host} failed: connection closed "
                                        f"by the server ({exc.strerror or exc})") from None
@@ -317,7 +319,7 @@ class Connection:
         self._exchanging = True
 
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
-                 read_timeout_ns: int, deadline_ns: int, stale_after_ns: int = -1) -> tuple:
+                 read_timeout_ns: int, deadline_ns: int, stale_after_ns: int = -1) -> RawExchange:
         if self.stale_after(stale_after_ns):
             self.reusable = False
             raise F.failure(F.WRITE, "the server closed the idle connection", sent=0)
@@ -382,7 +384,7 @@ class Connection:
         except OSError as exc:
             raise self._fail_os(F.READ, exc) from None
 
-    def take(self) -> tuple:
+    def take(self) -> RawExchange:
         return self._take(self._parser)
 
     def _received(self, parser: ResponseParser, data: bytes) -> bool:
@@ -403,13 +405,14 @@ class Connection:
                 raise F.failure(F.CLOSED, message, sent=self._sent, code=code) from None
             raise F.failure(F.PROTOCOL, "malformed response", sent=self._sent, code=code) from None
 
-    def _take(self, parser: ResponseParser) -> tuple:
+    def _take(self, parser: ResponseParser) -> RawExchange:
         t_complete = monotonic_ns()
         res = parser.result()
         reason_len = len(res.reason)
-        raw = (res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
-               res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
-               self._t_first_byte, t_complete)
+        raw = _tuple_new(RawExchange, (
+            res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
+            res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
+            self._t_first_byte, t_complete))
         self.reusable = res.keep_alive and not res.trailing
         self._exchanging = False
         self._t_idle = t_complete
@@ -494,46 +497,65 @@ class Connection:
 
 
 _new = object.__new__
+_tuple_new = tuple.__new__
 
 
 class Lane:
     """The sync pool's success path in one engine call: the twin of _core.Lane (see there)."""
 
-    def __init__(self, idle: list, default_timeout, stale_after_ns: int, hist, response_type,
-                 response_ctx, on_drop) -> None:
+    def __init__(self, idle: list, reserved: list, wait_general, wait_priority,
+                 default_timeout, stale_after_ns: int, hist, response_type, response_ctx,
+                 on_release, settle) -> None:
         self.idle = idle
+        self.reserved = reserved
+        self.wait_general = wait_general
+        self.wait_priority = wait_priority
         self.default_timeout = default_timeout
         self.stale_after_ns = stale_after_ns
+        self.closed = False
         self.hist = hist
         self.response_type = response_type
         self.response_ctx = response_ctx
-        self.on_drop = on_drop
+        self.on_release = on_release
+        self.settle = settle
 
-    def send(self, conn: Optional[Connection], prepared: tuple, timeout, start: int):
+    def send(self, conn: Optional[Connection], request: tuple, timeout, start: int,
+             priority: bool = False, reused: bool = False) -> Optional[Response]:
         deadline = start + timeout.total_ns if timeout.total_ns else 0
         stale = self.stale_after_ns
         if conn is None:
+            if self.wait_priority or (self.wait_general and not priority):
+                return None
             try:
-                conn = self.idle.pop()
+                conn = self.reserved.pop() if priority and self.reserved else self.idle.pop()
             except IndexError:
                 return None
-        else:
+        elif not reused:
             stale = -1
         try:
-            raw = conn.exchange(prepared[0], prepared[3], timeout.write_ns, timeout.read_ns,
+            raw = conn.exchange(request[0], request[3], timeout.write_ns, timeout.read_ns,
                                 deadline, stale)
-        except BaseException:
-            conn.close()
+            self.hist.record(raw.t_complete - raw.t_start)
+            if (conn.reusable and not self.closed and not self.wait_priority
+                    and not self.wait_general):
+                (self.reserved if conn.lane else self.idle).append(conn)
+                conn = None  # given back: from here on an interrupt must not close it
+                if self.closed or self.wait_priority or self.wait_general:
+                    self.settle()
+            else:
+                if not conn.reusable:
+                    conn.close()
+                conn, given = None, conn
+                self.on_release(given, None)
+        except BaseException as exc:
+            if conn is not None:  # still ours: failed, or interrupted before it was given back
+                conn.close()
+                self.on_release(conn, exc)
             raise
-        self.hist.record(raw[10] - raw[7])
-        if conn.reusable:
-            self.idle.append(conn)
-        else:
-            conn.close()
-            self.on_drop()
         response = _new(self.response_type)
-        response.status_code = raw[0]
-        response.content = raw[4]
+        response.status_code = raw.status
+        response.content = raw.body
         response._raw = raw
-        response._ctx = (self.response_ctx, prepared[1], prepared[2], start)
+        response._ctx = _tuple_new(RequestInfo, (self.response_ctx, request[1], request[2],
+                                                 start))
         return response

@@ -53,10 +53,6 @@ class Histogram:
             if v > self.max:
                 self.max = v
 
-    def record_many(self, values) -> None:
-        for v in values:
-            self.record(v)
-
     @property
     def min(self) -> int:
         return self._min or 0
@@ -74,14 +70,14 @@ class Histogram:
             return self.max
         rank = max(1, math.ceil(q * self.count))
         seen = 0
-        for i, n in enumerate(self._buckets):
+        for i, n in enumerate(self._buckets):  # noqa: B007 - i is used after the loop
             seen += n
             if seen >= rank:
                 break
         value = _lower(i + 1) - 1 if i + 1 < _BUCKETS else self.max
         return min(max(value, self.min), self.max)
 
-    def merge(self, other: "Histogram") -> None:
+    def merge(self, other: Histogram) -> None:
         if not other.count:
             return
         self._buckets = [a + b for a, b in zip(self._buckets, other._buckets)]

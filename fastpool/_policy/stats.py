@@ -1,0 +1,84 @@
+"""Stats: a pool's counters and latency histogram, and the typed snapshot `stats()` returns."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from .._model.errors import TimeoutException
+
+
+class LatencyStats(TypedDict):
+    """Latency of answered requests, in nanoseconds (connection in hand to response
+    complete), from a histogram with ~1.6 % precision."""
+
+    count: int
+    min: int
+    mean: int
+    p50: int
+    p90: int
+    p99: int
+    p999: int
+    max: int
+
+
+class PoolStats(TypedDict):
+    """What ``pool.stats()`` returns (a dict: ``stats["requests"]``)."""
+
+    requests: int       #: requests answered with a response
+    errors: int         #: requests that raised
+    retries: int        #: attempts sent again (NotSent, or allowed idempotent retries)
+    timeouts: int       #: requests that raised a timeout
+    connects: int       #: connections opened (TCP, and the TLS handshake for https)
+    reconnects: int     #: connections opened to replace ones that were lost
+    resumed: int        #: TLS handshakes that resumed a session
+    stale: int          #: idle connections found closed and replaced before a request
+    open: int           #: connections open (or opening) now
+    idle: int           #: connections idle now
+    waiting: int        #: requests waiting for a connection now
+    latency_ns: LatencyStats
+
+
+class Stats:
+    """Counters of a pool, plus a latency histogram of successful requests (an engine
+    Histogram: the C engine records into it from its hot path without Python)."""
+
+    __slots__ = ("errors", "retries", "connects", "reconnects", "resumed", "stale", "timeouts",
+                 "latency")
+
+    def __init__(self, histogram: Any) -> None:
+        # requests answered with a response = latency.count (one record per response)
+        self.errors = 0
+        self.retries = 0
+        self.connects = 0
+        self.reconnects = 0
+        self.resumed = 0
+        self.stale = 0
+        self.timeouts = 0
+        self.latency = histogram
+
+    def failed(self, exc: BaseException) -> None:
+        """A request raised exc (counted once per request)."""
+        self.errors += 1
+        if isinstance(exc, TimeoutException):
+            self.timeouts += 1
+
+    def opened(self, *, reconnect: bool, resumed: bool) -> None:
+        self.connects += 1
+        if reconnect:
+            self.reconnects += 1
+        if resumed:
+            self.resumed += 1
+
+    def snapshot(self, open_: int, idle: int, waiting: int) -> PoolStats:
+        h = self.latency
+        return {
+            "requests": h.count, "errors": self.errors, "retries": self.retries,
+            "timeouts": self.timeouts, "connects": self.connects,
+            "reconnects": self.reconnects, "resumed": self.resumed, "stale": self.stale,
+            "open": open_, "idle": idle, "waiting": waiting,
+            "latency_ns": {
+                "count": h.count, "min": h.min, "mean": round(h.mean),
+                "p50": h.quantile(0.5), "p90": h.quantile(0.9), "p99": h.quantile(0.99),
+                "p999": h.quantile(0.999), "max": h.max,
+            },
+        }
