@@ -27,7 +27,13 @@ from typing import Any, Coroutine, Dict, Optional, Set, Tuple
 
 from .._engine.protocol import Connection
 from .._model import failures
-from .._model.errors import FastpoolError, PoolClosed, PoolTimeout, StaleConnection
+from .._model.errors import (
+    EventLoopError,
+    FastpoolError,
+    PoolClosed,
+    PoolTimeout,
+    StaleConnection,
+)
 from .._model.headers import HeaderTypes
 from .._model.response import Response, make_response, request_info
 from .._model.timeout import _UNSET, Timeout
@@ -65,6 +71,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     _kind = "AsyncPool"
 
     def _start(self) -> None:
+        self._loop_afresh()
+
+    def _loop_afresh(self) -> None:
+        """Unbound from any loop: open() binds the pool to the running one."""
         engine_mod = self._cfg.engine
         self._step_done = engine_mod.STEP_DONE
         self._want_read = engine_mod.STEP_WANT_READ
@@ -78,12 +88,22 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._maintenance_soon = False
         self._background: Set[asyncio.Task[None]] = set()  # tasks of background opens
 
+    def _after_fork(self) -> None:
+        # The parent's loop, selector and opener threads are not the child's: the inherited
+        # connections are closed without touching the loop (removing a reader would change
+        # the parent's epoll set, which the child shares), and the pool opens again on the
+        # child's loop at its first use.
+        super()._after_fork()
+        self._loop_afresh()
+
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> AsyncPool:
         """Opens the initial connections in parallel; raises the first failure (closing the
         others). Idempotent."""
         if self._opened:
+            if asyncio.get_running_loop() is not self._loop:
+                self._rebind()
             return self
         policy = self._policy
         if policy.closed:
@@ -122,6 +142,11 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         policy = self._policy
         if policy.closed:
             return
+        loop = self._loop
+        if (loop is not None and not loop.is_closed()
+                and asyncio.get_running_loop() is not loop and loop.is_running()):
+            raise EventLoopError(f"this AsyncPool is bound to an event loop running elsewhere "
+                                 f"({loop!r}): close it there")
         idle, _ = policy.close()
         for conn in idle:
             self._close(conn)
@@ -157,6 +182,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         policy = self._policy
         if not self._opened:
             await self.open()
+            policy = self._policy
+        elif asyncio.get_running_loop() is not self._loop:
+            self._rebind()  # before a byte is written: EventLoopError (NotSent) if it cannot
         attempts: Optional[Attempts] = None  # created at the first failure
         while True:
             conn = policy.take_idle(priority) if not policy.closed else None
@@ -232,6 +260,31 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             return conn.step()
         raise failures.timed_out(written=written, sent=conn.sent,
                                  total=bool(deadline) and monotonic_ns() >= deadline)
+
+    def _rebind(self) -> None:
+        """Moves the pool to the running loop when the loop it was bound to is closed (a
+        second asyncio.run()), or idle and not running, with nothing in flight: the
+        connections stay open, their readers move. Else EventLoopError (nothing sent)."""
+        new = asyncio.get_running_loop()
+        old = self._loop
+        alive = old is not None and not old.is_closed()
+        if alive and old is not None and (old.is_running() or self._parked
+                                          or len(self._policy.queue) or self._background):
+            raise EventLoopError(
+                f"this AsyncPool is bound to another event loop ({old!r}), which is still in "
+                "use; create one AsyncPool per event loop")
+        for conn, fd in self._readers.items():
+            if alive and old is not None:
+                old.remove_reader(fd)
+            new.add_reader(fd, self._on_readable, conn)
+        if self._maintenance_timer is not None:
+            self._maintenance_timer.cancel()
+            self._maintenance_timer = None
+        self._maintenance_soon = False
+        self._background.clear()
+        self._parked.clear()
+        self._loop = new
+        self._want_maintenance()
 
     # ---- getting a connection ----------------------------------------------------------
 
@@ -365,7 +418,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
 
     def _close(self, conn: Any) -> None:
         fd = self._readers.pop(conn, None)
-        if fd is not None and self._loop is not None:
+        if fd is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(fd)
         conn.close()
 

@@ -9,6 +9,8 @@ R is what a verb returns.
 
 from __future__ import annotations
 
+import os
+import weakref
 from typing import Any, Generic, Optional, TypeVar
 
 from .._model.headers import HeaderTypes
@@ -21,6 +23,19 @@ from .config import PoolConfig
 from .connect import CertTypes, VerifyTypes
 
 R = TypeVar("R")
+
+#: Every pool alive in this process, for the fork handler.
+_POOLS: weakref.WeakSet[PoolBase[Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """os.register_at_fork's child handler: no pool may go on using its parent's sockets."""
+    for pool in list(_POOLS):
+        pool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PoolBase(Generic[R]):
@@ -46,11 +61,24 @@ class PoolBase(Generic[R]):
         self._timeout = cfg.timeout
         self._retries = cfg.retries
         self._start()
+        _POOLS.add(self)
 
     def _start(self) -> None:
         """The driver's own set-up, once the configuration is validated (the sync driver
         opens its connections here; the async one when it is opened on a loop)."""
         raise NotImplementedError
+
+    def _after_fork(self) -> None:
+        """In a child process after fork(): two processes on one connection would interleave
+        their requests and responses (and break its TLS state), so the child closes every
+        connection it inherited — the descriptor only: no byte is written and the parent's
+        connection goes on untouched — and starts afresh: its first request opens a new
+        connection and the pool refills in the background. Stats start from zero."""
+        for conn in list(self._policy.live):
+            conn.close()
+        closed = self._policy.closed
+        self._policy = self._cfg.new_policy()
+        self._policy.slots.closed = closed
 
     # ---- views -------------------------------------------------------------------------
 

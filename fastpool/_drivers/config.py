@@ -38,10 +38,16 @@ class PoolConfig:
         if not isinstance(self.limits, Limits):
             raise TypeError("limits must be a fastpool.Limits")
         self.builder = RequestBuilder(self.origin, self.engine, headers)
-        self.policy = PoolPolicy(connections, max_connections, self.engine.Histogram())
+        self._sizes = (connections, max_connections)
+        self.policy = self.new_policy()
         self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
                     if self.origin.tls else None)
         self.addrs = resolve(self.origin)
+
+    def new_policy(self) -> PoolPolicy:
+        """A policy in its initial state (at construction, and in a child after fork())."""
+        connections, max_connections = self._sizes
+        return PoolPolicy(connections, max_connections, self.engine.Histogram())
 
     def open(self, blocking: bool, deadline_ns: int = 0) -> Any:
         """A new open connection (blocking: the GIL is released while it connects)."""

@@ -72,6 +72,11 @@ class Pool(PoolBase[Response]):
     """
 
     def _start(self) -> None:
+        self._threads_afresh()
+        self._open_initial()
+
+    def _threads_afresh(self) -> None:
+        """The lock, the maintainer and the engine lane over the current policy."""
         cfg, policy = self._cfg, self._policy
         self._lock = threading.Lock()
         self._maintainer: Optional[threading.Thread] = None
@@ -80,7 +85,13 @@ class Pool(PoolBase[Response]):
             policy.idle[0], policy.idle[1], policy.queue.general, policy.queue.priority,
             cfg.timeout, cfg.stale_after_ns, policy.stats.latency, Response,
             self._response_ctx, self._on_release, self._settle)
-        self._open_initial()
+        self._lane.closed = policy.closed
+
+    def _after_fork(self) -> None:
+        # Only the forking thread exists in the child: the lock may be held by a thread that
+        # is not there, and the maintainer is gone. New ones, over a new policy.
+        super()._after_fork()
+        self._threads_afresh()
 
     # ---- public API --------------------------------------------------------------------
 
@@ -193,6 +204,8 @@ class Pool(PoolBase[Response]):
                 waiter = Waiter(priority, threading.Lock())
                 waiter.handle.acquire()
                 policy.queue.add(waiter)
+            elif policy.slots.deficit(GENERAL):  # below strength (after fork, an outage)
+                self._want_maintenance_locked()
         if lane is not None:
             return self._open_for_request(lane, deadline), True
         return self._wait(waiter, until, deadline)

@@ -92,6 +92,7 @@ cdef class Connection:
     cdef bytes request          # the bytes being sent by begin()/step(), kept alive here
     cdef readonly bint reusable
     cdef readonly bint blocking
+    cdef object __weakref__     # the pool's set of live connections is weak (fork safety)
     #: The pool's bookkeeping, carried here so the hot path reads it without a lookup:
     #: which lane's slot the connection holds (fastpool._policy.waiters.GENERAL / RESERVED).
     cdef public int lane

@@ -93,6 +93,13 @@ class WriteTimeoutNotSent(NotSentError, TimeoutException):
     phase = "write"
 
 
+class EventLoopError(NotSentError, RuntimeError):
+    """An AsyncPool was used from an event loop other than the one it is bound to while that
+    one is still alive (running in another thread, or holding requests in flight). Nothing
+    was written. An AsyncPool rebinds by itself when its loop was closed (a second
+    ``asyncio.run()``) and nothing is in flight; otherwise make one pool per loop."""
+
+
 class Interrupted(FastpoolError):
     """A signal handler's exception (KeyboardInterrupt, SystemExit, ...) interrupted the
     request. Never raised itself: the interrupt propagates unchanged (Ctrl-C must stop the
@@ -173,6 +180,7 @@ __all__ = [
     "InvalidRequestError",
     "StaleConnection",
     "WriteTimeoutNotSent",
+    "EventLoopError",
     "Interrupted",
     "InterruptedNotSent",
     "InterruptedMaybeSent",

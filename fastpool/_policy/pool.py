@@ -17,6 +17,7 @@ list operations under the GIL), after checking the wait queue's deques are empty
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, List, Optional, Tuple
 
 from .._model.errors import StaleConnection
@@ -29,7 +30,7 @@ from .waiters import GENERAL, RESERVED, Waiter, WaitQueue
 class PoolPolicy:
     """The shared state and decisions of one pool (see the module docstring)."""
 
-    __slots__ = ("slots", "queue", "idle", "maintenance", "stats")
+    __slots__ = ("slots", "queue", "idle", "maintenance", "stats", "live")
 
     def __init__(self, connections: int, max_connections: Optional[int], histogram: Any,
                  reserved: int = 0) -> None:
@@ -39,6 +40,9 @@ class PoolPolicy:
         self.idle: Tuple[List[Any], List[Any]] = ([], [])
         self.maintenance = Maintenance(self.slots)
         self.stats = Stats(histogram)
+        #: Every connection this policy counted, weakly: idle, in use or being closed. (After
+        #: fork() the child closes them all without writing a byte; see the drivers.)
+        self.live: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def closed(self) -> bool:
@@ -82,10 +86,13 @@ class PoolPolicy:
     def opened(self, conn: Any, lane: int) -> None:
         """A connection opened in a claimed slot of `lane` (for a request or initially)."""
         conn.lane = lane
+        self.live.add(conn)
         self.stats.opened(reconnect=self.slots.opened(lane),
                           resumed=bool(getattr(conn, "resumed", False)))
 
     def opened_in_background(self, conn: Any, reconnect: bool) -> None:
+        """A connection the maintenance schedule opened (its slot counted by open_done)."""
+        self.live.add(conn)
         self.stats.opened(reconnect=reconnect, resumed=bool(getattr(conn, "resumed", False)))
 
     def returned(self, conn: Any, *, fresh: bool = False) -> Optional[Waiter]:
