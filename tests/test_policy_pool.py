@@ -20,6 +20,8 @@ class FakeConn:
         self.lane = GENERAL
         self.resumed = resumed
         self.reusable = True
+        self.state = 0
+        self.last_used_ns = 0
 
     def __repr__(self) -> str:
         return self.name
@@ -31,7 +33,7 @@ def policy(connections=2, max_connections=None, reserved=0) -> PoolPolicy:
         for i in range(n):
             assert p.slots.reserve(lane)
             conn = FakeConn(f"{'gr'[lane]}{i}")
-            p.opened(conn, lane)
+            p.opened(conn, lane, 0)
             p.idle[lane].append(conn)
     return p
 
@@ -81,12 +83,12 @@ def test_a_drop_gives_the_slot_to_a_waiter_else_to_the_refill():
     conn = p.take_idle()
     w = Waiter()
     p.queue.add(w)
-    assert p.dropped(conn.lane, StaleConnection("gone")) is w
+    assert p.dropped(conn, StaleConnection("gone")) is w
     assert w.state == GOT_SLOT and p.stats.stale == 1
     assert p.slots.open[GENERAL] == 1  # the waiter holds the slot now
     p2 = policy(1)
     c2 = p2.take_idle()
-    assert p2.dropped(c2.lane) is None and p2.slots.deficit() == 1
+    assert p2.dropped(c2) is None and p2.slots.deficit() == 1
 
 
 def test_close_returns_the_idle_connections():
@@ -99,9 +101,9 @@ def test_close_returns_the_idle_connections():
 def test_stats_snapshot_is_typed_and_counts_reconnects():
     p = policy(2)
     c = p.take_idle()
-    p.dropped(c.lane)
+    p.dropped(c)
     assert p.slots.reserve()
-    p.opened(FakeConn("again", resumed=True), GENERAL)
+    p.opened(FakeConn("again", resumed=True), GENERAL, 0)
     snap = p.snapshot()
     assert snap["connects"] == 3 and snap["reconnects"] == 1 and snap["resumed"] == 1
     assert snap["open"] == 2 and snap["idle"] == 1 and snap["waiting"] == 0
@@ -113,7 +115,7 @@ def test_stats_snapshot_is_typed_and_counts_reconnects():
 
 def test_refill_one_at_a_time_reserved_lane_first():
     s = Slots(2, reserved=1)
-    m = Maintenance(s, Backoff(rand=lambda: 1.0))
+    m = Maintenance(s, ([], []), backoff=Backoff(rand=lambda: 1.0))
     actions, wake = m.due(0)
     assert actions == [Open(RESERVED)] and wake is None
     assert m.due(0) == ([], None)  # one open in flight: nothing more until it reports
@@ -124,7 +126,8 @@ def test_refill_one_at_a_time_reserved_lane_first():
 
 def test_failed_opens_back_off_with_jitter_and_recover():
     s = Slots(1)
-    m = Maintenance(s, Backoff(base_ns=50 * MS, cap_ns=2000 * MS, rand=lambda: 1.0))
+    m = Maintenance(s, ([], []), backoff=Backoff(base_ns=50 * MS, cap_ns=2000 * MS,
+                                                    rand=lambda: 1.0))
     now = 0
     delays = []
     for _ in range(8):
@@ -153,4 +156,4 @@ def test_full_jitter_is_bounded_below():
 def test_nothing_is_due_on_a_closed_pool():
     s = Slots(1)
     s.closed = True
-    assert Maintenance(s).due(0) == ([], None)
+    assert Maintenance(s, ([], [])).due(0) == ([], None)

@@ -61,7 +61,8 @@ def test_cancel_hands_back_what_was_delivered_meanwhile():
     assert q.offer_conn("conn") is b
     assert q.cancel(b) == ("conn", None)  # delivered after it gave up: the caller passes it on
     assert q.offer_slot() is c
-    assert q.cancel(c) == (None, GENERAL)
+    c.claim = "the claim"  # set by the policy with the slot
+    assert q.cancel(c) == (None, "the claim")
     assert len(q) == 0
 
 

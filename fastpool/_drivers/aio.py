@@ -21,6 +21,8 @@ and handshaking), never on the loop.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
 from typing import Any, Coroutine, Dict, Optional, Set, Tuple
@@ -30,18 +32,23 @@ from .._model import failures
 from .._model.errors import (
     EventLoopError,
     FastpoolError,
+    OutageError,
     PoolClosed,
     PoolTimeout,
     StaleConnection,
 )
 from .._model.headers import HeaderTypes
-from .._model.response import Response, make_response, request_info
+from .._model.request import Prepared
+from .._model.response import RawExchange, Response, make_response, request_info
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
-from .._policy.maintenance import Open
-from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, Waiter
+from .._policy.maintenance import Action, Open, Ping
+from .._policy.pool import Claim
+from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from .base import PoolBase
+
+log = logging.getLogger("fastpool")
 
 # What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
 _READY = -1      # its fd is writable: step again
@@ -86,6 +93,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._readers: Dict[Any, int] = {}              # conn -> its registered fd
         self._maintenance_timer: Optional[asyncio.TimerHandle] = None
         self._maintenance_soon = False
+        self._last_collect_ns = 0
         self._background: Set[asyncio.Task[None]] = set()  # tasks of background opens
 
     def _after_fork(self) -> None:
@@ -112,27 +120,38 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._loop = loop
         self._opener = ThreadPoolExecutor(max_workers=min(policy.slots.limit[GENERAL] + 1, 8),
                                           thread_name_prefix="fastpool-open")
-        n = policy.slots.target[GENERAL]
-        for _ in range(n):
-            policy.slots.reserve(GENERAL)
+        target = policy.slots.target
+        lanes = [GENERAL] * target[GENERAL] + [RESERVED] * target[RESERVED]
+        for lane in lanes:
+            policy.slots.reserve(lane)
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._opener, self._cfg.open, False) for _ in range(n)),
+            *(loop.run_in_executor(self._opener, self._cfg.open, False) for _ in lanes),
             return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             for r in results:
                 if not isinstance(r, BaseException):
                     r.close()
-            for _ in range(n):
-                policy.slots.unreserve(GENERAL)
+            for lane in lanes:
+                policy.slots.unreserve(lane)
             self._opener.shutdown(wait=False)
             raise errors[0]
-        for conn in results:
-            policy.opened(conn, GENERAL)
+        now = monotonic_ns()
+        for conn, lane in zip(results, lanes):
+            policy.opened(conn, lane, now)
             self._watch(conn)
-            policy.idle[GENERAL].append(conn)
+            policy.idle[lane].append(conn)
         self._opened = True
+        if self._cfg.keep_warm is not None or policy.maintenance.lifetime_ns:
+            self._want_maintenance()  # it sets a timer for the first ping or rotation
         return self
+
+    def rotate(self) -> None:
+        """Replaces every connection, make-before-break (each new one opened, TLS resumed,
+        before the one it replaces retires), e.g. after the gateway's DNS changed. Call it
+        on the pool's loop."""
+        self._policy.rotate()
+        self._want_maintenance()
 
     async def aclose(self) -> None:
         """Closes idle connections now and in-flight ones when their requests finish (as
@@ -198,13 +217,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                         deadline)
                     raise attempts.give_up(exc, policy.stats)
             try:
-                if not fresh and conn.stale_after(self._stale_after_ns):
-                    raise StaleConnection("the server closed the idle connection")
-                conn.begin(prepared.data, prepared.head)
-                rc = conn.step()
-                while rc != self._step_done:
-                    rc = await self._park(conn, rc, tmo, deadline)
-                raw = conn.take()
+                raw = await self._exchange(conn, prepared, tmo, deadline, not fresh)
             except BaseException as exc:
                 self._drop(conn, exc)
                 attempts = attempts or Attempts(
@@ -215,9 +228,26 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                     raise error
                 continue
             policy.stats.latency.record(raw.t_complete - raw.t_start)
-            self._release(conn)
+            conn.uses += 1
+            if (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
+                    and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
+                _wake(policy.returned(conn))
+            else:
+                self._release(conn)
             return make_response(raw, request_info(self._response_ctx, prepared.method,
                                                    prepared.target, start))
+
+    async def _exchange(self, conn: Connection, prepared: Prepared, tmo: Timeout,
+                        deadline: int, reused: bool) -> RawExchange:
+        """One request on conn, in steps: written and read directly when the socket is ready,
+        parked on the loop otherwise."""
+        if reused and conn.stale_after(self._stale_after_ns):
+            raise StaleConnection("the server closed the idle connection")
+        conn.begin(prepared.data, prepared.head)
+        rc = conn.step()
+        while rc != self._step_done:
+            rc = await self._park(conn, rc, tmo, deadline)
+        return conn.take()
 
     async def _park(self, conn: Connection, want: int, tmo: Timeout, deadline: int) -> int:
         """Waits until the exchange on conn moves on, and returns the engine's step result;
@@ -295,9 +325,16 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         policy = self._policy
         if policy.closed:
             raise PoolClosed("the pool is closed")
-        lane = policy.reserve_for_request(priority)
-        if lane is not None:
-            return await self._open_for_request(lane, deadline), True
+        outage = policy.outage()
+        if outage is not None:  # fail fast: the refill is probing with back-off
+            raise OutageError(outage)
+        claim = policy.reserve_for_request(priority)
+        if claim is None and (policy.reconcile() or self._reconcile_after_gc()):
+            claim = policy.reserve_for_request(priority)  # a slot an interrupt leaked
+        if claim is not None:
+            if policy.slots.deficit(GENERAL):  # below strength (after an outage, a fork)
+                self._want_maintenance()
+            return await self._open_for_request(claim, deadline), True
         loop = self._loop
         assert loop is not None
         until = -1 if tmo.pool is None else monotonic_ns() + int(tmo.pool * 1e9)
@@ -312,11 +349,11 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             await waiter.handle
         except BaseException:
             # Cancelled: pass on whatever was handed over meanwhile.
-            conn, slot_lane = policy.queue.cancel(waiter)
+            conn, claim = policy.queue.cancel(waiter)
             if conn is not None:
                 self._release(conn)
-            elif slot_lane is not None:
-                _wake(policy.unreserved(slot_lane))
+            elif claim is not None:
+                _wake(policy.unreserved(claim))
             raise
         finally:
             if timer is not None:
@@ -325,7 +362,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         if state == GOT_CONN:
             return waiter.conn, False
         if state == GOT_SLOT:
-            return await self._open_for_request(waiter.slot_lane, deadline), True
+            return await self._open_for_request(waiter.claim, deadline), True
         if state == FAILED:
             raise waiter.error  # type: ignore[misc]
         policy.queue.cancel(waiter)
@@ -333,7 +370,17 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         raise PoolTimeout(f"no connection came free within the pool timeout "
                           f"({slots.total_open} open, limit {slots.limit[GENERAL]})")
 
-    async def _open_for_request(self, lane: int, deadline: int) -> Any:
+    def _reconcile_after_gc(self) -> bool:
+        """As Pool._reconcile_after_gc: at most once a second, collect cyclic garbage (a lost
+        connection's frames) and give back the slots nothing holds."""
+        now = monotonic_ns()
+        if now - self._last_collect_ns < 1_000_000_000:
+            return False
+        self._last_collect_ns = now
+        gc.collect()
+        return self._policy.reconcile()
+
+    async def _open_for_request(self, claim: Claim, deadline: int) -> Any:
         """Opens a connection in a slot already claimed, in the opener threads."""
         assert self._loop is not None
         fut = self._loop.run_in_executor(self._opener, self._cfg.open, False, deadline)
@@ -341,47 +388,52 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             conn = await asyncio.shield(fut)
         except asyncio.CancelledError:
             # The thread goes on: keep what it opens.
-            fut.add_done_callback(lambda f: self._adopt_abandoned(f, lane))
+            fut.add_done_callback(lambda f: self._adopt_abandoned(f, claim))
             raise
         except BaseException:
-            self._slot_back(lane)
+            self._slot_back(claim)
             raise
         policy = self._policy
         if policy.closed:  # closed while it opened: the request is not sent
-            policy.slots.unreserve(lane)
+            policy.unreserved(claim)
             conn.close()
             raise PoolClosed("the pool was closed while the connection was opening")
-        policy.opened(conn, lane)
+        policy.opened(conn, claim.lane, monotonic_ns(), claim)
         self._watch(conn)
         return conn
 
-    def _adopt_abandoned(self, fut: asyncio.Future[Any], lane: int) -> None:
+    def _adopt_abandoned(self, fut: asyncio.Future[Any], claim: Claim) -> None:
         """A connection opened for a request that was cancelled meanwhile."""
         if fut.cancelled() or fut.exception() is not None:
-            self._slot_back(lane)
+            self._slot_back(claim)
             return
         conn = fut.result()
         if self._policy.closed:
-            self._policy.slots.unreserve(lane)
+            self._policy.unreserved(claim)
             conn.close()
             return
-        self._policy.opened(conn, lane)
+        self._policy.opened(conn, claim.lane, monotonic_ns(), claim)
         self._watch(conn)
         self._release(conn)
 
-    def _slot_back(self, lane: int) -> None:
+    def _slot_back(self, claim: Claim) -> None:
         """A slot claimed for a request was not used: to a waiter, else the refill."""
-        waiter = self._policy.unreserved(lane)
+        waiter = self._policy.unreserved(claim)
         if waiter is None:
             self._want_maintenance()
         _wake(waiter)
 
     def _release(self, conn: Any) -> None:
-        """A connection came back: to the oldest waiter, else idle; dropped if unusable."""
-        if not conn.reusable or self._policy.closed:
-            self._drop(conn, None)
-            return
-        _wake(self._policy.returned(conn))
+        """A connection came back and the policy decides: to the oldest waiter, else idle;
+        due for rotation; dropped if unusable, retired, or the pool closed."""
+        woken, close, maintain = self._policy.released(conn, monotonic_ns())
+        if close is not None or not conn.reusable:
+            self._forget(conn)
+            if close is not None:
+                close.close()
+        if maintain:
+            self._want_maintenance()
+        _wake(woken)
 
     # ---- connections and the loop ------------------------------------------------------
 
@@ -416,16 +468,20 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             self._drop(conn, StaleConnection("closed by the server while idle"))
         # Otherwise a request holds it between steps and reads what arrived itself.
 
-    def _close(self, conn: Any) -> None:
+    def _forget(self, conn: Any) -> None:
+        """The loop stops reading conn's fd (before it is closed)."""
         fd = self._readers.pop(conn, None)
         if fd is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(fd)
+
+    def _close(self, conn: Any) -> None:
+        self._forget(conn)
         conn.close()
 
     def _drop(self, conn: Any, exc: Optional[BaseException]) -> None:
         """A connection leaves the pool: closed, its slot to a waiter or the refill."""
         self._close(conn)
-        waiter = self._policy.dropped(conn.lane, exc)
+        waiter = self._policy.dropped(conn, exc)
         if waiter is None:
             self._want_maintenance()
         _wake(waiter)
@@ -458,28 +514,53 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             self._maintenance_timer = self._loop.call_later(max(wake - now, 0) / 1e9,
                                                             self._maintain)
 
-    async def _carry_out(self, action: Open) -> None:
-        """A background open; on failure its slot goes to a waiter (which then tries on its
-        own instead of sleeping to its pool timeout) and the schedule backs off."""
+    async def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Ping):
+            await self._ping(action.conn)
+        else:
+            await self._open_in_background(action)
+
+    async def _open_in_background(self, action: Open) -> None:
+        """A refill or a replacement; on failure its slot goes to a waiter (which then tries
+        on its own instead of sleeping to its pool timeout) and the schedule backs off."""
         policy = self._policy
         assert self._loop is not None
         try:
             conn = await self._loop.run_in_executor(self._opener, self._cfg.open, False)
-        except FastpoolError:
-            policy.maintenance.open_done(action, False, monotonic_ns())
-            _wake(policy.slot_freed(action.lane))
+        except BaseException as exc:
+            _wake(policy.open_failed(action, monotonic_ns(), str(exc)))
+            log.info("background open (%s) of %s failed: %s", action.reason, self.url, exc)
+            if not isinstance(exc, FastpoolError):
+                raise
             self._want_maintenance()
             return
-        except BaseException:
-            policy.maintenance.open_done(action, False, monotonic_ns())
-            raise
-        reconnect = policy.maintenance.open_done(action, True, monotonic_ns())
-        if policy.closed:
-            policy.slots.dropped(action.lane)
-            conn.close()
-            return
-        conn.lane = action.lane
-        policy.opened_in_background(conn, reconnect)
-        self._watch(conn)
-        _wake(policy.returned(conn, fresh=True))
+        woken, close, _ = policy.opened_in_background(action, conn, monotonic_ns())
+        log.debug("opened %s (%s%s)", self.url, action.reason,
+                  ", TLS resumed" if getattr(conn, "resumed", False) else "")
+        if close is not conn:
+            self._watch(conn)
+        if close is not None:
+            self._close(close)
+        _wake(woken)
         self._want_maintenance()
+
+    async def _ping(self, conn: Connection) -> None:
+        """The keep-warm request on a connection taken off its idle stack."""
+        ping, tmo = self._cfg.ping, self._timeout
+        assert ping is not None
+        error: Optional[BaseException] = None
+        try:
+            deadline = monotonic_ns() + tmo.total_ns if tmo.total_ns else 0
+            await self._exchange(conn, ping, tmo, deadline, True)
+        except BaseException as exc:  # noqa: BLE001 - any failure retires the connection
+            error = exc
+        woken, close, _ = self._policy.ping_done(conn, error)
+        if error is not None:
+            log.info("keep-warm request on a connection to %s failed (%s): replaced",
+                     self.url, error)
+        if close is not None:
+            self._close(close)
+        _wake(woken)
+        self._want_maintenance()
+        if error is not None and not isinstance(error, Exception):
+            raise error

@@ -14,6 +14,7 @@ import weakref
 from typing import Any, Generic, Optional, TypeVar
 
 from .._model.headers import HeaderTypes
+from .._model.keepwarm import KeepWarm
 from .._model.limits import Limits
 from .._model.response import ResponseContext
 from .._model.timeout import _UNSET, TimeoutTypes
@@ -47,12 +48,16 @@ class PoolBase(Generic[R]):
                  verify: VerifyTypes = True, cert: CertTypes = None, headers: HeaderTypes = None,
                  timeout: TimeoutTypes = 5.0, retries: int = 0, limits: Optional[Limits] = None,
                  tls_min: Optional[str] = None, tls_max: Optional[str] = None,
-                 stale_check_after: float = 0.0, engine: Optional[str] = None) -> None:
+                 stale_check_after: float = 0.0, engine: Optional[str] = None,
+                 reserved: int = 0, keep_warm: Optional[KeepWarm] = None,
+                 tcp_keepalive: Optional[float] = None, max_lifetime: Optional[float] = None,
+                 max_requests: Optional[int] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
             tls_min=tls_min, tls_max=tls_max, stale_check_after=stale_check_after,
-            engine=engine)
+            engine=engine, reserved=reserved, keep_warm=keep_warm, tcp_keepalive=tcp_keepalive,
+            max_lifetime=max_lifetime, max_requests=max_requests)
         self._policy = cfg.policy
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
@@ -109,12 +114,13 @@ class PoolBase(Generic[R]):
     # ---- the verbs ---------------------------------------------------------------------
 
     def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
-              content: Any, json: Any, timeout: Any, retries: Optional[int]) -> R:
+              content: Any, json: Any, timeout: Any, retries: Optional[int],
+              priority: bool) -> R:
         raise NotImplementedError
 
     def request(self, method: str, url: str, *, params: ParamsTypes = None,
                 headers: HeaderTypes = None, content: Any = None, json: Any = None,
-                timeout: Any = _UNSET, retries: Optional[int] = None) -> R:
+                timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False) -> R:
         """Sends one request and returns its response; raises NotSentError or MaybeSentError.
 
         ``url`` is a path (joined to the pool's base path) or an absolute URL on the pool's
@@ -123,43 +129,44 @@ class PoolBase(Generic[R]):
         ``timeout`` overrides the pool's (seconds or a Timeout). ``retries`` (default: the
         pool's) is how many times a MaybeSent failure of an idempotent method may be sent
         again; a request that certainly did not leave (a connection found closed while
-        idle) is always moved to another connection."""
-        return self._send(method, url, params, headers, content, json, timeout, retries)
+        idle) is always moved to another connection. ``priority=True`` (orders, cancels)
+        may use the reserved connections and goes before every ordinary request waiting."""
+        return self._send(method, url, params, headers, content, json, timeout, retries, priority)
 
     def get(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
-            timeout: Any = _UNSET, retries: Optional[int] = None) -> R:
+            timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False) -> R:
         """GET url (see request())."""
-        return self._send("GET", url, params, headers, None, None, timeout, retries)
+        return self._send("GET", url, params, headers, None, None, timeout, retries, priority)
 
     def head(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
-             timeout: Any = _UNSET, retries: Optional[int] = None) -> R:
+             timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False) -> R:
         """HEAD url (see request())."""
-        return self._send("HEAD", url, params, headers, None, None, timeout, retries)
+        return self._send("HEAD", url, params, headers, None, None, timeout, retries, priority)
 
     def options(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
-                timeout: Any = _UNSET, retries: Optional[int] = None) -> R:
+                timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False) -> R:
         """OPTIONS url (see request())."""
-        return self._send("OPTIONS", url, params, headers, None, None, timeout, retries)
+        return self._send("OPTIONS", url, params, headers, None, None, timeout, retries, priority)
 
     def delete(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
-               timeout: Any = _UNSET, retries: Optional[int] = None) -> R:
+               timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False) -> R:
         """DELETE url (see request())."""
-        return self._send("DELETE", url, params, headers, None, None, timeout, retries)
+        return self._send("DELETE", url, params, headers, None, None, timeout, retries, priority)
 
     def post(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
              content: Any = None, json: Any = None, timeout: Any = _UNSET,
-             retries: Optional[int] = None) -> R:
+             retries: Optional[int] = None, priority: bool = False) -> R:
         """POST url (see request()); never re-sent by the pool once it may have left."""
-        return self._send("POST", url, params, headers, content, json, timeout, retries)
+        return self._send("POST", url, params, headers, content, json, timeout, retries, priority)
 
     def put(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
             content: Any = None, json: Any = None, timeout: Any = _UNSET,
-            retries: Optional[int] = None) -> R:
+            retries: Optional[int] = None, priority: bool = False) -> R:
         """PUT url (see request())."""
-        return self._send("PUT", url, params, headers, content, json, timeout, retries)
+        return self._send("PUT", url, params, headers, content, json, timeout, retries, priority)
 
     def patch(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
               content: Any = None, json: Any = None, timeout: Any = _UNSET,
-              retries: Optional[int] = None) -> R:
+              retries: Optional[int] = None, priority: bool = False) -> R:
         """PATCH url (see request()); never re-sent by the pool once it may have left."""
-        return self._send("PATCH", url, params, headers, content, json, timeout, retries)
+        return self._send("PATCH", url, params, headers, content, json, timeout, retries, priority)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from .._engine import get_engine
 from .._model.headers import HeaderTypes
+from .._model.keepwarm import KeepWarm
 from .._model.limits import DEFAULT_LIMITS, Limits
 from .._model.request import RequestBuilder
 from .._model.timeout import Timeout, TimeoutTypes
 from .._model.url import parse_origin
 from .._policy.pool import PoolPolicy
-from .connect import CertTypes, VerifyTypes, open_connection, resolve, tls_context
+from .connect import (
+    CertTypes,
+    VerifyTypes,
+    open_connection,
+    resolve,
+    set_tcp_keepalive,
+    tls_context,
+)
 
 
 class PoolConfig:
@@ -21,7 +30,10 @@ class PoolConfig:
                  verify: VerifyTypes = True, cert: CertTypes = None, headers: HeaderTypes = None,
                  timeout: TimeoutTypes = 5.0, retries: int = 0, limits: Optional[Limits] = None,
                  tls_min: Optional[str] = None, tls_max: Optional[str] = None,
-                 stale_check_after: float = 0.0, engine: Optional[str] = None) -> None:
+                 stale_check_after: float = 0.0, engine: Optional[str] = None,
+                 reserved: int = 0, keep_warm: Optional[KeepWarm] = None,
+                 tcp_keepalive: Optional[float] = None, max_lifetime: Optional[float] = None,
+                 max_requests: Optional[int] = None) -> None:
         self.engine = get_engine(engine)
         self.origin = parse_origin(url)
         self.timeout = Timeout.of(timeout)
@@ -38,7 +50,21 @@ class PoolConfig:
         if not isinstance(self.limits, Limits):
             raise TypeError("limits must be a fastpool.Limits")
         self.builder = RequestBuilder(self.origin, self.engine, headers)
-        self._sizes = (connections, max_connections)
+        if keep_warm is not None and not isinstance(keep_warm, KeepWarm):
+            raise TypeError(f"keep_warm must be a fastpool.KeepWarm, got {keep_warm!r}")
+        self.keep_warm = keep_warm
+        #: The keep-warm request, built (and validated) once.
+        self.ping = (self.builder.prepare(keep_warm.method, keep_warm.path)
+                     if keep_warm is not None else None)
+        self.tcp_keepalive = _seconds("tcp_keepalive", tcp_keepalive, minimum=1.0)
+        lifetime = _seconds("max_lifetime", max_lifetime, minimum=0.0)
+        if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(
+                max_requests, int) or max_requests < 1):
+            raise ValueError(f"max_requests must be a positive int or None, got {max_requests!r}")
+        self._sizes = (connections, max_connections, reserved)
+        self._lifecycle = dict(keep_warm_ns=keep_warm.every_ns if keep_warm else 0,
+                               lifetime_ns=int(lifetime * 1e9) if lifetime else 0,
+                               max_requests=max_requests or 0)
         self.policy = self.new_policy()
         self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
                     if self.origin.tls else None)
@@ -46,10 +72,28 @@ class PoolConfig:
 
     def new_policy(self) -> PoolPolicy:
         """A policy in its initial state (at construction, and in a child after fork())."""
-        connections, max_connections = self._sizes
-        return PoolPolicy(connections, max_connections, self.engine.Histogram())
+        connections, max_connections, reserved = self._sizes
+        return PoolPolicy(connections, max_connections, self.engine.Histogram(), reserved,
+                          **self._lifecycle)
 
     def open(self, blocking: bool, deadline_ns: int = 0) -> Any:
         """A new open connection (blocking: the GIL is released while it connects)."""
-        return open_connection(self.engine, self.addrs, self.origin, self.tls, self.limits,
+        conn = open_connection(self.engine, self.addrs, self.origin, self.tls, self.limits,
                                blocking, self.timeout.connect_ns, deadline_ns)
+        if self.tcp_keepalive:
+            try:
+                set_tcp_keepalive(conn.fileno(), self.tcp_keepalive)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+
+def _seconds(name: str, value: Optional[float], minimum: float) -> Optional[float]:
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value <= 0 or value < minimum):
+        raise ValueError(f"{name} must be seconds > 0{f' and >= {minimum:g}' if minimum else ''} "
+                         f"or None, got {value!r}")
+    return float(value)

@@ -142,3 +142,22 @@ def open_connection(engine: Engine, addrs: list[tuple[int, str]], origin: Origin
             last = exc
     assert last is not None
     raise last
+
+
+def set_tcp_keepalive(fd: int, seconds: float) -> None:
+    """TCP keepalive on a connection: probes after `seconds` idle, then every third of that,
+    giving up after 3 unanswered (Linux: TCP_KEEPIDLE / KEEPINTVL / KEEPCNT; elsewhere
+    SO_KEEPALIVE with the system's timers). Cheaper than keep-warm requests, but it only
+    keeps NAT and load-balancer state alive where they count TCP packets, not HTTP idleness."""
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        idle = max(1, int(seconds))
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        elif hasattr(socket, "TCP_KEEPALIVE"):  # macOS
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPALIVE, idle)
+    finally:
+        sock.detach()  # the engine owns the descriptor

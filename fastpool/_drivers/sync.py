@@ -13,22 +13,27 @@ scheduled.
 
 from __future__ import annotations
 
+import gc
+import logging
 import threading
 from time import monotonic_ns
 from typing import Any, List, Optional, Tuple
 
 from .._engine.protocol import Lane
-from .._model.errors import FastpoolError, PoolClosed, PoolTimeout
+from .._model.errors import FastpoolError, OutageError, PoolClosed, PoolTimeout
 from .._model.headers import HeaderTypes
 from .._model.request import Prepared
 from .._model.response import Response
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
-from .._policy.maintenance import Open
+from .._policy.maintenance import Action, Open, Ping
+from .._policy.pool import Claim
 from .._policy.stats import PoolStats
-from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, Waiter
+from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from .base import PoolBase
+
+log = logging.getLogger("fastpool")
 
 
 def _wake(waiters: Any) -> None:
@@ -81,6 +86,7 @@ class Pool(PoolBase[Response]):
         self._lock = threading.Lock()
         self._maintainer: Optional[threading.Thread] = None
         self._maintenance_due = threading.Condition(self._lock)
+        self._last_collect_ns = 0
         self._lane: Lane = cfg.engine.Lane(
             policy.idle[0], policy.idle[1], policy.queue.general, policy.queue.priority,
             cfg.timeout, cfg.stale_after_ns, policy.stats.latency, Response,
@@ -127,19 +133,27 @@ class Pool(PoolBase[Response]):
     # ---- one request -------------------------------------------------------------------
 
     def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
-              content: Any, json: Any, timeout: Any, retries: Optional[int]) -> Response:
+              content: Any, json: Any, timeout: Any, retries: Optional[int],
+              priority: bool) -> Response:
         # The hot path: build (or find) the request bytes, then one engine call. Anything
         # that needs a decision goes to _send_slow.
         start = monotonic_ns()
         prepared = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         try:
-            response = self._lane.send(None, prepared, tmo, start)
+            response = self._lane.send(None, prepared, tmo, start, priority)
         except BaseException as exc:
-            return self._send_slow(prepared, tmo, start, retries, exc)
+            return self._send_slow(prepared, tmo, start, retries, exc, priority)
         if response is None:
-            return self._send_slow(prepared, tmo, start, retries, None)
+            return self._send_slow(prepared, tmo, start, retries, None, priority)
         return response
+
+    def rotate(self) -> None:
+        """Replaces every connection, make-before-break (each new one opened, TLS resumed,
+        before the one it replaces retires), e.g. after the gateway's DNS changed."""
+        with self._lock:
+            self._policy.rotate()
+            self._want_maintenance_locked()
 
     def _send_slow(self, prepared: Prepared, tmo: Timeout, start: int, retries: Optional[int],
                    failure: Optional[BaseException], priority: bool = False) -> Response:
@@ -149,7 +163,10 @@ class Pool(PoolBase[Response]):
         attempts = Attempts(prepared.method, self._retries if retries is None else retries,
                             deadline)
         if failure is not None:
-            self._failed(attempts, failure, fresh=False)
+            try:
+                self._failed(attempts, failure, fresh=False)
+            finally:
+                del failure  # no frame -> exception -> traceback -> frame cycle (see _failed)
         until = 0           # when waiting for a connection must stop (set on first wait)
         while True:
             if until == 0:
@@ -183,7 +200,14 @@ class Pool(PoolBase[Response]):
             error = attempts.after(exc, fresh=fresh, stats=self._policy.stats,
                                    closed=self._policy.closed, now=monotonic_ns())
         if error is not None:
-            raise error
+            # The names go before the exception leaves: a frame that still refers to the
+            # exception it raised is a reference cycle through the traceback, which keeps
+            # the failed attempt's frames (and the connection in them) alive until the
+            # cyclic garbage collector runs.
+            try:
+                raise error
+            finally:
+                del error, exc
 
     # ---- getting a connection ----------------------------------------------------------
 
@@ -199,16 +223,32 @@ class Pool(PoolBase[Response]):
             conn = policy.take_idle(priority)
             if conn is not None:
                 return conn, False
-            lane = policy.reserve_for_request(priority)
-            if lane is None:
+            outage = policy.outage()
+            if outage is not None:  # fail fast: the refill is probing with back-off
+                raise OutageError(outage)
+            claim = policy.reserve_for_request(priority)
+            if claim is None and (policy.reconcile() or self._reconcile_after_gc()):
+                claim = policy.reserve_for_request(priority)  # a slot an interrupt leaked
+            if claim is None:
                 waiter = Waiter(priority, threading.Lock())
                 waiter.handle.acquire()
                 policy.queue.add(waiter)
             elif policy.slots.deficit(GENERAL):  # below strength (after fork, an outage)
                 self._want_maintenance_locked()
-        if lane is not None:
-            return self._open_for_request(lane, deadline), True
+        if claim is not None:
+            return self._open_for_request(claim, deadline), True
         return self._wait(waiter, until, deadline)
+
+    def _reconcile_after_gc(self) -> bool:
+        """reconcile() after collecting cyclic garbage: a connection lost by an interrupt can
+        stay referenced by a cycle (frames of the failed request's traceback) until then. At
+        most once a second: waiting for a slot is normal under load, a leak is not."""
+        now = monotonic_ns()
+        if now - self._last_collect_ns < 1_000_000_000:
+            return False
+        self._last_collect_ns = now
+        gc.collect()
+        return self._policy.reconcile()
 
     def _wait(self, waiter: Waiter, until: int, deadline: int) -> Tuple[Any, bool]:
         """Blocks until the waiter is served, times out or is interrupted."""
@@ -234,37 +274,37 @@ class Pool(PoolBase[Response]):
                 slots = policy.slots
                 raise PoolTimeout(f"no connection came free within the pool timeout "
                                   f"({slots.total_open} open, limit {slots.limit[0]})")
-        return self._open_for_request(waiter.slot_lane, deadline), True
+        return self._open_for_request(waiter.claim, deadline), True
 
     def _give_back(self, waiter: Waiter) -> None:
         """An interrupted waiter passes on what it was given meanwhile."""
         with self._lock:
-            conn, lane = self._policy.queue.cancel(waiter)
+            conn, claim = self._policy.queue.cancel(waiter)
             if conn is not None:
                 woken = self._policy.returned(conn)
-            elif lane is not None:
-                woken = self._policy.unreserved(lane)
+            elif claim is not None:
+                woken = self._policy.unreserved(claim)
             else:
                 woken = None
         _wake(woken)
 
-    def _open_for_request(self, lane: int, deadline: int) -> Any:
+    def _open_for_request(self, claim: Claim, deadline: int) -> Any:
         """Opens a connection in a slot claimed for this request (outside the lock)."""
         try:
             conn = self._cfg.open(blocking=True, deadline_ns=deadline)
         except BaseException:
             with self._lock:
-                woken = self._policy.unreserved(lane)
+                woken = self._policy.unreserved(claim)
                 if woken is None:
                     self._want_maintenance_locked()
             _wake(woken)
             raise
         with self._lock:
             policy = self._policy
-            policy.opened(conn, lane)
+            policy.opened(conn, claim.lane, monotonic_ns(), claim)
             closed = policy.closed
             if closed:
-                policy.slots.dropped(lane)
+                policy.dropped(conn)
         if closed:  # close() ran while we connected: this request was still waiting
             conn.close()
             raise PoolClosed("the pool was closed while this request opened its connection")
@@ -274,20 +314,19 @@ class Pool(PoolBase[Response]):
 
     def _on_release(self, conn: Any, exc: Optional[BaseException]) -> None:
         """The lane gives back a connection it could not simply push idle: a request is
-        waiting for it, or it cannot be reused (closed already, exc says why when it failed),
-        or the pool closed."""
-        close = False
+        waiting for it, it is due for rotation, it cannot be reused (closed already; exc says
+        why when the request failed), or the pool closed."""
         with self._lock:
             policy = self._policy
-            if conn.reusable and not policy.closed:
-                woken = policy.returned(conn)
+            if exc is not None:
+                woken = policy.dropped(conn, exc)
+                close, maintain = None, woken is None
             else:
-                close = conn.reusable
-                woken = policy.dropped(conn.lane, exc)
-                if woken is None:
-                    self._want_maintenance_locked()
-        if close:
-            conn.close()
+                woken, close, maintain = policy.released(conn, monotonic_ns())
+            if maintain:
+                self._want_maintenance_locked()
+        if close is not None:
+            close.close()
         _wake(woken)
 
     def _settle(self) -> None:
@@ -308,7 +347,9 @@ class Pool(PoolBase[Response]):
     def _open_initial(self) -> None:
         """Opens the initial connections in parallel threads (each releases the GIL while it
         connects and handshakes); any failure closes the rest and is raised."""
-        n = self._policy.slots.target[GENERAL]
+        target = self._policy.slots.target
+        lanes = [GENERAL] * target[GENERAL] + [RESERVED] * target[RESERVED]
+        n = len(lanes)
         results: List[Any] = [None] * n
 
         def work(i: int) -> None:
@@ -331,10 +372,13 @@ class Pool(PoolBase[Response]):
             raise errors[0]
         with self._lock:
             policy = self._policy
-            for conn in results:
-                policy.slots.reserve(GENERAL)
-                policy.opened(conn, GENERAL)
-                policy.idle[GENERAL].append(conn)
+            now = monotonic_ns()
+            for conn, lane in zip(results, lanes):
+                policy.slots.reserve(lane)
+                policy.opened(conn, lane, now)
+                policy.idle[lane].append(conn)
+            if self._cfg.keep_warm is not None or policy.maintenance.lifetime_ns:
+                self._want_maintenance_locked()  # it sleeps until the first ping or rotation
 
     def _want_maintenance_locked(self) -> None:
         """Something may be due (a slot came free, a failure): wake or start the maintainer."""
@@ -364,33 +408,51 @@ class Pool(PoolBase[Response]):
             for action in actions:
                 self._carry_out(action)
 
-    def _carry_out(self, action: Open) -> None:
-        """Opens a connection in the background; on failure its slot goes to a waiter (which
-        then tries on its own instead of sleeping to its pool timeout) and the schedule
-        backs off."""
+    def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Ping):
+            self._ping(action.conn)
+        else:
+            self._open_in_background(action)
+
+    def _open_in_background(self, action: Open) -> None:
+        """A refill or a replacement; on failure its slot goes to a waiter (which then tries
+        on its own instead of sleeping to its pool timeout) and the schedule backs off."""
         try:
             conn = self._cfg.open(blocking=True)
-        except FastpoolError:
+        except BaseException as exc:
             with self._lock:
-                self._policy.maintenance.open_done(action, False, monotonic_ns())
-                woken = self._policy.slot_freed(action.lane)
+                woken = self._policy.open_failed(action, monotonic_ns(), str(exc))
+            log.info("background open (%s) of %s failed: %s", action.reason, self.url, exc)
             _wake(woken)
+            if not isinstance(exc, FastpoolError):
+                raise
             return
-        except BaseException:
-            with self._lock:
-                self._policy.maintenance.open_done(action, False, monotonic_ns())
-            raise
         with self._lock:
-            policy = self._policy
-            reconnect = policy.maintenance.open_done(action, True, monotonic_ns())
-            if policy.closed:
-                policy.slots.dropped(action.lane)
-                woken = None
-            else:
-                conn.lane = action.lane
-                policy.opened_in_background(conn, reconnect)
-                woken = policy.returned(conn, fresh=True)
-                conn = None
-        if conn is not None:
-            conn.close()
+            woken, close, _ = self._policy.opened_in_background(action, conn, monotonic_ns())
+        log.debug("opened %s (%s%s)", self.url, action.reason,
+                  ", TLS resumed" if getattr(conn, "resumed", False) else "")
+        if close is not None:
+            close.close()
         _wake(woken)
+
+    def _ping(self, conn: Any) -> None:
+        """The keep-warm request on a connection taken off its idle stack."""
+        ping, tmo = self._cfg.ping, self._timeout
+        assert ping is not None
+        error: Optional[BaseException] = None
+        try:
+            deadline = monotonic_ns() + tmo.total_ns if tmo.total_ns else 0
+            conn.exchange(ping.data, ping.head, tmo.write_ns, tmo.read_ns, deadline, 0)
+        except BaseException as exc:  # noqa: BLE001 - any failure retires the connection
+            error = exc
+            conn.close()
+        with self._lock:
+            woken, close, _ = self._policy.ping_done(conn, error)
+        if error is not None:
+            log.info("keep-warm request on a connection to %s failed (%s): replaced",
+                     self.url, error)
+        if close is not None:
+            close.close()
+        _wake(woken)
+        if error is not None and not isinstance(error, Exception):
+            raise error

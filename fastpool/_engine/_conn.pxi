@@ -93,9 +93,11 @@ cdef class Connection:
     cdef readonly bint reusable
     cdef readonly bint blocking
     cdef object __weakref__     # the pool's set of live connections is weak (fork safety)
-    #: The pool's bookkeeping, carried here so the hot path reads it without a lookup:
-    #: which lane's slot the connection holds (fastpool._policy.waiters.GENERAL / RESERVED).
-    cdef public int lane
+    #: The pool's bookkeeping, carried here so the hot path reads it without a lookup
+    #: (fastpool._policy.lifecycle): which lane's slot the connection holds, its state, when
+    #: it was born and is due for rotation, and how many requests it carried of its budget.
+    cdef public int lane, state
+    cdef public int64_t born_ns, retire_at_ns, uses, retire_uses
 
     def __cinit__(self, limits=None, Py_ssize_t bufsize=16384):
         cdef fp_limits lim
@@ -126,6 +128,11 @@ cdef class Connection:
 
     def fileno(self):
         return self.c.fd
+
+    @property
+    def last_used_ns(self):
+        """When the connection last went idle (opened, or its last response complete)."""
+        return self.c.t_idle
 
     @property
     def resumed(self):
@@ -280,8 +287,10 @@ cdef class Lane:
 
     The rules it applies are the policy's, in their cheapest form: take the hottest idle
     connection unless earlier requests are waiting (then queue behind them: None); put a
-    returned connection back on its lane's stack unless a request is waiting or it cannot be
-    reused (then ``on_release(conn, error)`` decides); after a push, ``settle()`` when a
+    returned connection back on its lane's stack unless a request is waiting, it cannot be
+    reused or it is due for rotation (its request budget or lifetime reached: fields the
+    policy sets, fastpool._policy.lifecycle) — then ``on_release(conn, error)`` decides;
+    after a push, ``settle()`` when a
     request queued or the pool closed meanwhile (the two sides of the hand-off race each
     check the other, so one of them always sees it).
     """
@@ -360,7 +369,10 @@ cdef class Lane:
             self.on_release(conn, exc)
             raise
         fp_hist_record(&self.hist.h, conn.c.t_complete - conn.c.t_start)
-        if conn.reusable and not self.closed and not self.wait_priority and not self.wait_general:
+        conn.uses += 1
+        if (conn.reusable and not self.closed and not self.wait_priority
+                and not self.wait_general and conn.uses < conn.retire_uses
+                and (conn.retire_at_ns == 0 or conn.c.t_complete < conn.retire_at_ns)):
             stack = self.reserved if conn.lane else self.idle
             stack.append(conn)
             if self.closed or self.wait_priority or self.wait_general:

@@ -76,6 +76,11 @@ class TLSContext:
 
 class Connection:
     lane: int
+    state: int
+    born_ns: int
+    retire_at_ns: int
+    uses: int
+    retire_uses: int
     def __init__(self, limits: Optional[Limits] = ..., bufsize: int = ...) -> None: ...
     def open(self, family: int, ip: str, port: int, tls: Optional[TLSContext], host: str,
              blocking: bool, deadline_ns: int) -> None: ...
@@ -101,6 +106,8 @@ class Connection:
     def written(self) -> bool: ...
     @property
     def received(self) -> int: ...
+    @property
+    def last_used_ns(self) -> int: ...
 
 class Lane:
     closed: bool

@@ -39,6 +39,7 @@ cdef extern from "fp_conn.h" nogil:
         fp_resp resp
         fp_span *spans
         int64_t t_start, t_written, t_first_byte, t_complete
+        int64_t t_idle
 
     int fp_conn_init(fp_conn *c, const fp_limits *lim, size_t bufsize)
     void fp_conn_free(fp_conn *c)

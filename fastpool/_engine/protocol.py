@@ -80,7 +80,13 @@ class Connection(Protocol):
     """One keep-alive connection. Blocking mode (sync pools): exchange(). Step mode (async
     pools): begin(), step() until STEP_DONE, take()."""
 
-    lane: int                 # the pool's bookkeeping: which lane's slot it holds
+    # The pool's bookkeeping, read by the lane on the hot path (fastpool._policy.lifecycle).
+    lane: int
+    state: int
+    born_ns: int
+    retire_at_ns: int
+    uses: int
+    retire_uses: int
 
     def open(self, family: int, ip: str, port: int, tls: Optional[Any], host: str,
              blocking: bool, deadline_ns: int) -> None: ...
@@ -106,6 +112,8 @@ class Connection(Protocol):
     def written(self) -> bool: ...          # the whole request was written
     @property
     def received(self) -> int: ...          # response bytes received in this exchange
+    @property
+    def last_used_ns(self) -> int: ...      # when it last went idle (opened, or answered)
 
 
 class Lane(Protocol):

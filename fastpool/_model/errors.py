@@ -51,6 +51,12 @@ class ConnectTimeout(ConnectError, TimeoutException):
     phase = "connect"
 
 
+class OutageError(ConnectError):
+    """The gateway is unreachable: background opens keep failing and no connection is open.
+    Raised at once (nothing is sent) instead of letting every request wait out its own
+    connect timeout; the pool keeps probing with back-off and recovers by itself."""
+
+
 class TLSError(ConnectError):
     """The TLS handshake failed: untrusted, expired or mismatched certificate, protocol."""
 
@@ -174,6 +180,7 @@ __all__ = [
     "TimeoutException",
     "ConnectError",
     "ConnectTimeout",
+    "OutageError",
     "TLSError",
     "PoolTimeout",
     "PoolClosed",

@@ -3,16 +3,25 @@
 ``due(now)`` returns the actions to carry out now and the time (ns) of the next wake-up, or
 None when nothing is scheduled (the sync driver's thread then ends; the async driver sets no
 timer). The drivers carry actions out off the hot path — a caller's request never waits
-behind maintenance — and report each outcome back (``open_done``), which may schedule more.
+behind maintenance — and report each outcome back, which may schedule more.
 
-Today's work: refilling lanes below their target, one open at a time, backing off with
-jitter while opens fail (the gateway is down) and recovering by itself when it comes back.
+The work, in order of importance:
+1. Refill: a lane below its target gets a connection, one open at a time, backing off with
+   jitter while opens fail (the gateway is down) and recovering by itself when it is back.
+2. Rotation: a connection past its lifetime or request budget is replaced make-before-break:
+   its replacement is opened (TLS resumed) while it stays in service, then it retires. One
+   replacement per lane at a time; lifetimes are jittered so connections opened together do
+   not expire together.
+3. Keep-warm: a connection idle for ``every`` gets the KeepWarm request (it is taken off the
+   idle stack for it, so it is not idle: requests use the others meanwhile).
 """
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Tuple
+import random
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from . import lifecycle
 from .backoff import Backoff
 from .slots import Slots
 from .waiters import GENERAL, RESERVED
@@ -22,55 +31,165 @@ class Open(NamedTuple):
     """Open a connection in `lane` (its slot is already claimed) and report open_done()."""
 
     lane: int
-    reason: str = "refill"
+    reason: str = "refill"       # "refill" or "rotate"
+    replaces: Any = None         # rotate: the connection it replaces
 
 
-Action = Open
+class Ping(NamedTuple):
+    """Send the keep-warm request on `conn` (taken off its idle stack) and report
+    ping_done()."""
+
+    conn: Any
+
+
+Action = Union[Open, Ping]
 
 
 class Maintenance:
     """The background schedule of one pool (not thread-safe: called under the driver's lock,
     or on the event loop)."""
 
-    __slots__ = ("slots", "backoff", "opening")
+    __slots__ = ("slots", "idle", "backoff", "opening", "opening_lane", "keep_warm_ns",
+                 "lifetime_ns",
+                 "max_requests", "retiring", "replacing", "_random", "last_error")
 
-    def __init__(self, slots: Slots, backoff: Optional[Backoff] = None) -> None:
+    def __init__(self, slots: Slots, idle: Sequence[List[Any]], *, keep_warm_ns: int = 0,
+                 lifetime_ns: int = 0, max_requests: int = 0,
+                 backoff: Optional[Backoff] = None,
+                 rand: Optional[Callable[[], float]] = None) -> None:
         self.slots = slots
-        self.backoff = backoff or Backoff()
-        self.opening = 0            # background opens in flight
+        self.idle = idle              # the policy's idle stacks, per lane
+        self.backoff = backoff or Backoff(rand=rand)
+        self.opening = 0              # background refills in flight (0 or 1)
+        self.opening_lane = GENERAL
+        self.keep_warm_ns = keep_warm_ns
+        self.lifetime_ns = lifetime_ns
+        self.max_requests = max_requests
+        self.retiring: List[Any] = []   # due for replacement, none opened for them yet
+        self.replacing: List[Any] = []  # a replacement is opening for them
+        self._random = rand or random.random
+        self.last_error = ""          # why the last background open failed
+
+    # ---- what a new connection gets ------------------------------------------------------
+
+    def stamp(self, conn: Any, now: int) -> None:
+        """Sets a new connection's lifecycle fields: in service, born now, and when it will be
+        due for rotation (jittered down by up to 20 %: connections opened together spread
+        their replacements over a fifth of their life)."""
+        conn.state = lifecycle.IN_SERVICE
+        conn.born_ns = now
+        conn.uses = 0
+        if self.lifetime_ns:
+            conn.retire_at_ns = now + int(self.lifetime_ns * (1.0 - 0.2 * self._random()))
+        else:
+            conn.retire_at_ns = 0
+        if self.max_requests:
+            conn.retire_uses = max(1, int(self.max_requests * (1.0 - 0.2 * self._random())))
+        else:
+            conn.retire_uses = lifecycle.NO_LIMIT
+
+    def due_for_rotation(self, conn: Any, now: int) -> bool:
+        return bool(conn.state == lifecycle.IN_SERVICE) and (
+            conn.uses >= conn.retire_uses or (conn.retire_at_ns != 0
+                                              and now >= conn.retire_at_ns))
+
+    def retire(self, conn: Any) -> None:
+        """conn is due for rotation: it stays in service until its replacement is open. Its
+        lane fields are cleared so the hot path hands it back only once."""
+        lifecycle.move(conn, lifecycle.RETIRING)
+        conn.retire_at_ns = 0
+        conn.retire_uses = lifecycle.NO_LIMIT
+        self.retiring.append(conn)
+
+    def rotate_all(self, live: Any) -> None:
+        """pool.rotate(): every connection in service is due now."""
+        for conn in list(live):
+            if conn.state in (lifecycle.IN_SERVICE, lifecycle.PINGING):
+                conn.retire_at_ns = 1   # in the past: due at the next look (or release)
+
+    # ---- the schedule --------------------------------------------------------------------
 
     def due(self, now: int) -> Tuple[List[Action], Optional[int]]:
         """The actions to carry out now, and when to call again (ns, or None: not until an
-        event — a drop, a failure — asks for it)."""
+        event — a drop, a failure, a release — asks for it)."""
         actions: List[Action] = []
-        wake: Optional[int] = None
+        wakes: List[int] = []
         slots = self.slots
         if slots.closed:
             return actions, None
+        ready = self.backoff.ready(now)
+        # 1. refill
         if self.opening == 0:
             for lane in (RESERVED, GENERAL):  # the reserved lane first: it serves the orders
                 if slots.deficit(lane) <= 0:
                     continue
-                if not self.backoff.ready(now):
-                    wake = self.backoff.next_at
-                    break
-                if slots.reserve(lane):
+                if not ready:
+                    wakes.append(self.backoff.next_at)
+                elif slots.reserve(lane):
                     self.opening += 1
+                    self.opening_lane = lane
                     actions.append(Open(lane))
-                    break
-        return actions, wake
+                break
+        # Idle connections: due for rotation, due for a ping.
+        for lane in (GENERAL, RESERVED):
+            for conn in list(self.idle[lane]):
+                if self.due_for_rotation(conn, now):
+                    self.retire(conn)
+                elif conn.state == lifecycle.IN_SERVICE:
+                    if conn.retire_at_ns:
+                        wakes.append(conn.retire_at_ns)
+                    if self.keep_warm_ns:
+                        at = conn.last_used_ns + self.keep_warm_ns
+                        if at <= now:
+                            self.idle[lane].remove(conn)  # not idle while it is pinged
+                            lifecycle.move(conn, lifecycle.PINGING)
+                            actions.append(Ping(conn))
+                        else:
+                            wakes.append(at)
+        # 2. rotation (after the refill: capacity first)
+        if self.retiring:
+            if not ready:
+                wakes.append(self.backoff.next_at)
+            else:
+                for conn in list(self.retiring):
+                    if conn.state != lifecycle.RETIRING:  # closed meanwhile
+                        self.retiring.remove(conn)
+                    elif slots.reserve_replacement(conn.lane):
+                        self.retiring.remove(conn)
+                        self.replacing.append(conn)
+                        actions.append(Open(conn.lane, "rotate", conn))
+        return actions, (min(wakes) if wakes else None)
 
-    def open_done(self, action: Open, ok: bool, now: int) -> bool:
+    def open_done(self, action: Open, ok: bool, now: int, error: str = "") -> bool:
         """A background open finished. ok: the connection is open (the caller adopts it; the
-        return value says whether it is a reconnect). Not ok: its slot is given back and the
-        next attempt backs off. A pool closed meanwhile: the caller closes the connection."""
-        self.opening -= 1
+        return value says whether it is a reconnect). Not ok: its slot is given back, a
+        rotation goes back to waiting, and the next attempt backs off. (A pool closed
+        meanwhile: the caller closes the connection.)"""
+        replacement = action.reason == "rotate"
+        if replacement:
+            if action.replaces in self.replacing:
+                self.replacing.remove(action.replaces)
+        else:
+            self.opening -= 1
         if ok:
             self.backoff.succeeded()
-            return self.slots.opened(action.lane)
-        self.slots.unreserve(action.lane)
+            return self.slots.opened(action.lane, replacement=replacement)
+        self.slots.unreserve(action.lane, replacement=replacement)
         self.backoff.failed(now)
+        self.last_error = error
+        if replacement and action.replaces.state == lifecycle.RETIRING:
+            self.retiring.append(action.replaces)  # still in service: try again later
         return False
+
+    def forget(self, conn: Any) -> None:
+        """conn left the pool (closed): no rotation is owed to it any more."""
+        if conn in self.retiring:
+            self.retiring.remove(conn)
+
+    def in_flight(self, lane: int) -> int:
+        """Background opens (refills, replacements) holding a slot of `lane` now."""
+        refill = 1 if self.opening and self.opening_lane == lane else 0
+        return refill + sum(1 for c in self.replacing if c.lane == lane)
 
     @property
     def failing(self) -> bool:
@@ -78,4 +197,4 @@ class Maintenance:
         return self.backoff.failing
 
 
-__all__ = ["Open", "Action", "Maintenance", "GENERAL", "RESERVED"]
+__all__ = ["Open", "Ping", "Action", "Maintenance", "GENERAL", "RESERVED"]

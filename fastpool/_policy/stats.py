@@ -32,6 +32,9 @@ class PoolStats(TypedDict):
     reconnects: int     #: connections opened to replace ones that were lost
     resumed: int        #: TLS handshakes that resumed a session
     stale: int          #: idle connections found closed and replaced before a request
+    pings: int          #: keep-warm requests sent
+    ping_failures: int  #: keep-warm requests that failed (the connection was replaced)
+    rotations: int      #: connections replaced make-before-break (lifetime, budget, rotate())
     open: int           #: connections open (or opening) now
     idle: int           #: connections idle now
     waiting: int        #: requests waiting for a connection now
@@ -43,7 +46,7 @@ class Stats:
     Histogram: the C engine records into it from its hot path without Python)."""
 
     __slots__ = ("errors", "retries", "connects", "reconnects", "resumed", "stale", "timeouts",
-                 "latency")
+                 "pings", "ping_failures", "rotations", "latency")
 
     def __init__(self, histogram: Any) -> None:
         # requests answered with a response = latency.count (one record per response)
@@ -54,6 +57,9 @@ class Stats:
         self.resumed = 0
         self.stale = 0
         self.timeouts = 0
+        self.pings = 0
+        self.ping_failures = 0
+        self.rotations = 0
         self.latency = histogram
 
     def failed(self, exc: BaseException) -> None:
@@ -75,6 +81,8 @@ class Stats:
             "requests": h.count, "errors": self.errors, "retries": self.retries,
             "timeouts": self.timeouts, "connects": self.connects,
             "reconnects": self.reconnects, "resumed": self.resumed, "stale": self.stale,
+            "pings": self.pings, "ping_failures": self.ping_failures,
+            "rotations": self.rotations,
             "open": open_, "idle": idle, "waiting": waiting,
             "latency_ns": {
                 "count": h.count, "min": h.min, "mean": round(h.mean),

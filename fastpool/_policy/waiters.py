@@ -38,13 +38,14 @@ CANCELLED = 4     # it gave up; nothing is owed to it
 class Waiter:
     """One request waiting for a connection. ``handle`` is the driver's (a lock, a future)."""
 
-    __slots__ = ("priority", "state", "conn", "slot_lane", "error", "handle")
+    __slots__ = ("priority", "state", "conn", "slot_lane", "claim", "error", "handle")
 
     def __init__(self, priority: bool = False, handle: Any = None) -> None:
         self.priority = priority
         self.state = WAITING
         self.conn: Any = None
         self.slot_lane = GENERAL
+        self.claim: Any = None      # GOT_SLOT: the policy's Claim on that slot
         self.error: Optional[BaseException] = None
         self.handle = handle
 
@@ -96,9 +97,9 @@ class WaitQueue:
             waiter.slot_lane = lane
         return waiter
 
-    def cancel(self, waiter: Waiter) -> Tuple[Any, Optional[int]]:
+    def cancel(self, waiter: Waiter) -> Tuple[Any, Any]:
         """The waiter gives up. Returns what it had been given meanwhile, which the caller must
-        pass on: ``(conn, None)``, ``(None, slot_lane)``, or ``(None, None)``."""
+        pass on: ``(conn, None)``, ``(None, claim)`` (a slot), or ``(None, None)``."""
         state = waiter.state
         if state == WAITING:
             queue = self.priority if waiter.priority else self.general
@@ -111,7 +112,7 @@ class WaitQueue:
             conn, waiter.conn = waiter.conn, None
             return conn, None
         if state == GOT_SLOT:
-            return None, waiter.slot_lane
+            return None, waiter.claim
         return None, None
 
     def fail_all(self, error: BaseException) -> List[Waiter]:

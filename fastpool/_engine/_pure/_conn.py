@@ -133,7 +133,10 @@ class Connection:
         self.blocking = False
         self.reusable = False
         self.resumed = False
-        self.lane = 0               # the pool's bookkeeping (see _core.Connection.lane)
+        # The pool's bookkeeping (see _core.Connection and fastpool._policy.lifecycle).
+        self.lane = self.state = 0
+        self.born_ns = self.retire_at_ns = self.uses = 0
+        self.retire_uses = 1 << 62
         self._rcvtimeo_us = -1
         self._sndtimeo_us = -1
         self._request: Optional[memoryview] = None
@@ -234,6 +237,11 @@ class Connection:
         return tsock
 
     # ---- state ----------------------------------------------------------------------------
+
+    @property
+    def last_used_ns(self) -> int:
+        """When the connection last went idle (opened, or its last response complete)."""
+        return self._t_idle
 
     def fileno(self) -> int:
         return self._sock.fileno() if self._sock is not None else -1
@@ -536,8 +544,10 @@ class Lane:
             raw = conn.exchange(request[0], request[3], timeout.write_ns, timeout.read_ns,
                                 deadline, stale)
             self.hist.record(raw.t_complete - raw.t_start)
+            conn.uses += 1
             if (conn.reusable and not self.closed and not self.wait_priority
-                    and not self.wait_general):
+                    and not self.wait_general and conn.uses < conn.retire_uses
+                    and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
                 (self.reserved if conn.lane else self.idle).append(conn)
                 conn = None  # given back: from here on an interrupt must not close it
                 if self.closed or self.wait_priority or self.wait_general:
