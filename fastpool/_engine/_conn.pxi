@@ -5,6 +5,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
 
 from fastpool._engine.fp_clock cimport fp_now_ns
 from fastpool._engine.fp_tls cimport *
@@ -12,6 +13,12 @@ from fastpool._engine.fp_conn cimport *
 
 from fastpool._model.failures import failure as _failure
 from fastpool._model import failures as _failures
+from fastpool._model import tls_policy as _tls_policy
+
+# The offer (RFC 9325), from the one source the pure engine applies too.
+cdef bytes _TLS12_CIPHERS = _tls_policy.TLS12_CIPHERS.encode("ascii")
+cdef bytes _TLS13_CIPHERSUITES = _tls_policy.TLS13_CIPHERSUITES.encode("ascii")
+cdef bytes _TLS_GROUPS = _tls_policy.GROUPS.encode("ascii")
 
 
 cdef _check_kinds():
@@ -69,6 +76,9 @@ cdef class TLSContext:
             cfg.key_file = b_key
         cfg.min_version = _CLIENT_TLS_VERSIONS[min_version]
         cfg.max_version = _CLIENT_TLS_VERSIONS[max_version]
+        cfg.ciphers = _TLS12_CIPHERS
+        cfg.ciphersuites = _TLS13_CIPHERSUITES
+        cfg.groups = _TLS_GROUPS
         if fp_tls_init(&self.t, &cfg, err, sizeof(err)) < 0:
             from fastpool._model.errors import TLSError
             raise TLSError(err.decode("utf-8", "replace"))
@@ -145,9 +155,9 @@ cdef class Connection:
                  int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns=-1):
         """Blocking: writes request, returns the raw response tuple (see _engine).
 
-        stale_after_ns >= 0: first make sure a connection idle at least that long was not
-        closed by the server; if it was, StaleConnection (NotSent) is raised and nothing is
-        written (-1: no check, for a connection just opened)."""
+        Before writing, the engine always makes sure the server sent nothing and did not
+        close (fresh or reused connection): else StaleConnection (NotSent), nothing written.
+        stale_after_ns is accepted for the callers that still pass it; it changes nothing."""
         return self._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
                               stale_after_ns)
 
@@ -157,16 +167,32 @@ cdef class Connection:
         cdef size_t n = PyBytes_GET_SIZE(request)
         cdef fp_cerr err
         cdef int rc
-        if fp_conn_stale_after(&self.c, stale_after_ns):
-            self.reusable = False
-            raise _failure(_failures.WRITE, "the server closed the idle connection", sent=0)
         with nogil:
             rc = fp_conn_exchange(&self.c, p, n, head, write_timeout_ns, read_timeout_ns,
                                   deadline_ns, &err)
+        while rc == FP_INTERRUPTED:
+            self._run_signal_handlers()
+            with nogil:
+                rc = fp_conn_resume(&self.c, &err)
         if rc < 0:
             self.reusable = False
             _raise_cerr(&err)
         return self._take()
+
+    cdef int _run_signal_handlers(self) except -1:
+        """A signal interrupted the blocking exchange: run Python's handlers now (they only
+        run between bytecodes, and the exchange holds no GIL). One that raises abandons the
+        exchange: the connection is closed and the exception propagates unchanged, marked
+        with whether the request may have gone out (fastpool._model.failures.interrupted)."""
+        cdef uint64_t sent
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            sent = fp_conn_sent(&self.c)
+            self.close()
+            _failures.interrupted(exc, sent)
+            raise
+        return 0
 
     def begin(self, bytes request, bint head):
         """Step mode: starts sending request (kept alive until the exchange ends)."""
@@ -238,25 +264,39 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
     cdef const char *p = PyBytes_AS_STRING(request)
     cdef size_t n = PyBytes_GET_SIZE(request)
     cdef fp_cerr err
-    cdef Py_ssize_t i, done = 0, bad = 0
-    cdef int64_t t0
+    cdef Py_ssize_t done = 0, bad = 0
+    cdef int64_t t0 = 0
     cdef int rc = 0
+    cdef bint resuming = False, stop = False
     if lat == NULL:
         raise MemoryError()
     try:
-        with nogil:
-            for i in range(count):
-                t0 = fp_now_ns()
-                rc = fp_conn_exchange(&conn.c, p, n, head, -1, -1, 0, &err)
-                if rc < 0:
-                    break
-                lat[i] = fp_now_ns() - t0
-                if (conn.c.resp.head.status != expect_status
-                        or (expect_body >= 0 and <Py_ssize_t>conn.c.resp.body_len != expect_body)):
-                    bad += 1
-                done += 1
-                if not fp_conn_finish(&conn.c):
-                    break
+        while done < count and not stop:
+            with nogil:
+                while done < count:
+                    if resuming:
+                        resuming = False
+                        rc = fp_conn_resume(&conn.c, &err)
+                    else:
+                        t0 = fp_now_ns()
+                        rc = fp_conn_exchange(&conn.c, p, n, head, -1, -1, 0, &err)
+                    if rc == FP_INTERRUPTED:
+                        resuming = True
+                        break
+                    if rc < 0:
+                        stop = True
+                        break
+                    lat[done] = fp_now_ns() - t0
+                    if (conn.c.resp.head.status != expect_status
+                            or (expect_body >= 0
+                                and <Py_ssize_t>conn.c.resp.body_len != expect_body)):
+                        bad += 1
+                    done += 1
+                    if not fp_conn_finish(&conn.c):
+                        stop = True
+                        break
+            if resuming:
+                conn._run_signal_handlers()
         if rc < 0:
             conn.reusable = False
             _raise_cerr(&err)

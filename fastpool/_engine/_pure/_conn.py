@@ -1,14 +1,27 @@
 """TLSContext and Connection on socket + ssl: the pure twin of csrc/fp_tls.c and fp_conn.c.
 
 Same modes, same decisions, same errors (through fastpool._model.failures):
-- blocking (sync pools): plain sockets stay blocking with kernel timeouts (SO_SNDTIMEO /
-  SO_RCVTIMEO), so an exchange is one send and one recv, as in C. TLS sockets use Python's
-  timeout mode instead: CPython's ssl module retries SSL_read forever on a blocking socket
-  whose kernel timeout expired (PySSL_select reports SOCKET_IS_BLOCKING), so it cannot use
-  the kernel-timeout trick.
+- blocking (sync pools): plain sockets stay blocking; a read waits in the kernel under
+  SO_RCVTIMEO, a write is a send(MSG_DONTWAIT) that waits in poll() only when the socket
+  buffer is full, so an exchange is one check, one send and one recv, as in C. TLS sockets
+  use Python's timeout mode instead: CPython's ssl module retries SSL_read forever on a
+  blocking socket whose kernel timeout expired (PySSL_select reports SOCKET_IS_BLOCKING), so
+  it cannot use the kernel-timeout trick.
 - steps (async pools): non-blocking sockets; step() goes as far as it can and says what to
   wait for. ssl's SSLSocket does not read ahead, so when it says "want read" no complete
   record is buffered in user space and waiting on the fd is safe.
+
+The limits mean what fp_conn.h says: write = the longest stall while the request is written,
+read = the longest silence between response bytes, deadline = a hard end. Two approximations
+the stdlib imposes: under TLS a write stall counts from the start of the current record
+(SSLSocket.send has no partial writes; a request is sent in records of _TLS_CHUNK bytes), so
+it can only end early, by what that record's first part took; and on a plain socket a signal
+whose handler returns restarts the kernel's receive timeout (CPython retries the recv,
+PEP 475), where the C engine goes on with the time that was left.
+
+Before each request the peer must have said nothing (see fp_conn.h); any exception that is not
+a FastpoolError escaping an exchange (a signal handler's KeyboardInterrupt, ...) closes the
+connection and is marked with fastpool._model.failures.interrupted before it propagates.
 """
 
 from __future__ import annotations
@@ -25,8 +38,9 @@ from typing import Optional
 
 from ..._model import failures as F
 from ..._model.codes import PARSE_CODES
-from ..._model.errors import ProtocolError, TLSError
+from ..._model.errors import FastpoolError, ProtocolError, TLSError
 from ..._model.limits import DEFAULT_LIMITS
+from ..._model.tls_policy import TLS12_CIPHERS
 from ._http import ResponseParser
 
 STEP_DONE = 0
@@ -38,8 +52,16 @@ _RECV_SIZE = 65536
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _STALE_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+_MSG_DONTWAIT = socket.MSG_DONTWAIT
+#: A TLS request is written a record at a time, so a write stall is timed per record.
+_TLS_CHUNK = 16384
 _CLOSED_NO_RESPONSE = "the server closed the connection without responding"
 _CLOSED_TRUNCATED = "the server closed the connection before the response was complete"
+_RESET_NO_RESPONSE = "the server reset the connection without responding"
+_RESET_TRUNCATED = "the server reset the connection before the response was complete"
+_RESETS = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+# What the peer did while it had nothing to say (Connection._peer_state).
+_PEER_QUIET, _PEER_SPOKE, _PEER_CLOSED = 0, 1, 2
 
 
 class TLSContext:
@@ -56,6 +78,10 @@ class TLSContext:
                 ctx.maximum_version = _TLS_VERSIONS[max_version]
             ctx.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
                             | getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0))
+            # The TLS 1.2 offer of fastpool._model.tls_policy. Python's ssl (3.9-3.13) cannot
+            # set the TLS 1.3 suites or the groups: OpenSSL's defaults are offered for those
+            # (the same three TLS 1.3 suites; its default group list).
+            ctx.set_ciphers(TLS12_CIPHERS)
             if verify:
                 if ca_pem is not None:
                     ctx.load_verify_locations(cadata=bytes(ca_pem).decode("ascii"))
@@ -134,7 +160,9 @@ class Connection:
         self.resumed = False
         self.idle_since = 0
         self._rcvtimeo_us = -1
-        self._sndtimeo_us = -1
+        self._poller = None         # select.poll on the socket, for the pre-write check
+        self._exchanges = 0         # begun since the connection opened
+        self._checked = False       # the current exchange made its pre-write check
         self._request: Optional[memoryview] = None
         self._sent = 0
         self._send_attempted = False
@@ -170,7 +198,7 @@ class Connection:
             if blocking:
                 if tls is None:
                     sock.setblocking(True)
-                    self._rcvtimeo_us = self._sndtimeo_us = 0
+                    self._rcvtimeo_us = 0
                 else:
                     io.settimeout(None)
         except BaseException:
@@ -181,6 +209,9 @@ class Connection:
         self._io = io
         self._tls = tls
         self._host = host
+        self._poller = select.poll()
+        self._poller.register(io, _STALE_EVENTS)
+        self._exchanges = 0
         self._session_kept = False
         self.blocking = blocking
         self.reusable = True
@@ -257,34 +288,53 @@ class Connection:
         return self._t_written != 0
 
     def stale(self) -> bool:
-        sock = self._io
-        if sock is None or self._exchanging or not self.reusable:
+        if self._io is None or self._exchanging or not self.reusable:
             return True
+        return self._peer_state() != _PEER_QUIET
+
+    def _peer_state(self) -> int:
+        """What the peer did where it had nothing to say (RFC 9112 §9.3): _PEER_QUIET,
+        _PEER_SPOKE or _PEER_CLOSED; never blocks (fp_conn's peer_state)."""
         tsock = self._tls_sock
         if tsock is not None and tsock.pending():
-            return True
-        poller = select.poll()
-        poller.register(sock, _STALE_EVENTS)
-        events = poller.poll(0)
+            return _PEER_SPOKE  # decrypted bytes nobody asked for
+        events = self._poller.poll(0)
         if not events:
-            return False
+            return _PEER_QUIET
         if events[0][1] & ~select.POLLIN:
-            return True
+            return _PEER_CLOSED
         if tsock is None:
-            return True  # an idle HTTP/1.1 connection has nothing to say but EOF
-        # TLS 1.3 session tickets make the socket readable without making it stale.
+            return _PEER_SPOKE  # an idle HTTP/1.1 connection has nothing to say but EOF
+        # TLS 1.3 session tickets make the socket readable without the peer having spoken.
         previous = tsock.gettimeout()
         tsock.setblocking(False)
         try:
-            tsock.recv(1)
-            return True  # application data nobody asked for, or EOF
+            return _PEER_SPOKE if tsock.recv(1) else _PEER_CLOSED
         except ssl.SSLWantReadError:
             self._keep_session()
-            return False
+            return _PEER_QUIET
         except (ssl.SSLError, OSError):
-            return True
+            return _PEER_CLOSED
         finally:
             tsock.settimeout(previous)
+
+    def _check_quiet(self) -> None:
+        """Before a request is written: bytes from the peer would be taken for its response,
+        so they fail it with nothing written (StaleConnection, NotSent), as in fp_conn."""
+        self._checked = True
+        peer = self._peer_state()
+        if peer == _PEER_QUIET:
+            return
+        reused = self._exchanges > 1
+        if peer == _PEER_CLOSED:
+            message = ("the server closed the idle connection" if reused
+                       else "the server closed the connection before the request")
+        else:
+            message = ("the server sent bytes nobody asked for on the idle connection" if reused
+                       else "the server sent bytes before the request")
+        self.reusable = False
+        self._exchanging = False
+        raise F.failure(F.WRITE, message, sent=0)
 
     def stale_after(self, min_idle_ns: int) -> bool:
         """stale(), checked only when idle at least min_idle_ns (0: always, < 0: never)."""
@@ -314,47 +364,119 @@ class Connection:
         self._t_start = monotonic_ns()
         self._t_written = self._t_first_byte = 0
         self.received = 0
+        self._exchanges += 1
+        self._checked = False
         self._exchanging = True
 
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
                  read_timeout_ns: int, deadline_ns: int, stale_after_ns: int = -1) -> tuple:
-        if self.stale_after(stale_after_ns):
-            self.reusable = False
-            raise F.failure(F.WRITE, "the server closed the idle connection", sent=0)
+        """Blocking. The pre-write check always runs; stale_after_ns changes nothing (see
+        the C engine's Connection.exchange)."""
         self.begin(request, head)
-        io = self._io
-        request_view = self._request
-        total = len(request_view)
+        try:
+            self._check_quiet()
+            if deadline_ns and self._t_start >= deadline_ns:
+                raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+            if self._tls_sock is None:
+                self._send_plain(write_timeout_ns, deadline_ns)
+            else:
+                self._send_tls(write_timeout_ns, deadline_ns)
+            self._t_written = monotonic_ns()
+            io = self._io
+            parser = self._parser
+            try:
+                while True:
+                    self._arm_read(read_timeout_ns, deadline_ns)
+                    data = io.recv(_RECV_SIZE)
+                    if self._received(parser, data):
+                        break
+            except (BlockingIOError, socket.timeout):
+                raise self._fail(F.READ_TIMEOUT, deadline_ns) from None
+            except OSError as exc:
+                raise self._fail_read(exc) from None
+            return self._take(parser)
+        except FastpoolError:
+            raise
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
+
+    def _send_plain(self, timeout_ns: int, deadline_ns: int) -> None:
+        """send(MSG_DONTWAIT): all of a request that fits the socket buffer in one call; the
+        rest waits in poll() for exactly the time left since the socket last took bytes (a
+        kernel send timeout would restart after each partial send)."""
+        sock = self._sock
+        view = self._request
+        total = len(view)
+        last = self._t_start
+        out = None
+        while True:
+            try:
+                self._send_attempted = True
+                self._sent += sock.send(view[self._sent:] if self._sent else view, _MSG_DONTWAIT)
+                if self._sent >= total:
+                    return
+                last = monotonic_ns()
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._fail_os(F.WRITE, exc) from None
+            left = self._left(timeout_ns, last, deadline_ns)
+            if left is not None and left <= 0:
+                raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+            if out is None:
+                out = select.poll()
+                out.register(sock, _POLLOUT)
+            out.poll(None if left is None else left / 1e6)
+
+    def _send_tls(self, timeout_ns: int, deadline_ns: int) -> None:
+        tsock = self._tls_sock
+        view = self._request
+        total = len(view)
+        last = self._t_start
         try:
             while self._sent < total:
-                self._arm_write(write_timeout_ns, deadline_ns)
+                left = self._left(timeout_ns, last, deadline_ns)
+                if left is not None and left <= 0:
+                    raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+                tsock.settimeout(None if left is None else left / 1e9)
                 self._send_attempted = True
-                self._sent += io.send(request_view[self._sent:])
+                sent = self._sent
+                self._sent += tsock.send(view if total <= _TLS_CHUNK
+                                         else view[sent:sent + _TLS_CHUNK])
+                last = monotonic_ns() if self._sent < total else last
         except (BlockingIOError, socket.timeout):
             raise self._fail(F.WRITE_TIMEOUT, deadline_ns) from None
         except OSError as exc:
             raise self._fail_os(F.WRITE, exc) from None
-        self._t_written = monotonic_ns()
-        parser = self._parser
-        try:
-            while True:
-                self._arm_read(read_timeout_ns, deadline_ns)
-                data = io.recv(_RECV_SIZE)
-                if self._received(parser, data):
-                    break
-        except (BlockingIOError, socket.timeout):
-            raise self._fail(F.READ_TIMEOUT, deadline_ns) from None
-        except OSError as exc:
-            raise self._fail_os(F.READ, exc) from None
-        return self._take(parser)
+
+    @staticmethod
+    def _left(timeout_ns: int, since_ns: int, deadline_ns: int) -> Optional[int]:
+        """Nanoseconds the current wait may last (None: no limit), as fp_conn's time_left."""
+        now = monotonic_ns()
+        left = None if timeout_ns < 0 else since_ns + timeout_ns - now
+        if deadline_ns and (left is None or deadline_ns - now < left):
+            left = deadline_ns - now
+        return left
 
     def step(self) -> int:
+        try:
+            return self._step()
+        except FastpoolError:
+            raise
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
+
+    def _step(self) -> int:
         if not self._exchanging:
             self.reusable = False
             raise F.failure(F.READ, "the connection is not in an exchange")
         io = self._io
         request_view = self._request
         if self._t_written == 0:
+            if not self._checked:
+                self._check_quiet()
             try:
                 while self._sent < len(request_view):
                     self._send_attempted = True
@@ -380,7 +502,14 @@ class Connection:
         except ssl.SSLWantWriteError:
             return STEP_WANT_WRITE
         except OSError as exc:
-            raise self._fail_os(F.READ, exc) from None
+            raise self._fail_read(exc) from None
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """An exception from outside the model (a signal handler's) left the exchange
+        half done: the connection is closed, exc marked NotSent / MaybeSent."""
+        sent = self.sent
+        self.close()
+        F.interrupted(exc, sent)
 
     def take(self) -> tuple:
         return self._take(self._parser)
@@ -410,7 +539,11 @@ class Connection:
         raw = (res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
                res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
                self._t_first_byte, t_complete)
-        self.reusable = res.keep_alive and not res.trailing
+        # Bytes after the response, in our buffer or decrypted in ssl's: never reused (the
+        # socket will not show the latter to the next request's check).
+        tsock = self._tls_sock
+        self.reusable = (res.keep_alive and not res.trailing
+                         and not (tsock is not None and tsock.pending()))
         self._exchanging = False
         self._t_idle = t_complete
         self._request = None
@@ -428,13 +561,6 @@ class Connection:
                 self._session_kept = True
 
     # ---- timeouts and failures ------------------------------------------------------------
-
-    def _arm_write(self, timeout_ns: int, deadline_ns: int) -> None:
-        if self._tls_sock is not None:
-            self._tls_sock.settimeout(self._seconds(timeout_ns, deadline_ns))
-        else:
-            self._sndtimeo_us = self._arm(socket.SO_SNDTIMEO, timeout_ns, deadline_ns,
-                                          self._sndtimeo_us)
 
     def _arm_read(self, timeout_ns: int, deadline_ns: int) -> None:
         if self._tls_sock is not None:
@@ -480,6 +606,17 @@ class Connection:
         else:
             message = f"timed out waiting for {what}"
         return F.failure(kind, message, sent=self.sent)
+
+    def _fail_read(self, exc: OSError):
+        """After the request was written, a reset is the same as a close (ServerDisconnected),
+        as in fp_conn; other read failures are ReadError."""
+        if not isinstance(exc, _RESETS):
+            return self._fail_os(F.READ, exc)
+        self.reusable = False
+        self._exchanging = False
+        code = "truncated" if self.received else "no_response"
+        message = _RESET_TRUNCATED if self.received else _RESET_NO_RESPONSE
+        return F.failure(F.CLOSED, message, sent=self.sent, code=PARSE_CODES[code])
 
     def _fail_os(self, kind: int, exc: OSError):
         self.reusable = False
