@@ -53,7 +53,8 @@ enum {
     FP_CE_CONNECT,         /* socket / connect failed: refused, unreachable */
     FP_CE_CONNECT_TIMEOUT, /* connect or TLS handshake ran out of time */
     FP_CE_TLS,             /* TLS handshake failed (verify holds the X509 result) */
-    FP_CE_WRITE,           /* sending failed; sent says whether any byte left */
+    FP_CE_WRITE,           /* sending failed; sent says whether any byte left (0 also when
+                            * the peer spoke or closed before the request: nothing written) */
     FP_CE_WRITE_TIMEOUT,
     FP_CE_READ,            /* receiving failed otherwise (TLS alert, decryption error) */
     FP_CE_READ_TIMEOUT,
