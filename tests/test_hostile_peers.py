@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from time import monotonic_ns
 
 import pytest
-from pool_helpers import tls_kwargs
+from pool_helpers import tls_kwargs, wait_until
 from support import faults
 from support.pools import is_async
 
@@ -316,6 +316,14 @@ def _unsolicited_after_first(delay: float, extra: bytes) -> faults.Behavior:
 _EVIL = faults.http_response(200, b"EVIL")
 
 
+def _wait_sent(server, data: bytes) -> None:
+    """Until the server's first connection has written data (then it is on its way over
+    loopback: a little more for it to land in the client's socket)."""
+    wait_until(lambda: server.connections and bytes(server.connections[0].sent).endswith(data),
+               what="the server's unsolicited bytes")
+    time.sleep(0.05)
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.05], ids=["at-once", "later"])
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
 def test_unsolicited_response_never_answers_the_next_request(fault_server, certs, make_pool,
@@ -324,7 +332,7 @@ def test_unsolicited_response_never_answers_the_next_request(fault_server, certs
     pool = make_pool(server.url(), connections=1, stale_check_after=60.0,
                      **tls_kwargs(certs, tls))
     assert pool.get("/t1").content == b"/t1"
-    time.sleep(delay + 0.1)  # the extra response has arrived
+    _wait_sent(server, _EVIL)
     for target in ("/t2", "/t3", "/t4"):
         assert pool.get(target).content == target.encode()
     # The connection that carried the extra bytes carried nothing more.
@@ -333,11 +341,11 @@ def test_unsolicited_response_never_answers_the_next_request(fault_server, certs
 
 @pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
 def test_engine_refuses_to_write_after_unsolicited_bytes(fault_server, certs, engine, tls):
-    server = fault_server(_unsolicited_after_first(0.05, _EVIL), tls=_server_tls(certs, tls))
+    server = fault_server(_unsolicited_after_first(0.2, _EVIL), tls=_server_tls(certs, tls))
     conn = _connect(engine, server, certs, tls)
     assert _exchange(conn, _request("/t1"))[4] == b"/t1"
-    assert conn.reusable  # the extra bytes come 50 ms later
-    time.sleep(0.2)
+    assert conn.reusable  # the extra bytes come 200 ms later
+    _wait_sent(server, _EVIL)
     with pytest.raises(StaleConnection) as info:
         _exchange(conn, _request("/t2"))
     assert "sent bytes" in str(info.value)
@@ -356,7 +364,7 @@ def test_extra_record_read_ahead_with_the_response_makes_it_not_reusable(fault_s
     deadline = time.monotonic() + 5
     while conn.step() != engine.STEP_DONE and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.1)  # the extra response is in: in OpenSSL's read-ahead, or on the socket
+    _wait_sent(server, _EVIL)  # in: in OpenSSL's read-ahead, or on the socket
     raw = conn.take()
     assert raw[4] == b"/t1"
     if conn.reusable:  # it came after our read: the next request's check must see it
@@ -388,7 +396,7 @@ def test_response_before_the_request_is_refused_on_a_fresh_connection(fault_serv
                                                                      engine, tls, blocking):
     server = fault_server(_speaks_first(), tls=_server_tls(certs, tls))
     conn = _connect(engine, server, certs, tls, blocking=blocking)
-    time.sleep(0.1)  # the early response has arrived
+    _wait_sent(server, _EVIL)  # the early response has arrived
     with pytest.raises(StaleConnection) as info:
         if blocking:
             _exchange(conn, _request("/t1"))
@@ -409,7 +417,7 @@ def test_pool_never_takes_an_early_response_for_the_answer(fault_server, certs, 
     # write (NotSent), the request goes out on a new connection and gets its own answer.
     server = fault_server(_speaks_first(only_first=True), tls=_server_tls(certs, tls))
     pool = make_pool(server.url(), connections=1, **tls_kwargs(certs, tls))
-    time.sleep(0.1)  # the early response has arrived
+    _wait_sent(server, _EVIL)  # the early response has arrived
     assert pool.post("/order", content=b"qty=1").content == b"/order"
     assert server.connections[0].received == b""
     assert [r.target for r in server.requests] == ["/order"]
