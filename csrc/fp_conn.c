@@ -17,10 +17,27 @@
 
 #include "fp_clock.h"
 
-enum { ST_IDLE, ST_SENDING, ST_RECEIVING, ST_DONE, ST_BROKEN };
+/* ST_BEGUN: an exchange started; the check that the peer is silent is not made yet. */
+enum { ST_IDLE, ST_BEGUN, ST_SENDING, ST_RECEIVING, ST_DONE, ST_BROKEN };
+
+/* io_status: why a blocking-mode socket call returned without moving a byte. */
+enum { IO_OK = 0, IO_TIMEOUT, IO_INTERRUPTED };
+
+/* Results of send_some / recv_some beyond FP_STEP_*, in blocking mode only: the phase's
+ * limit ran out, a signal handler must run, or OpenSSL asked for a retry on its own. */
+enum { STEP_TIMEOUT = 3, STEP_INTERRUPTED = 4, STEP_AGAIN = 5 };
+
+/* What the peer did while it had nothing to say (peer_state). */
+enum { PEER_QUIET = 0, PEER_SPOKE, PEER_CLOSED };
 
 /* The receive buffer a connection keeps between responses, at most. */
 #define FP_CONN_KEEP_MAX ((size_t)4 << 20)
+
+#define NO_LIMIT INT64_MAX
+
+/* Our BIO's type: in the range BIO_get_new_index() hands out, without taking an index (there
+ * are 127 per process, and a connection makes a method of its own). */
+#define FP_BIO_TYPE ((BIO_TYPE_START + 42) | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR)
 
 static void set_err(fp_cerr *err, int kind, int sys_errno, const char *fmt, ...)
 {
@@ -35,20 +52,218 @@ static void set_err(fp_cerr *err, int kind, int sys_errno, const char *fmt, ...)
     va_end(ap);
 }
 
+
+/* ---- socket calls under the exchange's limits ---------------------------------------------
+ * Every byte a connection moves goes through io_send / io_recv, plain TCP directly and TLS
+ * through our BIO, so OpenSSL's own loops (a record read in pieces, a record written in
+ * pieces) obey the limits too. In step mode they are plain non-blocking calls. */
+
+/* How long the current wait may last: the phase's limit (write stall, read silence) counted
+ * from the last progress, and the deadline. NO_LIMIT when there is neither. */
+static int64_t time_left(const fp_conn *c, int64_t now)
+{
+    int64_t limit = c->state == ST_RECEIVING ? c->read_ns : c->write_ns;
+    int64_t left = NO_LIMIT;
+    if (limit >= 0)
+        left = c->t_progress + limit - now;
+    if (c->deadline_ns && c->deadline_ns - now < left)
+        left = c->deadline_ns - now;
+    return left;
+}
+
+/* The clock for a wait about to start. Bytes that moved since the last wait restart the
+ * stall / silence clock here: the clock is read only when a wait follows, never on the path
+ * where the request and the response each move in one call. */
+static int64_t wait_clock(fp_conn *c)
+{
+    int64_t now = c->t_hint ? c->t_hint : fp_now_ns();
+    c->t_hint = 0;
+    if (c->progressed) {
+        c->t_progress = now;
+        c->progressed = 0;
+    }
+    return now;
+}
+
+/* Arms SO_RCVTIMEO for a wait of at most left ns (NO_LIMIT: none). The armed value changes
+ * (a setsockopt) only when it is longer than the need (it must shrink) or shorter than half
+ * of it: a deadline shrinks on every request, and re-arming exactly each time cost a syscall
+ * per request. A wait that ends on a shorter armed value is not over: io_recv waits again. */
+static int arm_rcvtimeo(fp_conn *c, int64_t left)
+{
+    int64_t us = left == NO_LIMIT ? 0 : (left + 999) / 1000;
+    struct timeval tv;
+    if (us != 0 && c->rcvtimeo_us > 0 && c->rcvtimeo_us <= us && c->rcvtimeo_us >= us / 2)
+        return 0;
+    if (us == c->rcvtimeo_us)
+        return 0;
+    tv.tv_sec = (time_t)(us / 1000000);
+    tv.tv_usec = (suseconds_t)(us % 1000000);
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return -1;
+    c->rcvtimeo_us = us;
+    return 0;
+}
+
+/* recv(): in blocking mode one kernel wait bounded by the time left (a limit that ran out
+ * still takes what is already there), -1 with io_status IO_TIMEOUT when the limit is reached
+ * or IO_INTERRUPTED when a signal handler must run. io_errno holds a failure's errno. */
+static ssize_t io_recv(fp_conn *c, char *buf, size_t len)
+{
+    c->io_status = IO_OK;
+    if (!c->blocking || c->nowait) {
+        ssize_t n = recv(c->fd, buf, len, c->nowait ? MSG_DONTWAIT : 0);
+        if (n < 0)
+            c->io_errno = errno;
+        return n;
+    }
+    for (;;) {
+        int64_t left = time_left(c, wait_clock(c));
+        ssize_t n;
+        if (left > 0 && arm_rcvtimeo(c, left) < 0) {
+            c->io_errno = errno;
+            return -1;
+        }
+        n = recv(c->fd, buf, len, left > 0 ? 0 : MSG_DONTWAIT);
+        if (n >= 0) {
+            c->progressed |= n > 0;
+            return n;
+        }
+        c->io_errno = errno;
+        if (errno == EINTR) {
+            c->io_status = IO_INTERRUPTED;
+            return -1;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (left <= 0 || time_left(c, fp_now_ns()) <= 0) {
+            c->io_status = IO_TIMEOUT;
+            return -1;
+        }
+        /* woke on an armed timeout shorter than the need (see arm_rcvtimeo): wait again */
+    }
+}
+
+/* Waits until fd is writable, at most left_ns. 1 ready, 0 timeout, -1 with errno (EINTR). */
+static int wait_writable(int fd, int64_t left_ns)
+{
+    struct pollfd p = {fd, POLLOUT, 0};
+    struct timespec ts;
+    ts.tv_sec = (time_t)(left_ns / 1000000000);
+    ts.tv_nsec = (long)(left_ns % 1000000000);
+    return ppoll(&p, 1, left_ns == NO_LIMIT ? NULL : &ts, NULL);
+}
+
+/* send() that never blocks in the kernel: a blocking socket's send timeout (SO_SNDTIMEO)
+ * restarts in full after each partial send, so a slow reader could stretch the write limit
+ * many times over. In blocking mode a full buffer is waited out in ppoll(), for exactly the
+ * time left since the last byte the socket accepted; -1 with io_status as io_recv. */
+static ssize_t io_send(fp_conn *c, const char *buf, size_t len)
+{
+    c->io_status = IO_OK;
+    for (;;) {
+        ssize_t n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        int64_t left;
+        if (n >= 0) {
+            c->progressed |= n > 0;
+            return n;
+        }
+        c->io_errno = errno;
+        if (errno == EINTR)
+            continue;
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) || !c->blocking || c->nowait)
+            return -1;
+        left = time_left(c, wait_clock(c));
+        if (left <= 0) {
+            c->io_status = IO_TIMEOUT;
+            return -1;
+        }
+        if (wait_writable(c->fd, left) < 0) {
+            c->io_errno = errno;
+            if (errno == EINTR)
+                c->io_status = IO_INTERRUPTED;
+            return -1;
+        }
+        /* ready (or the wait ended): the next send says which, or the clock does */
+    }
+}
+
+static int io_should_retry(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+/* ---- the BIO OpenSSL reads and writes through -------------------------------------------- */
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    fp_conn *c = BIO_get_data(b);
+    ssize_t n;
+    BIO_clear_retry_flags(b);
+    n = io_send(c, buf, (size_t)len);
+    if (n < 0 && io_should_retry(c->io_errno))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    fp_conn *c = BIO_get_data(b);
+    ssize_t n;
+    BIO_clear_retry_flags(b);
+    n = io_recv(c, buf, (size_t)len);
+    if (n < 0 && io_should_retry(c->io_errno))
+        BIO_set_retry_read(b);
+    if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* OpenSSL asks BIO_eof() whether 0 meant EOF */
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    fp_conn *c = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* nothing is buffered here */
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    case BIO_C_GET_FD:
+        if (ptr)
+            *(int *)ptr = c->fd;
+        return c->fd;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *new_bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(FP_BIO_TYPE, "fastpool socket");
+    if (m == NULL || !BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read)
+        || !BIO_meth_set_ctrl(m, bio_ctrl)) {
+        BIO_meth_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 int fp_conn_init(fp_conn *c, const fp_limits *lim, size_t bufsize)
 {
     memset(c, 0, sizeof *c);
     c->fd = -1;
     c->lim = *lim;
-    c->rcvtimeo_us = c->sndtimeo_us = -1;
+    c->rcvtimeo_us = -1;
     c->base_cap = c->cap = bufsize < 1024 ? 1024 : bufsize;
     c->buf = malloc(c->cap);
     c->spans = malloc((size_t)lim->max_headers * sizeof(fp_span));
-    if (c->buf == NULL || c->spans == NULL) {
+    c->bio_method = new_bio_method();
+    if (c->buf == NULL || c->spans == NULL || c->bio_method == NULL) {
         free(c->buf);
         free(c->spans);
+        BIO_meth_free(c->bio_method);
         c->buf = NULL;
         c->spans = NULL;
+        c->bio_method = NULL;
         return -1;
     }
     return 0;
@@ -61,7 +276,7 @@ void fp_conn_close(fp_conn *c)
          * shutdown done keeps the session resumable, which OpenSSL otherwise revokes for
          * connections that were not shut down (ssl_clear on TLS <= 1.2). */
         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-        SSL_free(c->ssl);
+        SSL_free(c->ssl); /* and our BIO */
         c->ssl = NULL;
     }
     if (c->fd >= 0) {
@@ -78,8 +293,10 @@ void fp_conn_free(fp_conn *c)
     fp_conn_close(c);
     free(c->buf);
     free(c->spans);
+    BIO_meth_free(c->bio_method);
     c->buf = NULL;
     c->spans = NULL;
+    c->bio_method = NULL;
 }
 
 /* Waits until fd is ready for events or deadline_ns passes. 1 ready, 0 timeout, -1 error. */
@@ -121,7 +338,14 @@ static int tls_handshake(fp_conn *c, fp_tls *tls, int64_t deadline_ns, fp_cerr *
     char why[256];
     const unsigned char *alpn;
     unsigned alpn_len;
-    c->ssl = fp_tls_new_ssl(tls, c->host, c->fd, why, sizeof why);
+    BIO *bio = BIO_new(c->bio_method);
+    if (bio == NULL) {
+        set_err(err, FP_CE_TLS, 0, "cannot create the connection's BIO");
+        return -1;
+    }
+    BIO_set_data(bio, c);
+    BIO_set_init(bio, 1);
+    c->ssl = fp_tls_new_ssl(tls, c->host, bio, why, sizeof why);
     if (c->ssl == NULL) {
         set_err(err, FP_CE_TLS, 0, "%s", why);
         return -1;
@@ -129,6 +353,7 @@ static int tls_handshake(fp_conn *c, fp_tls *tls, int64_t deadline_ns, fp_cerr *
     for (;;) {
         int rc, e, ready;
         ERR_clear_error();
+        c->io_errno = 0;
         rc = SSL_connect(c->ssl);
         if (rc == 1)
             break;
@@ -140,14 +365,14 @@ static int tls_handshake(fp_conn *c, fp_tls *tls, int64_t deadline_ns, fp_cerr *
             set_err(err, FP_CE_CONNECT_TIMEOUT, 0, "TLS handshake with %s timed out", c->host);
             return -1;
         }
-        set_err(err, FP_CE_TLS, e == SSL_ERROR_SYSCALL ? errno : 0, "");
+        set_err(err, FP_CE_TLS, e == SSL_ERROR_SYSCALL ? c->io_errno : 0, "");
         fp_tls_describe(c->ssl, "TLS handshake failed", why, sizeof why);
         snprintf(err->msg, sizeof err->msg, "%.250s (%.120s)", why, c->host);
         err->verify = SSL_get_verify_result(c->ssl);
         if (e == SSL_ERROR_SYSCALL && err->verify == X509_V_OK)
             snprintf(err->msg, sizeof err->msg,
                      "TLS handshake with %s failed: connection closed by the server (%s)",
-                     c->host, errno ? strerror(errno) : "EOF");
+                     c->host, c->io_errno ? strerror(c->io_errno) : "EOF");
         return -1;
     }
     /* We only speak HTTP/1.1: a server that picked another protocol would misread us. */
@@ -170,6 +395,8 @@ int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
     socklen_t soerr_len = sizeof soerr;
 
     fp_conn_close(c);
+    c->blocking = 0; /* the handshake's I/O is non-blocking (io_recv / io_send) */
+    c->exchanges = 0;
     memset(&ss, 0, sizeof ss);
     if (strlen(host) >= sizeof c->host) {
         set_err(err, FP_CE_CONNECT, 0, "host name too long");
@@ -226,7 +453,7 @@ int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
         goto fail;
     }
     c->blocking = blocking;
-    c->rcvtimeo_us = c->sndtimeo_us = 0; /* a new socket has no kernel timeouts */
+    c->rcvtimeo_us = 0; /* a new socket has no kernel timeout */
     c->state = ST_IDLE;
     c->t_idle = fp_now_ns();
     c->len = 0;
@@ -237,44 +464,71 @@ fail:
     return -1;
 }
 
-int fp_conn_stale(fp_conn *c)
+/* TLS: whether what OpenSSL holds, or the socket shows, is application data (or a close),
+ * processing the rest without blocking: TLS 1.3 session tickets make the socket readable and
+ * may sit in the read-ahead buffer without the peer having said anything. */
+static int tls_peer_state(fp_conn *c)
 {
-    struct pollfd p;
     char byte;
     int rc, e;
-    if (c->fd < 0 || c->state != ST_IDLE)
-        return 1;
-    if (c->ssl && SSL_pending(c->ssl) > 0)
-        return 1; /* decrypted bytes nobody asked for */
-    p.fd = c->fd;
-    p.events = POLLIN | POLLRDHUP;
-    p.revents = 0;
-    if (poll(&p, 1, 0) == 0 && !(c->ssl && SSL_has_pending(c->ssl)))
-        return 0;
-    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL))
-        return 1;
-    if (c->ssl == NULL)
-        return 1; /* an idle HTTP/1.1 connection has nothing to say but EOF */
-    /* TLS 1.3 servers send session tickets after the handshake; they make the socket
-     * readable without making the connection stale. Let OpenSSL process what is there,
-     * without blocking, and see whether application data or a close came with it. */
-    if (c->blocking && set_blocking(c->fd, 0) < 0)
-        return 1;
+    c->nowait = 1;
     ERR_clear_error();
     rc = SSL_peek(c->ssl, &byte, 1);
     e = rc > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rc);
-    if (c->blocking && set_blocking(c->fd, 1) < 0)
-        return 1;
-    return !(rc <= 0 && e == SSL_ERROR_WANT_READ);
+    c->nowait = 0;
+    ERR_clear_error();
+    if (rc > 0)
+        return PEER_SPOKE;
+    if (e == SSL_ERROR_WANT_READ)
+        return PEER_QUIET;
+    return e == SSL_ERROR_WANT_WRITE ? PEER_SPOKE : PEER_CLOSED;
 }
 
-int fp_conn_stale_after(fp_conn *c, int64_t min_idle_ns)
+/* What the peer did on a connection where it had nothing to say (RFC 9112 §9.3: an HTTP/1.1
+ * server speaks only in answer): PEER_QUIET, PEER_SPOKE or PEER_CLOSED (FIN, RST, TLS close or
+ * alert). Never blocks. OpenSSL's buffers first (read ahead may already hold a record the
+ * socket no longer shows), then one poll(0). */
+static int peer_state(fp_conn *c)
 {
-    if (min_idle_ns < 0)
+    struct pollfd p;
+    int n;
+    if (c->ssl && SSL_has_pending(c->ssl))
+        return tls_peer_state(c);
+    p.fd = c->fd;
+    p.events = POLLIN | POLLRDHUP;
+    p.revents = 0;
+    n = poll(&p, 1, 0);
+    if (n == 0)
+        return PEER_QUIET;
+    if (n < 0 || (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)))
+        return PEER_CLOSED;
+    return c->ssl ? tls_peer_state(c) : PEER_SPOKE;
+}
+
+int fp_conn_stale(fp_conn *c)
+{
+    if (c->fd < 0 || c->state != ST_IDLE)
+        return 1;
+    return peer_state(c) != PEER_QUIET;
+}
+
+/* Before a request is written: the peer must have said nothing. Bytes there would be taken
+ * for this request's response (a desync that lasts as long as the connection), so they fail
+ * the exchange with nothing written: FP_CE_WRITE with sent 0, a NotSent error. */
+static int check_quiet(fp_conn *c, fp_cerr *err)
+{
+    int peer = peer_state(c);
+    int reused = c->exchanges > 1;
+    if (peer == PEER_QUIET)
         return 0;
-    if (min_idle_ns > 0 && fp_now_ns() - c->t_idle < min_idle_ns)
-        return 0;
-    return fp_conn_stale(c);
+    if (peer == PEER_CLOSED)
+        set_err(err, FP_CE_WRITE, 0, reused ? "the server closed the idle connection"
+                                            : "the server closed the connection before the request");
+    else
+        set_err(err, FP_CE_WRITE, 0, reused ? "the server sent bytes nobody asked for on the idle connection"
+                                            : "the server sent bytes before the request");
+    c->state = ST_BROKEN;
+    return -1;
 }
 
 uint64_t fp_conn_sent(const fp_conn *c)
@@ -295,58 +549,68 @@ void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
     c->len = 0;
     c->end = 0;
     c->received = 0;
+    c->exchanges++;
     c->t_start = fp_now_ns();
     c->t_written = c->t_first_byte = c->t_complete = 0;
-    c->state = ST_SENDING;
+    c->t_progress = c->t_start;
+    c->t_hint = 0;
+    c->progressed = 0;
+    c->write_ns = c->read_ns = -1;
+    c->deadline_ns = 0;
+    c->state = ST_BEGUN;
 }
 
-/* Whether a TLS call that says "retry" was only interrupted by a signal handler. A blocking
- * socket call with a kernel timeout (SO_RCVTIMEO/SO_SNDTIMEO) is never restarted after a
- * handler ran: it fails with EINTR, which OpenSSL's socket BIO reports as WANT_READ/WRITE,
- * the same as the timeout's EAGAIN. errno must be cleared before the call. */
-static int interrupted(int ssl_error)
+/* A socket call that moved nothing. Step mode: what to wait for. Blocking mode: why (the
+ * limit ran out, a signal), or STEP_AGAIN when neither (OpenSSL retries on its own, e.g.
+ * after a record that was not application data): the next call waits properly. */
+static int retry_result(const fp_conn *c, int want)
 {
-    return (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE)
-           && errno == EINTR;
+    if (!c->blocking)
+        return want;
+    if (c->io_status == IO_TIMEOUT)
+        return STEP_TIMEOUT;
+    if (c->io_status == IO_INTERRUPTED)
+        return STEP_INTERRUPTED;
+    return STEP_AGAIN;
 }
 
-/* Writes what the socket accepts. FP_STEP_DONE, FP_STEP_WANT_*, or FP_STEP_ERROR. */
+/* Writes what the socket accepts. FP_STEP_DONE, FP_STEP_WANT_*, FP_STEP_ERROR, or in
+ * blocking mode STEP_TIMEOUT / STEP_INTERRUPTED. */
 static int send_some(fp_conn *c, fp_cerr *err)
 {
     while (c->out_done < c->out_len) {
+        int r;
+        c->io_errno = 0;
         if (c->ssl == NULL) {
-            ssize_t n = send(c->fd, c->out + c->out_done, c->out_len - c->out_done, MSG_NOSIGNAL);
+            ssize_t n = io_send(c, c->out + c->out_done, c->out_len - c->out_done);
             if (n >= 0) {
                 c->out_done += (size_t)n;
                 continue;
             }
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return FP_STEP_WANT_WRITE;
-            set_err(err, FP_CE_WRITE, errno, "send: %s", strerror(errno));
-            return FP_STEP_ERROR;
+            if (!io_should_retry(c->io_errno)) {
+                set_err(err, FP_CE_WRITE, c->io_errno, "send: %s", strerror(c->io_errno));
+                return FP_STEP_ERROR;
+            }
+            r = retry_result(c, FP_STEP_WANT_WRITE);
         } else {
             int n, e;
             size_t chunk = c->out_len - c->out_done;
             ERR_clear_error();
-            errno = 0;
             n = SSL_write(c->ssl, c->out + c->out_done, chunk > 0x7fffffff ? 0x7fffffff : (int)chunk);
             if (n > 0) {
                 c->out_done += (size_t)n;
                 continue;
             }
             e = SSL_get_error(c->ssl, n);
-            if (interrupted(e))
-                continue;
-            if (e == SSL_ERROR_WANT_WRITE)
-                return FP_STEP_WANT_WRITE;
-            if (e == SSL_ERROR_WANT_READ)
-                return FP_STEP_WANT_READ;
-            set_err(err, FP_CE_WRITE, e == SSL_ERROR_SYSCALL ? errno : 0, "");
-            fp_tls_describe(NULL, "TLS write failed", err->msg, sizeof err->msg);
-            return FP_STEP_ERROR;
+            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
+                set_err(err, FP_CE_WRITE, e == SSL_ERROR_SYSCALL ? c->io_errno : 0, "");
+                fp_tls_describe(NULL, "TLS write failed", err->msg, sizeof err->msg);
+                return FP_STEP_ERROR;
+            }
+            r = retry_result(c, e == SSL_ERROR_WANT_WRITE ? FP_STEP_WANT_WRITE : FP_STEP_WANT_READ);
         }
+        if (r != STEP_AGAIN)
+            return r;
     }
     return FP_STEP_DONE;
 }
@@ -389,7 +653,32 @@ static int grow(fp_conn *c, fp_cerr *err)
     return 0;
 }
 
-/* Reads and parses until the response is complete or reading would block. */
+/* The peer reset (or aborted) the connection after the request was written: for the
+ * request, the same as a close before the response was complete (a server that resets
+ * instead of closing discards what it had not read; the outcome for the caller is the same). */
+static int is_reset(int e)
+{
+    return e == ECONNRESET || e == ECONNABORTED || e == EPIPE;
+}
+
+static int read_failed(fp_conn *c, fp_cerr *err, int e, const char *what)
+{
+    if (is_reset(e)) {
+        set_err(err, FP_CE_CLOSED, e, c->received
+                ? "the server reset the connection before the response was complete"
+                : "the server reset the connection without responding");
+        err->code = c->received ? FP_E_TRUNCATED : FP_E_NO_RESPONSE;
+    } else if (c->ssl) {
+        set_err(err, FP_CE_READ, e, "");
+        fp_tls_describe(NULL, what, err->msg, sizeof err->msg);
+    } else {
+        set_err(err, FP_CE_READ, e, "%s: %s", what, strerror(e));
+    }
+    return FP_STEP_ERROR;
+}
+
+/* Reads and parses until the response is complete or reading would block (step mode), or the
+ * limit ran out / a signal came (blocking mode: STEP_TIMEOUT / STEP_INTERRUPTED). */
 static int recv_some(fp_conn *c, fp_cerr *err)
 {
     for (;;) {
@@ -397,39 +686,39 @@ static int recv_some(fp_conn *c, fp_cerr *err)
         int64_t rc;
         if (c->len == c->cap && grow(c, err) < 0)
             return FP_STEP_ERROR;
+        c->io_errno = 0;
         if (c->ssl == NULL) {
-            n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+            n = io_recv(c, c->buf + c->len, c->cap - c->len);
             if (n < 0) {
-                if (errno == EINTR)
+                int r;
+                if (!io_should_retry(c->io_errno))
+                    return read_failed(c, err, c->io_errno, "recv");
+                r = retry_result(c, FP_STEP_WANT_READ);
+                if (r == STEP_AGAIN)
                     continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return FP_STEP_WANT_READ;
-                set_err(err, FP_CE_READ, errno, "recv: %s", strerror(errno));
-                return FP_STEP_ERROR;
+                return r;
             }
         } else {
             size_t room = c->cap - c->len;
             int r, e;
             ERR_clear_error();
-            errno = 0;
             r = SSL_read(c->ssl, c->buf + c->len, room > 0x7fffffff ? 0x7fffffff : (int)room);
             if (r > 0) {
                 n = r;
             } else {
                 e = SSL_get_error(c->ssl, r);
-                if (interrupted(e))
-                    continue;
-                if (e == SSL_ERROR_WANT_READ)
-                    return FP_STEP_WANT_READ;
-                if (e == SSL_ERROR_WANT_WRITE)
-                    return FP_STEP_WANT_WRITE;
-                if (e == SSL_ERROR_ZERO_RETURN) {
-                    n = 0;
-                } else {
-                    set_err(err, FP_CE_READ, e == SSL_ERROR_SYSCALL ? errno : 0, "");
-                    fp_tls_describe(NULL, "TLS read failed", err->msg, sizeof err->msg);
-                    return FP_STEP_ERROR;
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                    r = retry_result(c, e == SSL_ERROR_WANT_READ ? FP_STEP_WANT_READ
+                                                                 : FP_STEP_WANT_WRITE);
+                    if (r == STEP_AGAIN)
+                        continue;
+                    return r;
                 }
+                if (e == SSL_ERROR_ZERO_RETURN)
+                    n = 0;
+                else
+                    return read_failed(c, err, e == SSL_ERROR_SYSCALL ? c->io_errno : 0,
+                                       "TLS read failed");
             }
         }
         if (n == 0) {
@@ -461,56 +750,10 @@ static int recv_some(fp_conn *c, fp_cerr *err)
     }
 }
 
-/* Arms the kernel timeout for one wait. The need is min(timeout, time left to the deadline)
- * in microseconds (0 = none). The socket's armed value changes (a setsockopt) only when it is
- * longer than the need (it must shrink) or shorter than half of it: a total deadline shrinks
- * on every request, and re-arming exactly each time cost a syscall per request. A wait that
- * ends on a shorter armed value is not over: see woke_early. -1 when the deadline passed. */
-static int arm_timeout(fp_conn *c, int opt, int64_t timeout_ns, int64_t deadline_ns,
-                       int64_t *current_us, int64_t *need_us)
-{
-    int64_t us = timeout_ns < 0 ? 0 : (timeout_ns + 999) / 1000;
-    if (timeout_ns == 0)
-        us = 1; /* 0 means "no timeout" to the kernel; ours means "do not wait" */
-    if (deadline_ns) {
-        int64_t left = deadline_ns - fp_now_ns();
-        if (left <= 0)
-            return -1;
-        if (us == 0 || (left + 999) / 1000 < us)
-            us = (left + 999) / 1000;
-    }
-    *need_us = us;
-    if (us != 0 && *current_us > 0 && *current_us <= us && *current_us >= us / 2)
-        return 0; /* short enough to never overrun, long enough to rarely wake early */
-    if (us != *current_us) {
-        struct timeval tv;
-        tv.tv_sec = (time_t)(us / 1000000);
-        tv.tv_usec = (suseconds_t)(us % 1000000);
-        if (setsockopt(c->fd, SOL_SOCKET, opt, &tv, sizeof tv) < 0)
-            return -1;
-        *current_us = us;
-    }
-    return 0;
-}
-
-/* After a kernel timeout expired: whether it was one kept shorter than the need (the wait
- * goes on, with timeout_ns reduced by what was waited), rather than the real limit. */
-static int woke_early(int64_t armed_us, int64_t need_us, int64_t *timeout_ns)
-{
-    if (armed_us <= 0 || armed_us >= need_us)
-        return 0;
-    if (*timeout_ns >= 0) {
-        *timeout_ns -= armed_us * 1000;
-        if (*timeout_ns <= 0)
-            return 0;
-    }
-    return 1;
-}
-
-static int timed_out(fp_conn *c, fp_cerr *err, int kind, int64_t deadline_ns)
+static int timed_out(fp_conn *c, fp_cerr *err, int kind)
 {
     const char *what = kind == FP_CE_WRITE_TIMEOUT ? "sending the request" : "the response";
-    if (deadline_ns && fp_now_ns() >= deadline_ns)
+    if (c->deadline_ns && fp_now_ns() >= c->deadline_ns)
         set_err(err, kind, 0, "total deadline ran out waiting for %s", what);
     else
         set_err(err, kind, 0, "timed out waiting for %s", what);
@@ -519,56 +762,68 @@ static int timed_out(fp_conn *c, fp_cerr *err, int kind, int64_t deadline_ns)
     return -1;
 }
 
+/* A blocking phase that did not finish: failed, out of time, or interrupted (resumable). */
+static int stopped(fp_conn *c, fp_cerr *err, int r, int timeout_kind)
+{
+    if (r == STEP_INTERRUPTED)
+        return FP_INTERRUPTED;
+    if (r == FP_STEP_ERROR) {
+        err->sent = fp_conn_sent(c);
+        c->state = ST_BROKEN;
+        return -1;
+    }
+    return timed_out(c, err, timeout_kind); /* STEP_TIMEOUT */
+}
+
 int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
                      int64_t write_timeout_ns, int64_t read_timeout_ns, int64_t deadline_ns,
                      fp_cerr *err)
 {
-    int r;
-    int64_t need_us;
     fp_conn_begin(c, req, len, head_request);
-    for (;;) {
-        if (arm_timeout(c, SO_SNDTIMEO, write_timeout_ns, deadline_ns, &c->sndtimeo_us,
-                        &need_us) < 0)
-            return timed_out(c, err, FP_CE_WRITE_TIMEOUT, deadline_ns);
+    c->write_ns = write_timeout_ns;
+    c->read_ns = read_timeout_ns;
+    c->deadline_ns = deadline_ns;
+    return fp_conn_resume(c, err);
+}
+
+int fp_conn_resume(fp_conn *c, fp_cerr *err)
+{
+    int r;
+    if (c->state == ST_BEGUN) {
+        if (c->deadline_ns && c->t_start >= c->deadline_ns)
+            return timed_out(c, err, FP_CE_WRITE_TIMEOUT);
+        if (check_quiet(c, err) < 0)
+            return -1;
+        c->state = ST_SENDING;
+    }
+    if (c->state == ST_SENDING) {
         r = send_some(c, err);
-        if (r == FP_STEP_DONE)
-            break;
-        if (r == FP_STEP_ERROR) {
-            err->sent = fp_conn_sent(c);
-            c->state = ST_BROKEN;
-            return -1;
-        }
-        /* A blocking socket only says "would block" when its kernel timeout expired. */
-        if (woke_early(c->sndtimeo_us, need_us, &write_timeout_ns))
-            continue;
-        return timed_out(c, err, FP_CE_WRITE_TIMEOUT, deadline_ns);
+        if (r != FP_STEP_DONE)
+            return stopped(c, err, r, FP_CE_WRITE_TIMEOUT);
+        c->t_written = c->t_progress = c->t_hint = fp_now_ns();
+        c->progressed = 0;
+        c->state = ST_RECEIVING;
     }
-    c->t_written = fp_now_ns();
-    c->state = ST_RECEIVING;
-    for (;;) {
-        if (arm_timeout(c, SO_RCVTIMEO, read_timeout_ns, deadline_ns, &c->rcvtimeo_us,
-                        &need_us) < 0)
-            return timed_out(c, err, FP_CE_READ_TIMEOUT, deadline_ns);
-        r = recv_some(c, err);
-        if (r == FP_STEP_DONE) {
-            c->t_complete = fp_now_ns();
-            c->state = ST_DONE;
-            return 0;
-        }
-        if (r == FP_STEP_ERROR) {
-            err->sent = fp_conn_sent(c);
-            c->state = ST_BROKEN;
-            return -1;
-        }
-        if (woke_early(c->rcvtimeo_us, need_us, &read_timeout_ns))
-            continue;
-        return timed_out(c, err, FP_CE_READ_TIMEOUT, deadline_ns);
+    if (c->state != ST_RECEIVING) {
+        set_err(err, FP_CE_READ, 0, "the connection is not in an exchange");
+        return -1;
     }
+    r = recv_some(c, err);
+    if (r != FP_STEP_DONE)
+        return stopped(c, err, r, FP_CE_READ_TIMEOUT);
+    c->t_complete = fp_now_ns();
+    c->state = ST_DONE;
+    return 0;
 }
 
 int fp_conn_step(fp_conn *c, fp_cerr *err)
 {
     int r;
+    if (c->state == ST_BEGUN) {
+        if (check_quiet(c, err) < 0)
+            return FP_STEP_ERROR;
+        c->state = ST_SENDING;
+    }
     if (c->state == ST_SENDING) {
         r = send_some(c, err);
         if (r != FP_STEP_DONE) {
@@ -582,8 +837,7 @@ int fp_conn_step(fp_conn *c, fp_cerr *err)
         c->state = ST_RECEIVING;
         /* The response cannot be here yet: no round trip has passed since the last byte left,
          * so a read now only costs a syscall that says EAGAIN. Wait for readability first.
-         * (Nothing is hidden in OpenSSL either: the previous response was consumed whole, or
-         * the connection would not have been reused.) */
+         * (Nothing is hidden in OpenSSL either: check_quiet looked before the write.) */
         return FP_STEP_WANT_READ;
     }
     if (c->state == ST_RECEIVING) {
@@ -606,6 +860,11 @@ int fp_conn_step(fp_conn *c, fp_cerr *err)
 int fp_conn_finish(fp_conn *c)
 {
     int reusable = c->state == ST_DONE && c->resp.keep_alive && (size_t)c->end == c->len;
+    /* Bytes after the response may also wait in OpenSSL, decrypted or read ahead: the socket
+     * will not show them to the next request's check, so look here (no syscall unless there
+     * is something; a session ticket is processed and does not count). */
+    if (reusable && c->ssl && SSL_has_pending(c->ssl))
+        reusable = tls_peer_state(c) == PEER_QUIET;
     c->len = 0;
     c->end = 0;
     c->out = NULL;

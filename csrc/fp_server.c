@@ -770,7 +770,11 @@ static size_t out_pending(const srv_conn *c) { return c->zlen + (c->olen - c->op
 static void conn_close(fp_server *srv, srv_conn *c) {
     heap_remove(srv, c);
     if (c->ssl) SSL_free(c->ssl);
-    close(c->fd); /* also drops the epoll registration: the fd was never duplicated */
+    /* Deregister before closing: after a fork() the child holds a copy of this descriptor,
+     * and epoll drops a registration only when every descriptor of the open file is closed,
+     * so the closed (and freed) connection would go on getting events here. */
+    epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
     free(c->ibuf);
     free(c->obuf);
     if (c->prev)

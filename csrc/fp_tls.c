@@ -96,6 +96,20 @@ int fp_tls_init(fp_tls *t, const fp_tls_config *cfg, char *err, size_t errlen)
         fp_tls_describe(NULL, "unsupported TLS version bounds", err, errlen);
         goto fail;
     }
+    /* The offer (RFC 9325 §4.2): without it OpenSSL's default list includes static-RSA key
+     * exchange (no forward secrecy) and CBC suites with SHA-1 MACs. */
+    if (cfg->ciphers && SSL_CTX_set_cipher_list(ctx, cfg->ciphers) != 1) {
+        fp_tls_describe(NULL, "unsupported TLS 1.2 cipher list", err, errlen);
+        goto fail;
+    }
+    if (cfg->ciphersuites && SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1) {
+        fp_tls_describe(NULL, "unsupported TLS 1.3 cipher suites", err, errlen);
+        goto fail;
+    }
+    if (cfg->groups && SSL_CTX_set1_groups_list(ctx, cfg->groups) != 1) {
+        fp_tls_describe(NULL, "unsupported key exchange groups", err, errlen);
+        goto fail;
+    }
     /* Renegotiation mid-stream would stall a request on a handshake; refuse it. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     /* Many servers close without close_notify; for a Content-Length or chunked response the
@@ -166,7 +180,7 @@ void fp_tls_forget(fp_tls *t)
     pthread_mutex_unlock(&t->lock);
 }
 
-SSL *fp_tls_new_ssl(fp_tls *t, const char *host, int fd, char *err, size_t errlen)
+SSL *fp_tls_new_ssl(fp_tls *t, const char *host, BIO *bio, char *err, size_t errlen)
 {
     SSL *ssl;
     int ip = is_ip_literal(host);
@@ -174,8 +188,10 @@ SSL *fp_tls_new_ssl(fp_tls *t, const char *host, int fd, char *err, size_t errle
     ssl = SSL_new(t->ctx);
     if (ssl == NULL) {
         fp_tls_describe(NULL, "cannot create a TLS connection", err, errlen);
+        BIO_free(bio);
         return NULL;
     }
+    SSL_set_bio(ssl, bio, bio); /* from here SSL_free frees it */
     /* SNI carries host names only: RFC 6066 §3 forbids IP literals in it. */
     if (!ip && SSL_set_tlsext_host_name(ssl, host) != 1)
         goto fail;
@@ -190,8 +206,6 @@ SSL *fp_tls_new_ssl(fp_tls *t, const char *host, int fd, char *err, size_t errle
     /* Partial writes let the connection count exactly how much of a request left us, which
      * decides NotSent vs MaybeSent; a moving buffer lets a retried write come from a copy. */
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (SSL_set_fd(ssl, fd) != 1)
-        goto fail;
     SSL_set_app_data(ssl, (void *)host); /* read by on_new_session; outlives the SSL */
     pthread_mutex_lock(&t->lock);
     if (t->session && strcmp(t->session_host, host) == 0)

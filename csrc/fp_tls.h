@@ -6,6 +6,9 @@
  * server under the same configuration: the cache is keyed on the whole TLS configuration by
  * construction. Within it, a session is kept per server name, and only when the handshake
  * that produced it was verified (or verification was explicitly disabled for this context).
+ *
+ * The cipher offer is the caller's: fastpool passes fastpool/_model/tls_policy.py's strings
+ * (RFC 9325: ECDHE + AEAD only for TLS 1.2), the one source the pure engine applies too.
  */
 #ifndef FP_TLS_H
 #define FP_TLS_H
@@ -27,6 +30,9 @@ typedef struct fp_tls_config {
     const char *key_file;    /* its key; NULL: in cert_file */
     int min_version;         /* e.g. TLS1_2_VERSION; 0: TLS 1.2 */
     int max_version;         /* 0: the highest OpenSSL supports */
+    const char *ciphers;     /* TLS 1.2 suites (SSL_CTX_set_cipher_list); NULL: OpenSSL's */
+    const char *ciphersuites;/* TLS 1.3 suites (SSL_CTX_set_ciphersuites); NULL: OpenSSL's */
+    const char *groups;      /* key exchange groups (SSL_CTX_set1_groups_list); NULL: OpenSSL's */
 } fp_tls_config;
 
 typedef struct fp_tls {
@@ -43,10 +49,11 @@ int fp_tls_init(fp_tls *t, const fp_tls_config *cfg, char *err, size_t errlen);
 /* Frees the context and the cached session. */
 void fp_tls_free(fp_tls *t);
 
-/* A new SSL for host (name or IP literal): SNI for names only (RFC 6066 §3), host name or IP
- * verification, ALPN http/1.1, the cached session offered when it was issued for host.
- * Returns NULL with a message in err. */
-SSL *fp_tls_new_ssl(fp_tls *t, const char *host, int fd, char *err, size_t errlen);
+/* A new SSL for host (name or IP literal) doing its I/O through bio (which it takes over,
+ * freed on failure too): SNI for names only (RFC 6066 §3), host name or IP verification,
+ * ALPN http/1.1, the cached session offered when it was issued for host. Returns NULL with
+ * a message in err. */
+SSL *fp_tls_new_ssl(fp_tls *t, const char *host, BIO *bio, char *err, size_t errlen);
 
 /* Drops the cached session (after a resumption was refused or a handshake failed). */
 void fp_tls_forget(fp_tls *t);

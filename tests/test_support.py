@@ -231,14 +231,17 @@ def _san(path):
 def test_cert_files_are_pem_pairs_with_p256_keys(certs):
     pairs = certs.pairs()
     assert set(pairs) == {
-        "server", "server-intermediate", "expired", "not-yet-valid", "wrong-host", "ip-only",
-        "untrusted", "self-signed", "client", "client-untrusted",
+        "server", "server-intermediate", "server-rsa", "expired", "not-yet-valid",
+        "wrong-host", "ip-only", "untrusted", "self-signed", "client", "client-untrusted",
     }
     for name, pair in pairs.items():
         assert pair.cert.name == f"{name}.pem" and pair.key.name == f"{name}.key"
         cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
         key = load_pem_private_key(pair.key.read_bytes(), password=None)
-        assert isinstance(key.curve, ec.SECP256R1)
+        if name == "server-rsa":
+            assert key.key_size == 2048  # the one RSA pair (TLS 1.2 RSA suites)
+        else:
+            assert isinstance(key.curve, ec.SECP256R1)
         assert cert.public_key().public_numbers() == key.public_key().public_numbers()
         chain = x509.load_pem_x509_certificates(pair.chain.read_bytes())
         assert chain[0] == cert

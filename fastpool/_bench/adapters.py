@@ -80,7 +80,7 @@ class _FastpoolBase(Adapter):
             cfg.tls.forget_session()
         conn = cfg.open(blocking=True)
         try:
-            raw = conn.exchange(self._data, False, _TIMEOUT_NS, _TIMEOUT_NS, 0, False)
+            raw = conn.exchange(self._data, False, _TIMEOUT_NS, _TIMEOUT_NS, 0)
             return raw[0], len(raw[4]), bool(getattr(conn, "resumed", False))
         finally:
             conn.close()
@@ -185,7 +185,7 @@ class Floor(Adapter):
         self.conns = [self._connect(self.tls) for _ in range(connections)]
 
     def exchange(self, conn) -> tuple:
-        raw = conn.exchange(self.data, False, _TIMEOUT_NS, _TIMEOUT_NS, 0, False)
+        raw = conn.exchange(self.data, False, _TIMEOUT_NS, _TIMEOUT_NS, 0)
         return raw[0], len(raw[4])
 
     def floor(self, conn, count: int) -> tuple:

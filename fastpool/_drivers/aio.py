@@ -85,7 +85,6 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         engine_mod = self._cfg.engine
         self._step_done = engine_mod.STEP_DONE
         self._want_read = engine_mod.STEP_WANT_READ
-        self._stale_after_ns = self._cfg.stale_after_ns
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opener: Optional[ThreadPoolExecutor] = None
         self._opened = False
@@ -217,7 +216,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                         deadline)
                     raise attempts.give_up(exc, policy.stats)
             try:
-                raw = await self._exchange(conn, prepared, tmo, deadline, not fresh)
+                raw = await self._exchange(conn, prepared, tmo, deadline)
             except BaseException as exc:
                 self._drop(conn, exc)
                 attempts = attempts or Attempts(
@@ -238,11 +237,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                                                    prepared.target, start))
 
     async def _exchange(self, conn: Connection, prepared: Prepared, tmo: Timeout,
-                        deadline: int, reused: bool) -> RawExchange:
+                        deadline: int) -> RawExchange:
         """One request on conn, in steps: written and read directly when the socket is ready,
-        parked on the loop otherwise."""
-        if reused and conn.stale_after(self._stale_after_ns):
-            raise StaleConnection("the server closed the idle connection")
+        parked on the loop otherwise. (The first step checks that the server did not close
+        the connection or speak unasked: StaleConnection, nothing written.)"""
         conn.begin(prepared.data, prepared.head)
         rc = conn.step()
         while rc != self._step_done:
@@ -551,7 +549,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         error: Optional[BaseException] = None
         try:
             deadline = monotonic_ns() + tmo.total_ns if tmo.total_ns else 0
-            await self._exchange(conn, ping, tmo, deadline, True)
+            await self._exchange(conn, ping, tmo, deadline)
         except BaseException as exc:  # noqa: BLE001 - any failure retires the connection
             error = exc
         woken, close, _ = self._policy.ping_done(conn, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Optional
 
 from .._engine import get_engine
@@ -16,6 +17,7 @@ from .._policy.pool import PoolPolicy
 from .connect import (
     CertTypes,
     VerifyTypes,
+    caller_stacklevel,
     open_connection,
     resolve,
     set_tcp_keepalive,
@@ -43,9 +45,13 @@ class PoolConfig:
         if (isinstance(stale_check_after, bool) or not isinstance(stale_check_after, (int, float))
                 or stale_check_after < 0):
             raise ValueError(f"stale_check_after must be seconds >= 0, got {stale_check_after!r}")
-        #: An idle connection is checked for a server-side close before it carries a request
-        #: when it sat idle at least this long (ns). 0: always (one poll() per request).
-        self.stale_after_ns = int(stale_check_after * 1e9)
+        if stale_check_after:
+            # Every exchange now checks the connection before it writes (a connection must
+            # never carry a request while unread bytes of its peer are pending): there is no
+            # check left to skip.
+            warnings.warn("stale_check_after is deprecated and has no effect: every request "
+                          "checks its connection before writing", DeprecationWarning,
+                          stacklevel=caller_stacklevel())
         self.limits = DEFAULT_LIMITS if limits is None else limits
         if not isinstance(self.limits, Limits):
             raise TypeError("limits must be a fastpool.Limits")

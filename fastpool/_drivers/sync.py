@@ -70,10 +70,21 @@ class Pool(PoolBase[Response]):
                          moved to another connection.
       limits             fastpool.Limits: bounds on what a response may make us buffer.
       tls_min, tls_max   "1.2" / "1.3" (TLS 1.2 at least by default).
-      stale_check_after  seconds: an idle connection is checked for a server-side close (one
-                         poll()) before it carries a request when it sat idle at least this
-                         long; 0 (default) checks every time.
+      stale_check_after  deprecated, no effect: every request checks its connection (one
+                         poll()) before writing, so a server's close or unsolicited bytes
+                         are found before any byte of it goes out.
       engine             "c", "python", or None (fastpool.BACKEND).
+      reserved           connections, beyond ``connections``, that only requests sent with
+                         ``priority=True`` may use (orders, cancels): polling can never make
+                         an order wait. Priority requests also go first when requests wait.
+      keep_warm          fastpool.KeepWarm(path, every=25.0): a cheap request on every
+                         connection idle that long, so the gateway's idle timeout never
+                         closes it; off the hot path (a pinged connection is not idle).
+      tcp_keepalive      seconds: TCP keepalive probes after that much idle (cheaper, where
+                         the gateway's idle timeout counts TCP packets).
+      max_lifetime       seconds a connection lives before it is replaced make-before-break
+                         (jittered down by up to 20 %); rotate() replaces all now.
+      max_requests       requests a connection carries before it is replaced likewise.
     """
 
     def _start(self) -> None:
@@ -89,7 +100,7 @@ class Pool(PoolBase[Response]):
         self._last_collect_ns = 0
         self._lane: Lane = cfg.engine.Lane(
             policy.idle[0], policy.idle[1], policy.queue.general, policy.queue.priority,
-            cfg.timeout, cfg.stale_after_ns, policy.stats.latency, Response,
+            cfg.timeout, policy.stats.latency, Response,
             self._response_ctx, self._on_release, self._settle)
         self._lane.closed = policy.closed
 
@@ -178,7 +189,7 @@ class Pool(PoolBase[Response]):
                     error = attempts.give_up(exc, self._policy.stats)
                 raise error
             try:
-                response = self._lane.send(conn, prepared, tmo, start, priority, not fresh)
+                response = self._lane.send(conn, prepared, tmo, start, priority)
             except BaseException as exc:
                 self._failed(attempts, exc, fresh=fresh)
                 continue
@@ -442,7 +453,7 @@ class Pool(PoolBase[Response]):
         error: Optional[BaseException] = None
         try:
             deadline = monotonic_ns() + tmo.total_ns if tmo.total_ns else 0
-            conn.exchange(ping.data, ping.head, tmo.write_ns, tmo.read_ns, deadline, 0)
+            conn.exchange(ping.data, ping.head, tmo.write_ns, tmo.read_ns, deadline)
         except BaseException as exc:  # noqa: BLE001 - any failure retires the connection
             error = exc
             conn.close()

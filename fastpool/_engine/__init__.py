@@ -40,8 +40,15 @@ Connections (csrc/fp_tls.h and fp_conn.h are the specification of both):
     Connection(limits=None, bufsize=16384)
         .open(family, ip, port, tls, host, blocking, deadline_ns)   raises Connect/TLS errors
         .exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                  check_stale=False) -> raw tuple      blocking mode (sync pools)
+                  stale_after_ns=-1) -> raw tuple      blocking mode (sync pools); write =
+                                   longest stall of the write, read = longest silence of the
+                                   response, deadline = hard end; stale_after_ns is ignored
         .begin(request, head); .step() -> STEP_*; .take() -> raw tuple    step mode (async)
+        Before writing (exchange, first step) the peer must have sent nothing and not closed,
+        on any connection: else StaleConnection (NotSent), nothing written. A response
+        followed by more bytes (ours or TLS-buffered) leaves .reusable False. An exception
+        from outside the model (a signal handler's) escaping an exchange closes the
+        connection and is marked by fastpool._model.failures.interrupted.
         .stale() -> bool, .reusable, .resumed, .sent, .written, .tls_version, .fileno(),
         .close(), .idle_since
         raw tuple: (status, http_minor, head, spans, body, reason_off, reason_len,

@@ -5,6 +5,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
 
 from fastpool._engine.fp_clock cimport fp_now_ns
 from fastpool._engine.fp_tls cimport *
@@ -12,6 +13,12 @@ from fastpool._engine.fp_conn cimport *
 
 from fastpool._model.failures import failure as _failure
 from fastpool._model import failures as _failures
+from fastpool._model import tls_policy as _tls_policy
+
+# The offer (RFC 9325), from the one source the pure engine applies too.
+cdef bytes _TLS12_CIPHERS = _tls_policy.TLS12_CIPHERS.encode("ascii")
+cdef bytes _TLS13_CIPHERSUITES = _tls_policy.TLS13_CIPHERSUITES.encode("ascii")
+cdef bytes _TLS_GROUPS = _tls_policy.GROUPS.encode("ascii")
 
 
 cdef _check_kinds():
@@ -69,6 +76,9 @@ cdef class TLSContext:
             cfg.key_file = b_key
         cfg.min_version = _CLIENT_TLS_VERSIONS[min_version]
         cfg.max_version = _CLIENT_TLS_VERSIONS[max_version]
+        cfg.ciphers = _TLS12_CIPHERS
+        cfg.ciphersuites = _TLS13_CIPHERSUITES
+        cfg.groups = _TLS_GROUPS
         if fp_tls_init(&self.t, &cfg, err, sizeof(err)) < 0:
             from fastpool._model.errors import TLSError
             raise TLSError(err.decode("utf-8", "replace"))
@@ -146,36 +156,46 @@ cdef class Connection:
         """Whether the idle connection is unusable (closed, reset, unsolicited bytes)."""
         return fp_conn_stale(&self.c) != 0
 
-    def stale_after(self, int64_t min_idle_ns):
-        """stale(), checked only when idle at least min_idle_ns (0: always, < 0: never)."""
-        return fp_conn_stale_after(&self.c, min_idle_ns) != 0
-
     def exchange(self, bytes request, bint head, int64_t write_timeout_ns,
-                 int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns=-1):
+                 int64_t read_timeout_ns, int64_t deadline_ns):
         """Blocking: writes request, returns the RawExchange (see _engine).
 
-        stale_after_ns >= 0: first make sure a connection idle at least that long was not
-        closed by the server; if it was, StaleConnection (NotSent) is raised and nothing is
-        written (-1: no check, for a connection just opened)."""
-        return self._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
-                              stale_after_ns)
+        Before writing, the engine always makes sure the server sent nothing and did not
+        close (fresh or reused connection): else StaleConnection (NotSent), nothing written."""
+        return self._exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns)
 
     cdef object _exchange(self, bytes request, bint head, int64_t write_timeout_ns,
-                         int64_t read_timeout_ns, int64_t deadline_ns, int64_t stale_after_ns):
+                          int64_t read_timeout_ns, int64_t deadline_ns):
         cdef const char *p = PyBytes_AS_STRING(request)
         cdef size_t n = PyBytes_GET_SIZE(request)
         cdef fp_cerr err
         cdef int rc
-        if fp_conn_stale_after(&self.c, stale_after_ns):
-            self.reusable = False
-            raise _failure(_failures.WRITE, "the server closed the idle connection", sent=0)
         with nogil:
             rc = fp_conn_exchange(&self.c, p, n, head, write_timeout_ns, read_timeout_ns,
                                   deadline_ns, &err)
+        while rc == FP_INTERRUPTED:
+            self._run_signal_handlers()
+            with nogil:
+                rc = fp_conn_resume(&self.c, &err)
         if rc < 0:
             self.reusable = False
             _raise_cerr(&err)
         return self._take()
+
+    cdef int _run_signal_handlers(self) except -1:
+        """A signal interrupted the blocking exchange: run Python's handlers now (they only
+        run between bytecodes, and the exchange holds no GIL). One that raises abandons the
+        exchange: the connection is closed and the exception propagates unchanged, marked
+        with whether the request may have gone out (fastpool._model.failures.interrupted)."""
+        cdef uint64_t sent
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            sent = fp_conn_sent(&self.c)
+            self.close()
+            _failures.interrupted(exc, sent)
+            raise
+        return 0
 
     def begin(self, bytes request, bint head):
         """Step mode: starts sending request (kept alive until the exchange ends)."""
@@ -248,25 +268,39 @@ def floor_latencies(Connection conn, bytes request, Py_ssize_t count, bint head=
     cdef const char *p = PyBytes_AS_STRING(request)
     cdef size_t n = PyBytes_GET_SIZE(request)
     cdef fp_cerr err
-    cdef Py_ssize_t i, done = 0, bad = 0
-    cdef int64_t t0
+    cdef Py_ssize_t done = 0, bad = 0
+    cdef int64_t t0 = 0
     cdef int rc = 0
+    cdef bint resuming = False, stop = False
     if lat == NULL:
         raise MemoryError()
     try:
-        with nogil:
-            for i in range(count):
-                t0 = fp_now_ns()
-                rc = fp_conn_exchange(&conn.c, p, n, head, -1, -1, 0, &err)
-                if rc < 0:
-                    break
-                lat[i] = fp_now_ns() - t0
-                if (conn.c.resp.head.status != expect_status
-                        or (expect_body >= 0 and <Py_ssize_t>conn.c.resp.body_len != expect_body)):
-                    bad += 1
-                done += 1
-                if not fp_conn_finish(&conn.c):
-                    break
+        while done < count and not stop:
+            with nogil:
+                while done < count:
+                    if resuming:
+                        resuming = False
+                        rc = fp_conn_resume(&conn.c, &err)
+                    else:
+                        t0 = fp_now_ns()
+                        rc = fp_conn_exchange(&conn.c, p, n, head, -1, -1, 0, &err)
+                    if rc == FP_INTERRUPTED:
+                        resuming = True
+                        break
+                    if rc < 0:
+                        stop = True
+                        break
+                    lat[done] = fp_now_ns() - t0
+                    if (conn.c.resp.head.status != expect_status
+                            or (expect_body >= 0
+                                and <Py_ssize_t>conn.c.resp.body_len != expect_body)):
+                        bad += 1
+                    done += 1
+                    if not fp_conn_finish(&conn.c):
+                        stop = True
+                        break
+            if resuming:
+                conn._run_signal_handlers()
         if rc < 0:
             conn.reusable = False
             _raise_cerr(&err)
@@ -280,8 +314,7 @@ cdef class Lane:
 
     Built once per pool with what never changes: the policy's idle stacks (general and
     reserved lanes) and wait-queue deques (fastpool._policy.pool), the default timeout, the
-    staleness threshold, the latency histogram, the Response class and context, and two
-    driver callbacks. A request passes four arguments (five with priority): every Python
+    latency histogram, the Response class and context, and two driver callbacks. A request passes four arguments (five with priority): every Python
     operation on this path costs twice its hot-loop price after the blocking read has evicted
     the caches.
 
@@ -290,22 +323,20 @@ cdef class Lane:
     returned connection back on its lane's stack unless a request is waiting, it cannot be
     reused or it is due for rotation (its request budget or lifetime reached: fields the
     policy sets, fastpool._policy.lifecycle) — then ``on_release(conn, error)`` decides;
-    after a push, ``settle()`` when a
-    request queued or the pool closed meanwhile (the two sides of the hand-off race each
-    check the other, so one of them always sees it).
+    after a push, ``settle()`` when a request queued or the pool closed meanwhile (the two
+    sides of the hand-off race each check the other, so one of them always sees it).
     """
 
     cdef list idle, reserved
     cdef object wait_general, wait_priority
     cdef object default_timeout
     cdef int64_t d_write, d_read, d_total
-    cdef public int64_t stale_after_ns
     cdef public bint closed
     cdef Histogram hist
     cdef object response_type, response_ctx, on_release, settle
 
     def __init__(self, list idle, list reserved, object wait_general, object wait_priority,
-                 object default_timeout, int64_t stale_after_ns, Histogram hist,
+                 object default_timeout, Histogram hist,
                  object response_type, object response_ctx, object on_release, object settle):
         self.idle = idle
         self.reserved = reserved
@@ -315,7 +346,6 @@ cdef class Lane:
         self.d_write = default_timeout.write_ns
         self.d_read = default_timeout.read_ns
         self.d_total = default_timeout.total_ns
-        self.stale_after_ns = stale_after_ns
         self.closed = False
         self.hist = hist
         self.response_type = response_type
@@ -324,22 +354,20 @@ cdef class Lane:
         self.settle = settle
 
     def send(self, Connection conn, object request, object timeout, int64_t start,
-             bint priority=False, bint reused=False):
+             bint priority=False):
         """One exchange of request (a fastpool._model.request.Prepared) under timeout.
 
         conn None: take the hottest idle connection this request may use (None is returned
-        when there is none, or when earlier requests wait: nothing done) and check the
-        server did not close it (when it sat idle at least the staleness threshold); else
-        use conn: opened for this request, or reused (handed over by the wait queue: checked
-        like an idle one). Then exchange, record the latency, give the
-        connection back and return the Response. On failure the connection is closed,
+        when there is none, or when earlier requests wait: nothing done); else use conn
+        (opened for this request, or handed over by the wait queue). The exchange checks
+        before writing that the server did not close the connection or speak unasked. Then
+        record the latency, give the connection back and return the Response. On failure the connection is closed,
         handed to on_release with the error, and the error raised: the pool's policy
         decides what follows. No Python code runs between taking and giving back (so
         neither another thread nor a signal handler can come between them) except the
         callbacks, which the driver makes safe.
         """
         cdef int64_t write_ns, read_ns, total_ns, deadline = 0
-        cdef int64_t stale = self.stale_after_ns
         cdef object raw
         cdef list stack
         if not isinstance(request, tuple):  # a Prepared: a NamedTuple, so a tuple subtype
@@ -360,10 +388,8 @@ cdef class Lane:
                 conn = <Connection>self.idle.pop()
             else:
                 return None
-        elif not reused:
-            stale = -1
         try:
-            raw = conn._exchange(prepared[0], prepared[3], write_ns, read_ns, deadline, stale)
+            raw = conn._exchange(prepared[0], prepared[3], write_ns, read_ns, deadline)
         except BaseException as exc:
             conn.close()
             self.on_release(conn, exc)

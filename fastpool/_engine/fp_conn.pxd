@@ -22,6 +22,7 @@ cdef extern from "fp_conn.h" nogil:
         FP_STEP_WANT_READ
         FP_STEP_WANT_WRITE
         FP_STEP_ERROR
+        FP_INTERRUPTED
 
     ctypedef struct fp_cerr:
         int kind
@@ -47,10 +48,10 @@ cdef extern from "fp_conn.h" nogil:
     int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
                      const char *host, int blocking, int64_t deadline_ns, fp_cerr *err)
     int fp_conn_stale(fp_conn *c)
-    int fp_conn_stale_after(fp_conn *c, int64_t min_idle_ns)
     int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
                          int64_t write_timeout_ns, int64_t read_timeout_ns,
                          int64_t deadline_ns, fp_cerr *err)
+    int fp_conn_resume(fp_conn *c, fp_cerr *err)
     void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
     int fp_conn_step(fp_conn *c, fp_cerr *err)
     uint64_t fp_conn_sent(const fp_conn *c)

@@ -16,6 +16,9 @@ cdef extern from "fp_tls.h" nogil:
         const char *key_file
         int min_version
         int max_version
+        const char *ciphers
+        const char *ciphersuites
+        const char *groups
 
     ctypedef struct fp_tls:
         pass

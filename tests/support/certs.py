@@ -20,8 +20,10 @@ File names, all in the chosen directory::
     <name>.key       its private key (PKCS#8 PEM, unencrypted)
     <name>-chain.pem the leaf followed by its intermediates (what a server sends)
 
-with <name> one of: server, server-intermediate, expired, not-yet-valid, wrong-host, ip-only,
-untrusted, self-signed, client, client-untrusted.
+with <name> one of: server, server-intermediate, server-rsa, expired, not-yet-valid, wrong-host,
+ip-only, untrusted, self-signed, client, client-untrusted. ``server-rsa`` is ``server`` with an
+RSA 2048 key (key usages for both ECDHE-RSA and static-RSA suites, so a test can show that a
+client refuses the latter by its offer, not by the certificate).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
@@ -117,6 +119,7 @@ class CertSet:
     other_client_ca: Path  #: CA that signed ``client_untrusted`` (nginx does not trust it)
     server: CertKey  #: valid: SAN DNS:localhost, IP:127.0.0.1, IP:::1, signed by ca
     server_intermediate: CertKey  #: valid, signed by intermediate_ca; chain includes it
+    server_rsa: CertKey  #: as server, with an RSA key (TLS 1.2 ECDHE-RSA / static-RSA suites)
     expired: CertKey  #: right names and issuer, notAfter in the past
     not_yet_valid: CertKey  #: right names and issuer, notBefore in the future
     wrong_host: CertKey  #: signed by ca, SAN DNS:wrong.example only
@@ -227,9 +230,10 @@ def _make_leaf(
     not_after: _dt.datetime,
     *,
     client: bool = False,
+    rsa_key: bool = False,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A leaf certificate; ``issuer=None`` makes it self-signed."""
-    key = _key()
+    key = rsa.generate_private_key(65537, 2048) if rsa_key else _key()
     subject = _name(cn)
     issuer_name = issuer.cert.subject if issuer else subject
     signing_key = issuer.key if issuer else key
@@ -240,7 +244,7 @@ def _make_leaf(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                key_encipherment=False,
+                key_encipherment=rsa_key,
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=False,
@@ -331,10 +335,12 @@ def generate_certs(directory: str | Path) -> CertSet:
     client_ca_path, _ = _write_ca(directory, "client-ca", client_ca)
     other_client_ca_path, _ = _write_ca(directory, "other-client-ca", other_client_ca)
 
-    def leaf(name, san, issuer, nb=past, na=future, *, intermediates=(), client=False):
+    def leaf(name, san, issuer, nb=past, na=future, *, intermediates=(), client=False,
+             rsa_key=False):
         # The CN is never a host name: verification must rest on the SAN alone (OpenSSL
         # falls back to the CN for DNS names when a SAN has none, e.g. ip-only).
-        cert, key = _make_leaf(f"fastpool test {name}", san, issuer, nb, na, client=client)
+        cert, key = _make_leaf(f"fastpool test {name}", san, issuer, nb, na, client=client,
+                               rsa_key=rsa_key)
         return _write_pair(directory, name, cert, key, intermediates)
 
     return CertSet(
@@ -349,6 +355,7 @@ def generate_certs(directory: str | Path) -> CertSet:
         server_intermediate=leaf(
             "server-intermediate", _LOCAL_SAN, inter, intermediates=(inter.cert,)
         ),
+        server_rsa=leaf("server-rsa", _LOCAL_SAN, root, rsa_key=True),
         expired=leaf(
             "expired",
             _LOCAL_SAN,

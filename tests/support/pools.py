@@ -97,6 +97,9 @@ class AsyncPoolFacade:
     def stats(self) -> dict:
         return self._lt.run(_call(self.pool.stats))
 
+    def rotate(self) -> None:
+        self._lt.run(_call(self.pool.rotate))
+
     def close(self) -> None:
         self._lt.run(self.pool.aclose())
 

@@ -1,14 +1,27 @@
 """TLSContext and Connection on socket + ssl: the pure twin of csrc/fp_tls.c and fp_conn.c.
 
 Same modes, same decisions, same errors (through fastpool._model.failures):
-- blocking (sync pools): plain sockets stay blocking with kernel timeouts (SO_SNDTIMEO /
-  SO_RCVTIMEO), so an exchange is one send and one recv, as in C. TLS sockets use Python's
-  timeout mode instead: CPython's ssl module retries SSL_read forever on a blocking socket
-  whose kernel timeout expired (PySSL_select reports SOCKET_IS_BLOCKING), so it cannot use
-  the kernel-timeout trick.
+- blocking (sync pools): plain sockets stay blocking; a read waits in the kernel under
+  SO_RCVTIMEO, a write is a send(MSG_DONTWAIT) that waits in poll() only when the socket
+  buffer is full, so an exchange is one check, one send and one recv, as in C. TLS sockets
+  use Python's timeout mode instead: CPython's ssl module retries SSL_read forever on a
+  blocking socket whose kernel timeout expired (PySSL_select reports SOCKET_IS_BLOCKING), so
+  it cannot use the kernel-timeout trick.
 - steps (async pools): non-blocking sockets; step() goes as far as it can and says what to
   wait for. ssl's SSLSocket does not read ahead, so when it says "want read" no complete
   record is buffered in user space and waiting on the fd is safe.
+
+The limits mean what fp_conn.h says: write = the longest stall while the request is written,
+read = the longest silence between response bytes, deadline = a hard end. Two approximations
+the stdlib imposes: under TLS a write stall counts from the start of the current record
+(SSLSocket.send has no partial writes; a request is sent in records of _TLS_CHUNK bytes), so
+it can only end early, by what that record's first part took; and on a plain socket a signal
+whose handler returns restarts the kernel's receive timeout (CPython retries the recv,
+PEP 475), where the C engine goes on with the time that was left.
+
+Before each request the peer must have said nothing (see fp_conn.h); any exception that is not
+a FastpoolError escaping an exchange (a signal handler's KeyboardInterrupt, ...) closes the
+connection and is marked with fastpool._model.failures.interrupted before it propagates.
 """
 
 from __future__ import annotations
@@ -25,9 +38,10 @@ from typing import Optional
 
 from ..._model import failures as F
 from ..._model.codes import PARSE_CODES
-from ..._model.errors import ProtocolError, TLSError
+from ..._model.errors import FastpoolError, ProtocolError, TLSError
 from ..._model.limits import DEFAULT_LIMITS
 from ..._model.response import RawExchange, RequestInfo, Response
+from ..._model.tls_policy import TLS12_CIPHERS
 from ._http import ResponseParser
 
 STEP_DONE = 0
@@ -39,8 +53,16 @@ _RECV_SIZE = 65536
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _STALE_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+_MSG_DONTWAIT = socket.MSG_DONTWAIT
+#: A TLS request is written a record at a time, so a write stall is timed per record.
+_TLS_CHUNK = 16384
 _CLOSED_NO_RESPONSE = "the server closed the connection without responding"
 _CLOSED_TRUNCATED = "the server closed the connection before the response was complete"
+_RESET_NO_RESPONSE = "the server reset the connection without responding"
+_RESET_TRUNCATED = "the server reset the connection before the response was complete"
+_RESETS = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+# What the peer did while it had nothing to say (Connection._peer_state).
+_PEER_QUIET, _PEER_SPOKE, _PEER_CLOSED = 0, 1, 2
 
 
 class TLSContext:
@@ -57,6 +79,10 @@ class TLSContext:
                 ctx.maximum_version = _TLS_VERSIONS[max_version]
             ctx.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
                             | getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0))
+            # The TLS 1.2 offer of fastpool._model.tls_policy. Python's ssl (3.9-3.13) cannot
+            # set the TLS 1.3 suites or the groups: OpenSSL's defaults are offered for those
+            # (the same three TLS 1.3 suites; its default group list).
+            ctx.set_ciphers(TLS12_CIPHERS)
             if verify:
                 if ca_pem is not None:
                     ctx.load_verify_locations(cadata=bytes(ca_pem).decode("ascii"))
@@ -138,7 +164,9 @@ class Connection:
         self.born_ns = self.retire_at_ns = self.uses = 0
         self.retire_uses = 1 << 62
         self._rcvtimeo_us = -1
-        self._sndtimeo_us = -1
+        self._poller = None         # select.poll on the socket, for the pre-write check
+        self._exchanges = 0         # begun since the connection opened
+        self._checked = False       # the current exchange made its pre-write check
         self._request: Optional[memoryview] = None
         self._sent = 0
         self._send_attempted = False
@@ -174,7 +202,7 @@ class Connection:
             if blocking:
                 if tls is None:
                     sock.setblocking(True)
-                    self._rcvtimeo_us = self._sndtimeo_us = 0
+                    self._rcvtimeo_us = 0
                 else:
                     io.settimeout(None)
         except BaseException:
@@ -185,6 +213,9 @@ class Connection:
         self._io = io
         self._tls = tls
         self._host = host
+        self._poller = select.poll()
+        self._poller.register(io, _STALE_EVENTS)
+        self._exchanges = 0
         self._session_kept = False
         self.blocking = blocking
         self.reusable = True
@@ -267,40 +298,53 @@ class Connection:
         return self._t_written != 0
 
     def stale(self) -> bool:
-        sock = self._io
-        if sock is None or self._exchanging or not self.reusable:
+        if self._io is None or self._exchanging or not self.reusable:
             return True
+        return self._peer_state() != _PEER_QUIET
+
+    def _peer_state(self) -> int:
+        """What the peer did where it had nothing to say (RFC 9112 §9.3): _PEER_QUIET,
+        _PEER_SPOKE or _PEER_CLOSED; never blocks (fp_conn's peer_state)."""
         tsock = self._tls_sock
         if tsock is not None and tsock.pending():
-            return True
-        poller = select.poll()
-        poller.register(sock, _STALE_EVENTS)
-        events = poller.poll(0)
+            return _PEER_SPOKE  # decrypted bytes nobody asked for
+        events = self._poller.poll(0)
         if not events:
-            return False
+            return _PEER_QUIET
         if events[0][1] & ~select.POLLIN:
-            return True
+            return _PEER_CLOSED
         if tsock is None:
-            return True  # an idle HTTP/1.1 connection has nothing to say but EOF
-        # TLS 1.3 session tickets make the socket readable without making it stale.
+            return _PEER_SPOKE  # an idle HTTP/1.1 connection has nothing to say but EOF
+        # TLS 1.3 session tickets make the socket readable without the peer having spoken.
         previous = tsock.gettimeout()
         tsock.setblocking(False)
         try:
-            tsock.recv(1)
-            return True  # application data nobody asked for, or EOF
+            return _PEER_SPOKE if tsock.recv(1) else _PEER_CLOSED
         except ssl.SSLWantReadError:
             self._keep_session()
-            return False
+            return _PEER_QUIET
         except (ssl.SSLError, OSError):
-            return True
+            return _PEER_CLOSED
         finally:
             tsock.settimeout(previous)
 
-    def stale_after(self, min_idle_ns: int) -> bool:
-        """stale(), checked only when idle at least min_idle_ns (0: always, < 0: never)."""
-        if min_idle_ns < 0 or (min_idle_ns and monotonic_ns() - self._t_idle < min_idle_ns):
-            return False
-        return self.stale()
+    def _check_quiet(self) -> None:
+        """Before a request is written: bytes from the peer would be taken for its response,
+        so they fail it with nothing written (StaleConnection, NotSent), as in fp_conn."""
+        self._checked = True
+        peer = self._peer_state()
+        if peer == _PEER_QUIET:
+            return
+        reused = self._exchanges > 1
+        if peer == _PEER_CLOSED:
+            message = ("the server closed the idle connection" if reused
+                       else "the server closed the connection before the request")
+        else:
+            message = ("the server sent bytes nobody asked for on the idle connection" if reused
+                       else "the server sent bytes before the request")
+        self.reusable = False
+        self._exchanging = False
+        raise F.failure(F.WRITE, message, sent=0)
 
     def close(self) -> None:
         self.reusable = False
@@ -324,47 +368,119 @@ class Connection:
         self._t_start = monotonic_ns()
         self._t_written = self._t_first_byte = 0
         self.received = 0
+        self._exchanges += 1
+        self._checked = False
         self._exchanging = True
 
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
-                 read_timeout_ns: int, deadline_ns: int, stale_after_ns: int = -1) -> RawExchange:
-        if self.stale_after(stale_after_ns):
-            self.reusable = False
-            raise F.failure(F.WRITE, "the server closed the idle connection", sent=0)
+                 read_timeout_ns: int, deadline_ns: int) -> RawExchange:
+        """Blocking. The pre-write check always runs (see the C engine's
+        Connection.exchange)."""
         self.begin(request, head)
-        io = self._io
-        request_view = self._request
-        total = len(request_view)
+        try:
+            self._check_quiet()
+            if deadline_ns and self._t_start >= deadline_ns:
+                raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+            if self._tls_sock is None:
+                self._send_plain(write_timeout_ns, deadline_ns)
+            else:
+                self._send_tls(write_timeout_ns, deadline_ns)
+            self._t_written = monotonic_ns()
+            io = self._io
+            parser = self._parser
+            try:
+                while True:
+                    self._arm_read(read_timeout_ns, deadline_ns)
+                    data = io.recv(_RECV_SIZE)
+                    if self._received(parser, data):
+                        break
+            except (BlockingIOError, socket.timeout):
+                raise self._fail(F.READ_TIMEOUT, deadline_ns) from None
+            except OSError as exc:
+                raise self._fail_read(exc) from None
+            return self._take(parser)
+        except FastpoolError:
+            raise
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
+
+    def _send_plain(self, timeout_ns: int, deadline_ns: int) -> None:
+        """send(MSG_DONTWAIT): all of a request that fits the socket buffer in one call; the
+        rest waits in poll() for exactly the time left since the socket last took bytes (a
+        kernel send timeout would restart after each partial send)."""
+        sock = self._sock
+        view = self._request
+        total = len(view)
+        last = self._t_start
+        out = None
+        while True:
+            try:
+                self._send_attempted = True
+                self._sent += sock.send(view[self._sent:] if self._sent else view, _MSG_DONTWAIT)
+                if self._sent >= total:
+                    return
+                last = monotonic_ns()
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._fail_os(F.WRITE, exc) from None
+            left = self._left(timeout_ns, last, deadline_ns)
+            if left is not None and left <= 0:
+                raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+            if out is None:
+                out = select.poll()
+                out.register(sock, _POLLOUT)
+            out.poll(None if left is None else left / 1e6)
+
+    def _send_tls(self, timeout_ns: int, deadline_ns: int) -> None:
+        tsock = self._tls_sock
+        view = self._request
+        total = len(view)
+        last = self._t_start
         try:
             while self._sent < total:
-                self._arm_write(write_timeout_ns, deadline_ns)
+                left = self._left(timeout_ns, last, deadline_ns)
+                if left is not None and left <= 0:
+                    raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+                tsock.settimeout(None if left is None else left / 1e9)
                 self._send_attempted = True
-                self._sent += io.send(request_view[self._sent:])
+                sent = self._sent
+                self._sent += tsock.send(view if total <= _TLS_CHUNK
+                                         else view[sent:sent + _TLS_CHUNK])
+                last = monotonic_ns() if self._sent < total else last
         except (BlockingIOError, socket.timeout):
             raise self._fail(F.WRITE_TIMEOUT, deadline_ns) from None
         except OSError as exc:
             raise self._fail_os(F.WRITE, exc) from None
-        self._t_written = monotonic_ns()
-        parser = self._parser
-        try:
-            while True:
-                self._arm_read(read_timeout_ns, deadline_ns)
-                data = io.recv(_RECV_SIZE)
-                if self._received(parser, data):
-                    break
-        except (BlockingIOError, socket.timeout):
-            raise self._fail(F.READ_TIMEOUT, deadline_ns) from None
-        except OSError as exc:
-            raise self._fail_os(F.READ, exc) from None
-        return self._take(parser)
+
+    @staticmethod
+    def _left(timeout_ns: int, since_ns: int, deadline_ns: int) -> Optional[int]:
+        """Nanoseconds the current wait may last (None: no limit), as fp_conn's time_left."""
+        now = monotonic_ns()
+        left = None if timeout_ns < 0 else since_ns + timeout_ns - now
+        if deadline_ns and (left is None or deadline_ns - now < left):
+            left = deadline_ns - now
+        return left
 
     def step(self) -> int:
+        try:
+            return self._step()
+        except FastpoolError:
+            raise
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
+
+    def _step(self) -> int:
         if not self._exchanging:
             self.reusable = False
             raise F.failure(F.READ, "the connection is not in an exchange")
         io = self._io
         request_view = self._request
         if self._t_written == 0:
+            if not self._checked:
+                self._check_quiet()
             try:
                 while self._sent < len(request_view):
                     self._send_attempted = True
@@ -390,7 +506,14 @@ class Connection:
         except ssl.SSLWantWriteError:
             return STEP_WANT_WRITE
         except OSError as exc:
-            raise self._fail_os(F.READ, exc) from None
+            raise self._fail_read(exc) from None
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """An exception from outside the model (a signal handler's) left the exchange
+        half done: the connection is closed, exc marked NotSent / MaybeSent."""
+        sent = self.sent
+        self.close()
+        F.interrupted(exc, sent)
 
     def take(self) -> RawExchange:
         return self._take(self._parser)
@@ -421,7 +544,11 @@ class Connection:
             res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
             res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
             self._t_first_byte, t_complete))
-        self.reusable = res.keep_alive and not res.trailing
+        # Bytes after the response, in our buffer or decrypted in ssl's: never reused (the
+        # socket will not show the latter to the next request's check).
+        tsock = self._tls_sock
+        self.reusable = (res.keep_alive and not res.trailing
+                         and not (tsock is not None and tsock.pending()))
         self._exchanging = False
         self._t_idle = t_complete
         self._request = None
@@ -439,13 +566,6 @@ class Connection:
                 self._session_kept = True
 
     # ---- timeouts and failures ------------------------------------------------------------
-
-    def _arm_write(self, timeout_ns: int, deadline_ns: int) -> None:
-        if self._tls_sock is not None:
-            self._tls_sock.settimeout(self._seconds(timeout_ns, deadline_ns))
-        else:
-            self._sndtimeo_us = self._arm(socket.SO_SNDTIMEO, timeout_ns, deadline_ns,
-                                          self._sndtimeo_us)
 
     def _arm_read(self, timeout_ns: int, deadline_ns: int) -> None:
         if self._tls_sock is not None:
@@ -492,6 +612,17 @@ class Connection:
             message = f"timed out waiting for {what}"
         return F.failure(kind, message, sent=self.sent)
 
+    def _fail_read(self, exc: OSError):
+        """After the request was written, a reset is the same as a close (ServerDisconnected),
+        as in fp_conn; other read failures are ReadError."""
+        if not isinstance(exc, _RESETS):
+            return self._fail_os(F.READ, exc)
+        self.reusable = False
+        self._exchanging = False
+        code = "truncated" if self.received else "no_response"
+        message = _RESET_TRUNCATED if self.received else _RESET_NO_RESPONSE
+        return F.failure(F.CLOSED, message, sent=self.sent, code=PARSE_CODES[code])
+
     def _fail_os(self, kind: int, exc: OSError):
         self.reusable = False
         self._exchanging = False
@@ -512,14 +643,13 @@ class Lane:
     """The sync pool's success path in one engine call: the twin of _core.Lane (see there)."""
 
     def __init__(self, idle: list, reserved: list, wait_general, wait_priority,
-                 default_timeout, stale_after_ns: int, hist, response_type, response_ctx,
-                 on_release, settle) -> None:
+                 default_timeout, hist, response_type, response_ctx, on_release,
+                 settle) -> None:
         self.idle = idle
         self.reserved = reserved
         self.wait_general = wait_general
         self.wait_priority = wait_priority
         self.default_timeout = default_timeout
-        self.stale_after_ns = stale_after_ns
         self.closed = False
         self.hist = hist
         self.response_type = response_type
@@ -528,9 +658,8 @@ class Lane:
         self.settle = settle
 
     def send(self, conn: Optional[Connection], request: tuple, timeout, start: int,
-             priority: bool = False, reused: bool = False) -> Optional[Response]:
+             priority: bool = False) -> Optional[Response]:
         deadline = start + timeout.total_ns if timeout.total_ns else 0
-        stale = self.stale_after_ns
         if conn is None:
             if self.wait_priority or (self.wait_general and not priority):
                 return None
@@ -538,11 +667,9 @@ class Lane:
                 conn = self.reserved.pop() if priority and self.reserved else self.idle.pop()
             except IndexError:
                 return None
-        elif not reused:
-            stale = -1
         try:
             raw = conn.exchange(request[0], request[3], timeout.write_ns, timeout.read_ns,
-                                deadline, stale)
+                                deadline)
             self.hist.record(raw.t_complete - raw.t_start)
             conn.uses += 1
             if (conn.reusable and not self.closed and not self.wait_priority
