@@ -282,3 +282,20 @@ def test_a_client_that_reconnects_for_every_request_is_reported_failed(tmp_path)
     assert rows["httpr"]["status"] == "failed" and rows["httpr"]["summary"] is None
     assert "does not keep its connection alive" in rows["httpr"]["error"]
     assert "does not keep its connection alive" in r.stdout
+
+
+def test_latency_time_cap_cuts_slow_clients_short_and_says_so(tmp_path, capsys):
+    _core_or_skip()
+    assert options.parse([]).max_seconds == options.DEFAULT_MAX_SECONDS
+    assert options.parse(["-n", "100"]).max_seconds == 0   # -n N means N
+    out = tmp_path / "r.json"
+    # a cap of 1 µs per round: every Python client stops after its first request of a round
+    assert bench_main([*TINY, "--max-seconds", "0.000002", "--modes", "latency",
+                       "--clients", "floor,fastpool,httpx", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = _rows(json.loads(out.read_text())["tables"][0])
+    assert rows["floor"]["summary"]["count"] == 30        # the floor runs its count in C
+    for name in ("fastpool", "httpx"):
+        assert rows[name]["summary"]["count"] == 2, rows[name]
+        assert rows[name]["note"] == "2 requests (2e-06 s cap)"
+    assert "as many as it makes in 2e-06 s" in text

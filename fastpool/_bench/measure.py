@@ -72,29 +72,40 @@ class Checker:
 
 # ---- sequential -----------------------------------------------------------------------------
 
-def seq_sync(request, count: int, target: dict) -> dict:
+def seq_sync(request, count: int, target: dict, max_ns: int = 0) -> dict:
+    """count requests back to back (fewer when max_ns > 0 and they take longer than that)."""
     check = Checker(target)
     lat = array("q", bytes(8 * count))
     pc = perf_counter_ns
     cpu = Cpu()
+    stop = pc() + max_ns if max_ns else None
     for i in range(count):
         t0 = pc()
         status, length = request()
-        lat[i] = pc() - t0
+        t1 = pc()
+        lat[i] = t1 - t0
         check(status, length)
+        if stop is not None and t1 > stop:
+            del lat[i + 1:]
+            break
     return check.result(cpu, samples=lat)
 
 
-async def seq_async(request, count: int, target: dict) -> dict:
+async def seq_async(request, count: int, target: dict, max_ns: int = 0) -> dict:
     check = Checker(target)
     lat = array("q", bytes(8 * count))
     pc = perf_counter_ns
     cpu = Cpu()
+    stop = pc() + max_ns if max_ns else None
     for i in range(count):
         t0 = pc()
         status, length = await request()
-        lat[i] = pc() - t0
+        t1 = pc()
+        lat[i] = t1 - t0
         check(status, length)
+        if stop is not None and t1 > stop:
+            del lat[i + 1:]
+            break
     return check.result(cpu, samples=lat)
 
 

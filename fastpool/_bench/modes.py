@@ -256,15 +256,19 @@ class Runner:
     # ---- sequential latency (also the sizes mode) ---------------------------------------
 
     def _sequential(self, target: Target, mode: str, title: str, setting, count: int,
-                    rounds: int, warmup: int) -> dict:
+                    rounds: int, warmup: int, max_s: float = 0.0) -> dict:
+        """max_s: a client's requests stop after that many seconds over all rounds (the
+        slowest clients then make fewer; each row says how many it made)."""
         rows = {n: new_row(n) for n in self.names()}
         label = title
         self._open(rows, target, 1, warmup, label)
         counts = _split(count, rounds)
         round_warm = min(100, max(10, counts[0] // 20)) if self._budget() is None else 0
+        max_ns = round(max_s * 1e9 / len(counts)) if max_s else 0
 
         self._rounds(rows, len(counts), label,
-                     lambda r: {"cmd": "latency", "count": counts[r], "warmup": 0},
+                     lambda r: {"cmd": "latency", "count": counts[r], "warmup": 0,
+                                "max_ns": max_ns},
                      timeout=60 + counts[0] * 0.2, take=take,
                      warm={"cmd": "latency", "count": round_warm, "warmup": 0}
                      if round_warm else None)
@@ -274,11 +278,20 @@ class Runner:
             self._finish(row)
             if row["summary"]:
                 row["req_per_s"] = stats.sequential_rate(row["summary"])
+                made = row["summary"]["count"]
+                if made < count:
+                    capped = f"{made:,} requests ({max_s:g} s cap)"
+                    row["note"] = f"{capped}, {row['note']}" if row["note"] else capped
         table_rows = list(rows.values()) + self._absent_rows()
         _ratios(table_rows, REFERENCE, rate=False)
         table = self._table(mode, title, setting, table_rows, "latency",
                             {"requests": count, "rounds": len(counts), "warmup": warmup,
-                             "round_warmup": round_warm, "connections": 1})
+                             "round_warmup": round_warm, "connections": 1,
+                             "max_seconds": max_s or None})
+        if max_s:
+            table["notes"].append(
+                f"{count:,} requests per client, or as many as it makes in {max_s:g} s (over "
+                f"the rounds) when fewer; the count is beside each row that was cut short")
         cost = self._server_cost(rows)
         if cost is not None:
             table["server_cpu_per_request_ns"] = cost
@@ -295,7 +308,7 @@ class Runner:
             warm = min(warm, budget // 10)
             count = max(1, budget - warm - 0)
         self._sequential(target, "latency", "sequential latency", None, count,
-                         self.o.rounds, warm)
+                         self.o.rounds, warm, 0.0 if budget is not None else self.o.max_seconds)
 
     def sizes(self) -> None:
         for size in self.o.sizes:

@@ -127,7 +127,7 @@ def format_table(table: dict) -> str:
     lines.append("  " + "-" * (len(head) - 2))
     for r in table["rows"]:
         if r["status"] != "ok" or not r.get("summary"):
-            why = r.get("error") or ""
+            why = " ".join((r.get("error") or "").split())   # one line, whatever it said
             text = why if why.startswith(r["status"]) else f"{r['status']}: {why}"
             lines.append(f"  {r['label']:<{label_w}}  {text}"[:240])
             continue
@@ -184,7 +184,7 @@ def clients_lines(doc: dict) -> list:
         if c["status"] == "unavailable":
             lines.append(f"unavailable: {name}: {c['reason']}")
         elif c["status"] == "rejected":
-            lines.append(f"not measured: {name} {c['reason']}")
+            lines.append(f"not measured: {name} " + " ".join(str(c["reason"]).split()))
     return lines
 
 
@@ -218,5 +218,6 @@ def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
         out.write(line + "\n")
     for note in doc.get("notes", []):
         out.write(f"note: {note}\n")
-    out.write(f"wall time {doc['wall_time_s']:.1f} s\n")
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("mode_wall_s") or {}).items())
+    out.write(f"wall time {doc['wall_time_s']:.1f} s" + (f" ({parts})" if parts else "") + "\n")
     out.flush()

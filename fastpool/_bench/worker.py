@@ -287,6 +287,7 @@ class _Child:
 
         a, t, count = self.adapter, self.target, msg["count"]
         warm = msg.get("warmup", 0)
+        max_ns = msg.get("max_ns", 0)   # the floor is never near it: it runs its count in C
         if self.spec.kind == "floor":
             if warm:
                 measure.seq_floor(a, warm, t)
@@ -294,10 +295,10 @@ class _Child:
         if self.spec.kind == "async":
             if warm:
                 self._run(measure.seq_async(a.request, warm, t))
-            return self._run(measure.seq_async(a.request, count, t))
+            return self._run(measure.seq_async(a.request, count, t, max_ns))
         if warm:
             measure.seq_sync(a.request, warm, t)
-        return measure.seq_sync(a.request, count, t)
+        return measure.seq_sync(a.request, count, t, max_ns)
 
     def sporadic(self, msg: dict) -> dict:
         from . import measure
