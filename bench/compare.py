@@ -155,6 +155,7 @@ def main() -> int:
     progress = Progress(not args.quiet and sys.stderr.isatty())
     tmp = tempfile.mkdtemp(prefix="fastpool-compare-")
     servers, nginx, workers = [], None, {}
+    by_kind: dict = {}   # target kind -> embedded server (its counters: the keep-alive check)
     notes: list = []
     results: dict = {}
     interrupted = False
@@ -164,11 +165,13 @@ def main() -> int:
         if "embedded" in wanted:
             s = EmbeddedServer(body=TICKER_BODY).start()
             servers.append(s)
+            by_kind["embedded"] = s
             targets.append(_target("embedded", s.url, False, None, len(TICKER_BODY)))
         if "embedded-tls" in wanted:
             s = EmbeddedServer(body=TICKER_BODY, tls=True, tls_min="1.3",
                                      tls_max="1.3").start()
             servers.append(s)
+            by_kind["embedded-tls"] = s
             ca = s.write_ca(os.path.join(tmp, "embedded-ca.pem"))
             targets.append(_target("embedded-tls", s.url, True, ca, len(TICKER_BODY)))
         if {"nginx", "nginx-tls"} & set(wanted):
@@ -197,12 +200,12 @@ def main() -> int:
             o.clients = LATENCY_CLIENTS
             lat = Runner(o, lat_runner_workers,
                          {n: why for n, why in absent.items() if n in LATENCY_CLIENTS},
-                         progress, rng, tmp)
+                         progress, rng, tmp, server=by_kind.get(target.kind))
             lat.latency(target)
             o.clients = THROUGHPUT_CLIENTS
             tp = Runner(o, tp_runner_workers,
                         {n: why for n, why in absent.items() if n in THROUGHPUT_CLIENTS},
-                        progress, rng, tmp)
+                        progress, rng, tmp, server=by_kind.get(target.kind))
             tp.throughput(target)
             results[target.kind] = {"target": target, "tables": lat.tables + tp.tables}
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from fastpool._bench.clients import BY_NAME, CLIENT_NAMES, presence
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["-n", "30", "--rounds", "2", "--warmup", "5", "--duration", "0.05", "--cold-reps", "2",
-        "--reconnect-reps", "2", "--seed", "7", "-q"]
+        "--reconnect-reps", "2", "--gaps", "1ms", "--sporadic-count", "2", "--seed", "7", "-q"]
 
 
 def _core_or_skip():
@@ -132,7 +132,7 @@ def test_remote_rule_and_option_parsing():
     o = options.parse(["--mode", "all"])
     assert o.modes == options.MODES and o.inflight == (1, 4, 16, 64)
     o = options.parse([])
-    assert o.modes == ("latency", "throughput", "cold") and o.inflight == (16,)
+    assert o.modes == ("latency", "sporadic", "throughput", "cold") and o.inflight == (16,)
     assert options.parse(["--sizes", "137,4k,1MiB"]).sizes == (137, 4096, 1 << 20)
     assert options.parse(["--skip", "httpx"]).clients == tuple(
         c for c in CLIENT_NAMES if c != "httpx")
@@ -225,12 +225,15 @@ def test_missing_optional_client_is_reported_not_fatal(tmp_path):
     r = _run_cli(["bench", *TINY, "--modes", "latency", "--clients", "fastpool,aiohttp",
                   "--json", str(out)], env=_hide(tmp_path, "aiohttp"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "aiohttp" in r.stdout and "not installed" in r.stdout
+    # listed once, under the tables, with what installs it; not a row of every table
+    listed = [x for x in r.stdout.splitlines() if "aiohttp" in x and "--clients" not in x]
+    assert listed == ["not installed: aiohttp (pip install 'fastpool[bench]')"], r.stdout
     doc = json.loads(out.read_text())
     report.validate(doc)
     assert doc["clients"]["aiohttp"]["status"] == "not installed"
+    assert doc["clients"]["aiohttp"]["install"] == "pip install 'fastpool[bench]'"
     assert doc["clients"]["fastpool"]["status"] == "ran"
-    assert _rows(doc, "latency")["aiohttp"]["summary"] is None
+    assert "aiohttp" not in _rows(doc, "latency")
 
 
 def test_presence_of_an_absent_module():

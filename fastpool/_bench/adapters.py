@@ -7,8 +7,9 @@ Every adapter is built from a target (a dict from :mod:`fastpool._bench.server`)
                             which the warm-up makes)
     request()               one GET of the target; returns (status, body length) with the
                             whole body read
-    requester()             a request function for one thread (sync clients; most share one
-                            client, pycurl gets an easy handle per thread)
+    requester(i)            the request function of thread i (sync clients; most share one
+                            client, pycurl and curl_cffi keep a handle per thread, the same
+                            one every round, so that its connection stays open)
     request_close()         one GET that says "Connection: close", so that the next request
                             has to reconnect (the reconnect mode's way in for peers)
     cold_start()            a brand-new client and its first response: (status, length,
@@ -56,7 +57,7 @@ class Adapter:
         self.engine = engine
         self.url = target["url"]
 
-    def requester(self) -> Callable[[], tuple]:
+    def requester(self, i: int) -> Callable[[], tuple]:
         return self.request
 
 
@@ -452,11 +453,11 @@ class Pycurl(Adapter):
         self._lock = threading.Lock()
         self._handles = [self.handle]
 
-    def requester(self) -> Callable[[], tuple]:
-        h = _CurlHandle(self.t)
+    def requester(self, i: int) -> Callable[[], tuple]:
         with self._lock:
-            self._handles.append(h)
-        return h.request
+            while len(self._handles) <= i:
+                self._handles.append(_CurlHandle(self.t))
+            return self._handles[i].request
 
     def request_close(self) -> tuple:
         return self.handle.request_close()
@@ -539,6 +540,290 @@ class PyreqwestAsync(Adapter):
 
     async def close(self) -> None:
         await self.client.close()
+
+
+# ---- primp ----------------------------------------------------------------------------------
+
+class Primp(Adapter):
+    """primp has no connection cap and no HTTP/1.1-only switch: it opens a connection per
+    concurrent request (never more than the threads that share it), and speaks HTTP/1.1 here
+    because the server's ALPN offers nothing else. No browser impersonation (the default)."""
+
+    def _client(self):
+        import primp
+
+        return primp.Client(verify=True, ca_cert_file=self.t["ca_file"], timeout=_TIMEOUT,
+                            follow_redirects=False, cookie_store=False, referer=False)
+
+    def open(self, connections: int) -> None:
+        self.client = self._client()
+        get, url = self.client.get, self.url
+
+        def request() -> tuple:
+            r = get(url)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.client.get(self.url, headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        client = self._client()
+        r = client.get(self.url)
+        return r.status_code, len(r.content), _drop(client)
+
+    def close(self) -> None:
+        self.client = None
+
+
+def _drop(obj) -> Callable[[], None]:
+    """A closer for clients that close their connections when garbage-collected."""
+    box = [obj]
+    return box.clear
+
+
+# ---- rnet -----------------------------------------------------------------------------------
+
+def _rnet_kwargs(t: dict, connections: int) -> dict:
+    from pathlib import Path
+
+    kw = dict(http1_only=True, pool_max_size=connections, pool_max_idle_per_host=connections,
+              timeout=int(_TIMEOUT), allow_redirects=False, cookie_store=False,
+              tcp_nodelay=True)
+    if t["tls"]:
+        kw["verify"] = Path(t["ca_file"]) if t["ca_file"] else True
+    return kw
+
+
+class RnetSync(Adapter):
+    def _client(self, connections: int):
+        from rnet.blocking import BlockingClient
+
+        return BlockingClient(**_rnet_kwargs(self.t, connections))
+
+    def open(self, connections: int) -> None:
+        self.client = self._client(connections)
+        get, url = self.client.get, self.url
+
+        def request() -> tuple:
+            r = get(url)
+            return r.status, len(r.bytes())
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.client.get(self.url, headers=_CLOSE)
+        return r.status, len(r.bytes())
+
+    def cold_start(self) -> tuple:
+        client = self._client(1)
+        r = client.get(self.url)
+        return r.status, len(r.bytes()), _drop(client)
+
+    def close(self) -> None:
+        self.client = None
+
+
+class RnetAsync(Adapter):
+    kind = "async"
+
+    def _client(self, connections: int):
+        import rnet
+
+        return rnet.Client(**_rnet_kwargs(self.t, connections))
+
+    async def open(self, connections: int) -> None:
+        self.client = self._client(connections)
+        get, url = self.client.get, self.url
+
+        async def request() -> tuple:
+            r = await get(url)
+            return r.status, len(await r.bytes())
+
+        self.request = request
+
+    async def request_close(self) -> tuple:
+        r = await self.client.get(self.url, headers=_CLOSE)
+        return r.status, len(await r.bytes())
+
+    async def cold_start(self) -> tuple:
+        client = self._client(1)
+        r = await client.get(self.url)
+        return r.status, len(await r.bytes()), _drop(client)
+
+    async def close(self) -> None:
+        self.client = None
+
+
+# ---- curl_cffi ------------------------------------------------------------------------------
+
+class CurlCffi(Adapter):
+    """A Session per thread, each with its one libcurl handle (its own thread-local handles
+    would be new with every round's new threads, and so would their connections). No browser
+    impersonation (the default)."""
+
+    def _session(self):
+        from curl_cffi import CurlHttpVersion
+        from curl_cffi.requests import Session
+
+        verify = (self.t["ca_file"] or True) if self.t["tls"] else False
+        return Session(verify=verify, http_version=CurlHttpVersion.V1_1, timeout=_TIMEOUT,
+                       allow_redirects=False, use_thread_local_curl=False)
+
+    def open(self, connections: int) -> None:
+        self.session = self._session()
+        self._lock = threading.Lock()
+        self._sessions = [self.session]
+        self.request = self._bind(self.session)
+
+    def _bind(self, session) -> Callable[[], tuple]:
+        get, url = session.get, self.url
+
+        def request() -> tuple:
+            r = get(url)
+            return r.status_code, len(r.content)
+
+        return request
+
+    def requester(self, i: int) -> Callable[[], tuple]:
+        with self._lock:
+            while len(self._sessions) <= i:
+                self._sessions.append(self._session())
+            return self._bind(self._sessions[i])
+
+    def request_close(self) -> tuple:
+        r = self.session.get(self.url, headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        s = self._session()
+        r = s.get(self.url)
+        return r.status_code, len(r.content), s.close
+
+    def close(self) -> None:
+        for s in self._sessions:
+            s.close()
+        self._sessions = []
+
+
+# ---- httpr ----------------------------------------------------------------------------------
+
+class Httpr(Adapter):
+    """httpr has no connection cap: like primp, a connection per concurrent request."""
+
+    def _client(self):
+        import httpr
+
+        return httpr.Client(verify=True, ca_cert_file=self.t["ca_file"], http1_only=True,
+                            timeout=_TIMEOUT, follow_redirects=False, cookie_store=False,
+                            referer=False)
+
+    def open(self, connections: int) -> None:
+        self.client = self._client()
+        get, url = self.client.get, self.url
+
+        def request() -> tuple:
+            r = get(url)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.client.get(self.url, headers=_CLOSE)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        client = self._client()
+        r = client.get(self.url)
+        return r.status_code, len(r.content), client.close
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# ---- niquests -------------------------------------------------------------------------------
+
+class Niquests(Adapter):
+    """HTTP/2 and HTTP/3 off, no multiplexing, no retries. verify= goes with every request,
+    as for requests: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a Session's verify."""
+
+    def _session(self, connections: int):
+        import niquests
+
+        self.verify = self.t["ca_file"] or True
+        return niquests.Session(disable_http2=True, disable_http3=True, multiplexed=False,
+                                pool_connections=1, pool_maxsize=connections, retries=0)
+
+    def open(self, connections: int) -> None:
+        self.session = self._session(connections)
+        get, url, verify = self.session.get, self.url, self.verify
+
+        def request() -> tuple:
+            r = get(url, timeout=_TIMEOUT, allow_redirects=False, verify=verify)
+            return r.status_code, len(r.content)
+
+        self.request = request
+
+    def request_close(self) -> tuple:
+        r = self.session.get(self.url, headers=_CLOSE, timeout=_TIMEOUT, allow_redirects=False,
+                             verify=self.verify)
+        return r.status_code, len(r.content)
+
+    def cold_start(self) -> tuple:
+        s = self._session(1)
+        r = s.get(self.url, timeout=_TIMEOUT, allow_redirects=False, verify=self.verify)
+        return r.status_code, len(r.content), s.close
+
+    def close(self) -> None:
+        self.session.close()
+
+
+# ---- aiosonic -------------------------------------------------------------------------------
+
+class Aiosonic(Adapter):
+    """Its pool recycles a connection after 1000 requests and after 60 s idle by default:
+    both off here, so that it keeps its connections like every other client."""
+
+    kind = "async"
+
+    def _client(self, connections: int):
+        import aiosonic
+        from aiosonic.pools import PoolConfig
+        from aiosonic.timeout import Timeouts
+
+        pool = PoolConfig(size=connections, max_conn_requests=None, max_conn_idle_ms=None)
+        connector = aiosonic.TCPConnector(pool_configs={":default": pool},
+                                          timeouts=Timeouts(request_timeout=_TIMEOUT))
+        self.ssl = ssl_context(self.t)
+        return aiosonic.HTTPClient(connector=connector, verify_ssl=True, follow=False,
+                                   handle_cookies=False)
+
+    async def _get(self, client, headers=None) -> tuple:
+        r = await client.get(self.url, headers=headers, ssl=self.ssl)
+        return r.status_code, len(await r.content())
+
+    async def open(self, connections: int) -> None:
+        self.client = client = self._client(connections)
+        get, url, ctx = client.get, self.url, self.ssl
+
+        async def request() -> tuple:
+            r = await get(url, ssl=ctx)
+            return r.status_code, len(await r.content())
+
+        self.request = request
+
+    async def request_close(self) -> tuple:
+        return await self._get(self.client, _CLOSE)
+
+    async def cold_start(self) -> tuple:
+        client = self._client(1)
+        status, length = await self._get(client)
+        return status, length, client.aclose
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
 
 def make(adapter: str, target: dict, engine: Optional[str]) -> Adapter:

@@ -67,6 +67,7 @@ def run(argv: Sequence[str]) -> int:
     workers: dict = {}
     absent: dict = {}
     infos: dict = {}
+    mode_times: dict = {}
     server = None
     runner: Optional[Runner] = None
     target = None
@@ -83,14 +84,20 @@ def run(argv: Sequence[str]) -> int:
 
             target = url_target(o)
         _start_workers(o, workers, absent, infos, progress)
-        runner = Runner(o, workers, absent, progress, random.Random(seed), tmpdir)
+        runner = Runner(o, workers, absent, progress, random.Random(seed), tmpdir,
+                        server=server)
+        started = time.monotonic()
+        _check_tls(o, runner, target, tmpdir)
+        mode_times["checks"] = round(time.monotonic() - started, 2)
         for mode in o.modes:
+            started = time.monotonic()
             if mode == "sizes":
                 runner.sizes()
             elif mode == "reconnect":
                 runner.reconnect(target, server)
             else:
                 getattr(runner, mode)(target)
+            mode_times[mode] = round(time.monotonic() - started, 2)
     except opts.UsageError as exc:
         progress.clear()
         _stop_all(workers, server, tmpdir)
@@ -115,7 +122,10 @@ def run(argv: Sequence[str]) -> int:
             if r["status"] == "failed" and (r["client"].startswith("fastpool")
                                             or r["client"] == "floor"):
                 code = opts.EXIT_FAILED
-    doc = _document(o, date, time.monotonic() - t0, seed, target, tables, absent, infos, code)
+    rejected = runner.rejected if runner is not None else {}
+    doc = _document(o, date, time.monotonic() - t0, seed, target, tables, absent, infos, code,
+                    rejected)
+    doc["mode_wall_s"] = mode_times
     print_report(doc, tables)
     if o.json_path:
         with open(o.json_path, "w", encoding="utf-8") as f:
@@ -124,10 +134,29 @@ def run(argv: Sequence[str]) -> int:
         sys.stdout.write(f"JSON report: {o.json_path}\n")
     if o.plot_path:
         if plot.write(tables, o.plot_path, target.describe()):
-            sys.stdout.write(f"latency CDF plot: {o.plot_path}\n")
+            sys.stdout.write(f"latency plot (CCDF, log axes): {o.plot_path}\n")
         else:
             _error("--plot: no latency samples to plot")
     return code
+
+
+def _check_tls(o, runner: Runner, target, tmpdir: str) -> None:
+    """Every client must refuse a server whose certificate its CA did not sign."""
+    if not target.tls:
+        o.notes.append("plain HTTP: no TLS, so no verification to check")
+        return
+    if target.kind == "url" and not target.ca_file:
+        o.notes.append("TLS verification not checked: the URL is verified against the system "
+                       "trust store (give --cafile to check it against a private CA)")
+        return
+    from .server import wrong_ca
+
+    try:
+        wrong = wrong_ca(target, tmpdir)
+    except ImportError as exc:
+        o.notes.append(f"TLS verification not checked: it needs the C engine ({exc})")
+        return
+    runner.verify_tls(wrong)
 
 
 def _main_thread() -> bool:
@@ -157,6 +186,9 @@ def _start_workers(o, workers: dict, absent: dict, infos: dict, progress) -> Non
             w.stop(kill=True)
             del workers[name]
             absent[name] = str(exc)
+            continue
+        if infos[name].get("warning") and infos[name]["warning"] not in o.notes:
+            o.notes.append(infos[name]["warning"])
 
 
 def _stop_all(workers: dict, server, tmpdir: str, kill: bool = False) -> None:
@@ -170,7 +202,7 @@ def _stop_all(workers: dict, server, tmpdir: str, kill: bool = False) -> None:
     shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _document(o, date, wall, seed, target, tables, absent, infos, code) -> dict:
+def _document(o, date, wall, seed, target, tables, absent, infos, code, rejected) -> dict:
     client_versions = {}
     clients = {}
     for spec in CLIENTS:
@@ -182,6 +214,8 @@ def _document(o, date, wall, seed, target, tables, absent, infos, code) -> dict:
             why = absent[spec.name]
             status = "not installed" if why.startswith("not installed") else "unavailable"
             reason = why
+        elif spec.name in rejected:
+            status, reason = "rejected", rejected[spec.name]
         elif rows and any(r["status"] == "ok" for r in rows):
             status, reason = "ran", None
         else:
@@ -192,6 +226,7 @@ def _document(o, date, wall, seed, target, tables, absent, infos, code) -> dict:
         client_versions[spec.name] = version
         clients[spec.name] = {"kind": spec.kind, "description": spec.description,
                               "status": status, "reason": reason, "version": version,
+                              "install": spec.install_hint() if spec.dist else None,
                               "loop": info.get("loop"), "pid": info.get("pid")}
     options = {k: v for k, v in vars(o).items() if k not in ("argv", "notes")}
     options = json.loads(json.dumps(options, default=list))

@@ -28,7 +28,21 @@ class ClientSpec:
     #: runs in the reconnect mode (AsyncPool opens connections with the very call the sync
     #: Pool uses, so its reconnect is the sync row's)
     reconnect: bool = True
+    #: how a user gets it (None: the `bench` extra)
+    install: Optional[str] = None
 
+    def install_hint(self) -> str:
+        return self.install or BENCH_EXTRA
+
+
+#: What installs every peer that installs cleanly (pyproject.toml, the `bench` extra).
+BENCH_EXTRA = "pip install 'fastpool[bench]'"
+#: niquests depends on urllib3-future, whose wheel replaces the `urllib3` package in place
+#: (a .pth file copies it over urllib3 at every interpreter start): the urllib3 and requests
+#: rows would then measure urllib3-future. Built from source with URLLIB3_NO_OVERRIDE, it
+#: installs beside urllib3 instead, so it is not in the extra.
+NIQUESTS_INSTALL = ("URLLIB3_NO_OVERRIDE=1 pip install niquests --no-binary urllib3-future "
+                    "(so that it does not replace urllib3)")
 
 CLIENTS: tuple[ClientSpec, ...] = (
     ClientSpec("floor", "floor", "fastpool._engine._core", None, "Floor",
@@ -54,6 +68,15 @@ CLIENTS: tuple[ClientSpec, ...] = (
                "pyreqwest SyncClient (Rust reqwest)"),
     ClientSpec("pyreqwest-async", "async", "pyreqwest", "pyreqwest", "PyreqwestAsync",
                "pyreqwest Client (Rust reqwest)"),
+    ClientSpec("primp", "sync", "primp", "primp", "Primp", "primp.Client (Rust reqwest)"),
+    ClientSpec("rnet", "sync", "rnet", "rnet", "RnetSync", "rnet BlockingClient (Rust wreq)"),
+    ClientSpec("rnet-async", "async", "rnet", "rnet", "RnetAsync", "rnet.Client (Rust wreq)"),
+    ClientSpec("curl_cffi", "sync", "curl_cffi", "curl_cffi", "CurlCffi",
+               "curl_cffi.requests.Session (libcurl)"),
+    ClientSpec("httpr", "sync", "httpr", "httpr", "Httpr", "httpr.Client (Rust reqwest)"),
+    ClientSpec("niquests", "sync", "niquests", "niquests", "Niquests", "niquests.Session",
+               install=NIQUESTS_INSTALL),
+    ClientSpec("aiosonic", "async", "aiosonic", "aiosonic", "Aiosonic", "aiosonic.HTTPClient"),
 )
 
 CLIENT_NAMES: tuple[str, ...] = tuple(c.name for c in CLIENTS)
@@ -76,7 +99,7 @@ def presence(spec: ClientSpec) -> Optional[str]:
         return None
     if spec.engine == "c":
         return "unavailable: the C engine is not built (make build)"
-    return f"not installed (pip install {spec.dist or spec.module})"
+    return "not installed"
 
 
 def version_of(spec: ClientSpec) -> Optional[str]:
@@ -92,3 +115,18 @@ def version_of(spec: ClientSpec) -> Optional[str]:
 
             return __version__
         return None
+
+
+def shadowed_urllib3() -> Optional[str]:
+    """A warning when the `urllib3` that imports is urllib3-future (versions x.y.9NN), which
+    replaces urllib3 in place: the urllib3 and requests rows then do not measure urllib3."""
+    import urllib3
+
+    version = getattr(urllib3, "__version__", "")
+    parts = version.split(".")
+    if len(parts) < 3 or not parts[2].isdigit() or int(parts[2]) < 900:
+        return None
+    return (f"the urllib3 package here is urllib3-future {version} (a niquests dependency "
+            f"that replaced it in place): the urllib3 and requests rows measure "
+            f"urllib3-future. To measure urllib3: pip uninstall urllib3-future, pip install "
+            f"--force-reinstall urllib3, then {NIQUESTS_INSTALL}")

@@ -6,11 +6,19 @@ documents their shape. Rounds interleave the clients in a new shuffled order eac
 a slow drift of the machine (another tenant, frequency changes) spreads over all of them
 instead of landing on whichever client ran last. Warm-up requests run before each client's
 measurements (and a few again before each round) and are never counted.
+
+Against the embedded server, the parent reads the server's counters around every command:
+a client that opened a connection while it was measured on one pre-opened connection does
+not keep its connection alive, and is reported failed instead of measured; the parent's own
+CPU time around the command (the server's thread is nearly all of it) gives the server's
+cost per request, which no row includes.
 """
 
 from __future__ import annotations
 
 import random
+import resource
+import time
 from array import array
 from typing import Callable, Optional
 
@@ -35,36 +43,102 @@ def new_row(name: str, variant: Optional[str] = None) -> dict:
     label = name if variant is None else f"{name} ({variant})"
     return {"client": name, "variant": variant, "label": label, "kind": spec.kind,
             "status": _OK, "error": None, "summary": None, "req_per_s": None,
-            "x_floor": None, "x_fastpool": None, "rounds": [], "p50_spread": None,
-            "note": "", "samples": array("q"), "count": 0, "elapsed_ns": 0}
+            "x_floor": None, "x_fastpool": None, "x_warm": None, "rounds": [],
+            "p50_spread": None, "p50_range": None, "req_per_s_range": None,
+            "cpu_per_request_ns": None, "cpu_user_ns": 0, "cpu_sys_ns": 0, "cpu_requests": 0,
+            "idle_ns_mean": None,
+            "server": {"open": _zero(), "warm": _zero(), "measure": _zero()},
+            "note": "", "samples": array("q"), "idle": array("q"), "count": 0,
+            "elapsed_ns": 0}
+
+
+def _zero() -> dict:
+    return {"accepted": 0, "requests": 0, "cpu_ns": 0}
+
+
+def _parent_cpu_ns() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round((r.ru_utime + r.ru_stime) * 1e9)
+
+
+def take(row: dict, reply: dict, key: str = "samples", cpu: Optional[tuple] = None) -> dict:
+    """Adds one command's samples and CPU time to the row; the round's summary."""
+    samples = reply[key]
+    row["samples"].extend(samples)
+    if "idle_ns" in reply:
+        row["idle"].extend(reply["idle_ns"])
+    summary = stats.summarize(samples)
+    user, system = cpu if cpu is not None else (reply.get("cpu_user_ns"),
+                                                reply.get("cpu_sys_ns"))
+    if user is not None and len(samples):
+        row["cpu_user_ns"] += user
+        row["cpu_sys_ns"] += system
+        row["cpu_requests"] += len(samples)
+        summary["cpu_ns"] = user + system
+    row["rounds"].append(summary)
+    return summary
+
+
+#: A client measured on one connection that opened more than this fraction of its requests'
+#: worth of new ones does not keep connections alive (fastpool._bench.modes.Runner).
+REOPEN_LIMIT = 0.01
+#: The sporadic mode runs clients side by side within one gap when their requests fit in
+#: it one after another: each client gets a slot of SLOT_P50S times its warm p50 (a request
+#: after an idle gap costs several warm ones), and at least SLOT_MIN_NS.
+SLOT_P50S = 10
+SLOT_MIN_NS = 1_000_000
+#: How long before its first request a staggered group gets its command (the pipes, the
+#: processes waking up), on top of one gap (so that the first request follows a full gap).
+START_MARGIN_NS = 20_000_000
 
 
 class Runner:
     """Runs the modes over the started workers; collects tables."""
 
     def __init__(self, o: Options, workers: dict, absent: dict, progress,
-                 rng: random.Random, tmpdir: str) -> None:
+                 rng: random.Random, tmpdir: str, server=None) -> None:
         self.o = o
         self.workers: dict = workers        # name -> Worker (started)
         self.absent: dict = absent          # name -> why it does not run
         self.progress = progress
         self.rng = rng
         self.tmpdir = tmpdir
+        self.server = server                # the embedded server (its counters), or None
         self.tables: list = []
+        self.rejected: dict = {}            # name -> why it was not measured (checks)
 
     # ---- helpers ------------------------------------------------------------------------
 
     def names(self) -> list:
         return [c.name for c in CLIENTS if c.name in self.workers]
 
-    def _call(self, row: dict, msg: dict, timeout: float) -> Optional[dict]:
+    def _snapshot(self) -> Optional[tuple]:
+        if self.server is None:
+            return None
+        st = self.server.stats()
+        return st["accepted"], st["requests"], _parent_cpu_ns()
+
+    def _count(self, row: dict, phase: str, before: Optional[tuple]) -> None:
+        """What the server saw between before and now, added to the row's phase."""
+        if before is None:
+            return
+        after = self._snapshot()
+        into = row["server"][phase]
+        for i, key in enumerate(("accepted", "requests", "cpu_ns")):
+            into[key] += after[i] - before[i]
+
+    def _call(self, row: dict, msg: dict, timeout: float,
+              phase: str = "measure") -> Optional[dict]:
         """A command to the row's worker; on failure the row is marked failed (None)."""
         name = row["client"]
         w: Worker = self.workers[name]
         try:
             if w.proc is None:  # killed after a timeout or a crash: a fresh one
                 w.start()
-            return w.call(msg, timeout)
+            before = self._snapshot()
+            reply = w.call(msg, timeout)
+            self._count(row, phase, before)
+            return reply
         except WorkerError as exc:
             row["status"] = _FAILED
             row["error"] = str(exc)
@@ -78,7 +152,7 @@ class Runner:
                 continue
             self.progress.step(f"{label}: opening {name}")
             self._call(row, {"cmd": "open", "target": tdict, "connections": connections,
-                             "warmup": warmup}, timeout=120 + warmup * 0.05)
+                             "warmup": warmup}, timeout=120 + warmup * 0.05, phase="open")
 
     def _close(self, rows: dict) -> None:
         for name, row in rows.items():
@@ -92,8 +166,14 @@ class Runner:
 
     def _rounds(self, rows: dict, n_rounds: int, label: str,
                 command: Callable[[int], dict], timeout: float,
-                take: Callable[[dict, dict], None]) -> None:
-        """n_rounds rounds; each runs every row still ok once, in a new shuffled order."""
+                take: Callable[[dict, dict], None],
+                warm: Optional[dict] = None) -> None:
+        """n_rounds rounds; each runs every row still ok once, in a new shuffled order.
+
+        warm: a command run just before each measured one, not counted (the client has
+        been idle while the others ran, and may have let its connections expire: reopening
+        them belongs to the warm-up, not to the measured requests nor to the server's
+        count of connections opened while measuring)."""
         names = list(rows)
         for r in range(n_rounds):
             order = names[:]
@@ -103,6 +183,8 @@ class Runner:
                 if row["status"] != _OK:
                     continue
                 self.progress.step(f"{label}: round {r + 1}/{n_rounds}, {name}")
+                if warm is not None and self._call(row, warm, timeout, phase="warm") is None:
+                    continue
                 reply = self._call(row, command(r), timeout)
                 if reply is not None:
                     take(row, reply)
@@ -120,43 +202,104 @@ class Runner:
         return table
 
     def _absent_rows(self) -> list:
-        out = []
-        for c in CLIENTS:
-            if c.name in self.absent and c.name in self.o.clients:
-                row = new_row(c.name)
-                row["status"] = "not installed" if self.absent[c.name].startswith(
-                    "not installed") else "unavailable"
-                row["error"] = self.absent[c.name]
-                out.append(row)
-        return out
+        """Clients that are not installed or were not measured appear once, under the
+        tables (fastpool._bench.output), not as a row of every table."""
+        return []
+
+    # ---- checks before any measurement ----------------------------------------------------
+
+    def verify_tls(self, wrong: Target) -> None:
+        """Each client, told to trust a CA that did not sign the server's certificate, must
+        fail its first request; one that succeeds does not verify TLS and is not measured."""
+        tdict = wrong.as_dict()
+        for name in self.names():
+            self.progress.step(f"checking TLS verification: {name}")
+            row = new_row(name)
+            reply = self._call(row, {"cmd": "verify", "target": tdict}, timeout=60,
+                               phase="open")
+            if reply is None:
+                why = f"the TLS verification check failed: {row['error']}"
+            elif reply["accepted"]:
+                why = (f"does not verify TLS: told to trust only a CA that did not sign the "
+                       f"server's certificate, it got a response ({reply['error']})")
+            else:
+                continue
+            self.reject(name, why)
+
+    def reject(self, name: str, why: str) -> None:
+        """Takes a client out of the run (its worker stopped), with the reason."""
+        self.rejected[name] = why
+        w = self.workers.pop(name, None)
+        if w is not None:
+            w.stop()
+
+    def _reuse_check(self, rows: dict) -> None:
+        """Rows measured on one pre-opened connection: more connections accepted by the
+        server while a row was measured than REOPEN_LIMIT of its requests means the client
+        does not keep its connection alive (not measured); fewer, that its pool sometimes
+        dials instead of reusing (measured, with a note: those requests paid a handshake)."""
+        if self.server is None:
+            return
+        for row in rows.values():
+            seen = row["server"]["measure"]
+            if row["status"] != _OK or not seen["accepted"]:
+                continue
+            if seen["accepted"] > REOPEN_LIMIT * max(1, seen["requests"]):
+                row["status"] = _FAILED
+                row["error"] = (f"does not keep its connection alive: the server accepted "
+                                f"{seen['accepted']} new connections during its "
+                                f"{seen['requests']} measured requests")
+            else:
+                row["note"] = (f"{seen['accepted']} reconnect(s) in {seen['requests']} "
+                               f"requests")
 
     # ---- sequential latency (also the sizes mode) ---------------------------------------
 
     def _sequential(self, target: Target, mode: str, title: str, setting, count: int,
-                    rounds: int, warmup: int) -> dict:
+                    rounds: int, warmup: int, max_s: float = 0.0) -> dict:
+        """max_s: a client's requests stop after that many seconds over all rounds (the
+        slowest clients then make fewer; each row says how many it made)."""
         rows = {n: new_row(n) for n in self.names()}
         label = title
         self._open(rows, target, 1, warmup, label)
         counts = _split(count, rounds)
         round_warm = min(100, max(10, counts[0] // 20)) if self._budget() is None else 0
-
-        def take(row: dict, reply: dict) -> None:
-            row["samples"].extend(reply["samples"])
-            row["rounds"].append(stats.summarize(reply["samples"]))
+        max_ns = round(max_s * 1e9 / len(counts)) if max_s else 0
 
         self._rounds(rows, len(counts), label,
-                     lambda r: {"cmd": "latency", "count": counts[r], "warmup": round_warm},
-                     timeout=60 + counts[0] * 0.2, take=take)
+                     lambda r: {"cmd": "latency", "count": counts[r], "warmup": 0,
+                                "max_ns": max_ns},
+                     timeout=60 + counts[0] * 0.2, take=take,
+                     warm={"cmd": "latency", "count": round_warm, "warmup": 0}
+                     if round_warm else None)
         self._close(rows)
+        self._reuse_check(rows)
         for row in rows.values():
             self._finish(row)
             if row["summary"]:
                 row["req_per_s"] = stats.sequential_rate(row["summary"])
+                made = row["summary"]["count"]
+                if made < count:
+                    capped = f"{made:,} requests ({max_s:g} s cap)"
+                    row["note"] = f"{capped}, {row['note']}" if row["note"] else capped
         table_rows = list(rows.values()) + self._absent_rows()
         _ratios(table_rows, REFERENCE, rate=False)
-        return self._table(mode, title, setting, table_rows, "latency",
-                           {"requests": count, "rounds": len(counts), "warmup": warmup,
-                            "round_warmup": round_warm, "connections": 1})
+        table = self._table(mode, title, setting, table_rows, "latency",
+                            {"requests": count, "rounds": len(counts), "warmup": warmup,
+                             "round_warmup": round_warm, "connections": 1,
+                             "max_seconds": max_s or None})
+        if max_s:
+            table["notes"].append(
+                f"{count:,} requests per client, or as many as it makes in {max_s:g} s (over "
+                f"the rounds) when fewer; the count is beside each row that was cut short")
+        cost = self._server_cost(rows)
+        if cost is not None:
+            table["server_cpu_per_request_ns"] = cost
+            table["notes"].append(
+                f"the embedded server's thread used {cost / 1e3:.1f} µs of CPU per request "
+                f"(median over the rows); it runs in the parent process, so no row's CPU/req "
+                f"includes it")
+        return table
 
     def latency(self, target: Target) -> None:
         budget = self._budget()
@@ -165,7 +308,7 @@ class Runner:
             warm = min(warm, budget // 10)
             count = max(1, budget - warm - 0)
         self._sequential(target, "latency", "sequential latency", None, count,
-                         self.o.rounds, warm)
+                         self.o.rounds, warm, 0.0 if budget is not None else self.o.max_seconds)
 
     def sizes(self) -> None:
         for size in self.o.sizes:
@@ -175,6 +318,128 @@ class Runner:
                 self._sequential(srv.target, "sizes", f"sequential latency, {_size(size)} body",
                                  size, count, min(self.o.rounds, 3),
                                  min(self.o.warmup, max(10, count // 5)))
+
+    # ---- sporadic -----------------------------------------------------------------------
+
+    def sporadic(self, target: Target) -> None:
+        """One request after each idle gap, for every gap of --gaps: one table per gap.
+
+        Each client first makes a short back-to-back burst (not reported when the latency
+        table ran: its warm p50 is the reference then; otherwise the burst's p50 is). Then,
+        round by round and gap by gap, each client makes its requests for that gap. Clients
+        whose requests fit in one gap one after another run side by side, staggered over it
+        (a slot of SLOT_P50S warm p50s each), so that the long gaps do not cost a gap per
+        client: their requests never overlap, but the machine is then not idle while one
+        client is. The others run alone, one client at a time."""
+        o = self.o
+        budget = self._budget()
+        gaps = o.gaps
+        counts = dict(zip(gaps, o.sporadic_counts))
+        burst = 200
+        if budget is not None:
+            per = max(1, budget // (len(gaps) + 1))
+            counts = {g: min(c, per) for g, c in counts.items()}
+            burst = min(burst, per)
+        names = self.names()
+        base = {n: new_row(n) for n in names}
+        label = "sporadic"
+        self._open(base, target, 1, 0 if budget is not None else min(o.warmup, 100), label)
+        warm = {n: new_row(n) for n in names}
+        for n in names:
+            if base[n]["status"] != _OK:
+                warm[n]["status"], warm[n]["error"] = base[n]["status"], base[n]["error"]
+                continue
+            self.progress.step(f"{label}: warm burst, {n}")
+            reply = self._call(warm[n], {"cmd": "latency", "count": burst, "warmup": 0},
+                               timeout=60 + burst * 0.2)
+            if reply is not None:
+                take(warm[n], reply)
+        for row in warm.values():
+            self._finish(row)
+        warm_p50 = {n: r["summary"]["p50"] for n, r in warm.items() if r["summary"]}
+        slots = {n: max(SLOT_MIN_NS, SLOT_P50S * p) for n, p in warm_p50.items()}
+
+        n_rounds = max(1, min(o.rounds, 2, min(counts.values())))
+        per_round = {g: _split(counts[g], n_rounds) for g in gaps}
+        rows = {g: {n: new_row(n) for n in names} for g in gaps}
+        for g in gaps:
+            for n in names:
+                if warm[n]["status"] != _OK:
+                    rows[g][n]["status"], rows[g][n]["error"] = _FAILED, warm[n]["error"]
+        before = self._snapshot()
+        side_by_side = set()
+        for r in range(n_rounds):
+            for g in gaps:
+                live = [n for n in names if rows[g][n]["status"] == _OK]
+                self.rng.shuffle(live)
+                for group in _groups(live, slots, g):
+                    if len(group) > 1:
+                        side_by_side.add(g)
+                    self.progress.step(f"{label}: round {r + 1}/{n_rounds}, {_dur(g)} gap, "
+                                       f"{', '.join(n for n, _ in group)}")
+                    self._sporadic_group(rows[g], group, g, per_round[g][r])
+        accepted = None
+        if before is not None:
+            accepted = self._snapshot()[0] - before[0]
+        self._close(base)
+
+        latency = next((t for t in self.tables if t["mode"] == "latency"), None)
+        ref = {}
+        if latency is not None:
+            ref = {x["client"]: x["summary"]["p50"] for x in latency["rows"]
+                   if x["status"] == _OK}
+        for g in gaps:
+            table_rows = list(rows[g].values())
+            for row in table_rows:
+                self._finish(row)
+                p50_warm = ref.get(row["client"], warm_p50.get(row["client"]))
+                if row["summary"] and p50_warm:
+                    row["x_warm"] = stats.slower(row["summary"]["p50"], p50_warm)
+            _ratios(table_rows, REFERENCE, rate=False)
+            table = self._table("sporadic", f"sporadic: one request after {_dur(g)} idle", g,
+                                table_rows, "latency",
+                                {"gap_ns": g, "requests": counts[g], "rounds": n_rounds,
+                                 "warm_burst": burst, "connections": 1})
+            table["notes"].append(
+                "× warm: p50 after the gap over the client's warm p50 ("
+                + ("the sequential latency table's" if latency is not None
+                   else f"a {burst}-request back-to-back burst's") + ")")
+            if g in side_by_side:
+                table["notes"].append(
+                    "clients whose requests fit in the gap one after another ran side by "
+                    "side, staggered over it (no two requests at once)")
+        if accepted:
+            self.tables[-1]["notes"].append(
+                f"the server accepted {accepted} new connection(s) during the sporadic "
+                f"requests: a client reconnected after idling")
+
+    def _sporadic_group(self, rows: dict, group: list, gap: int, count: int) -> None:
+        """One gap's requests for a group: alone (sleep the gap after each response), or
+        side by side on one schedule, each client at its own offset within the gap."""
+        if len(group) == 1:
+            n = group[0][0]
+            reply = self._call(rows[n], {"cmd": "sporadic", "gap_ns": gap, "count": count,
+                                         "start_ns": None},
+                               timeout=60 + count * (gap / 1e9 + 0.2))
+            if reply is not None:
+                take(rows[n], reply)
+            return
+        start = time.perf_counter_ns() + START_MARGIN_NS + gap
+        posted = []
+        for n, offset in group:
+            try:
+                self.workers[n].post({"cmd": "sporadic", "gap_ns": gap, "count": count,
+                                      "start_ns": start + offset})
+                posted.append(n)
+            except WorkerError as exc:
+                rows[n]["status"], rows[n]["error"] = _FAILED, str(exc)
+        for n in posted:
+            try:
+                reply = self.workers[n].reply(timeout=60 + (count + 2) * (gap / 1e9 + 0.2))
+            except WorkerError as exc:
+                rows[n]["status"], rows[n]["error"] = _FAILED, str(exc)
+                continue
+            take(rows[n], reply)
 
     # ---- throughput ---------------------------------------------------------------------
 
@@ -194,26 +459,36 @@ class Runner:
                 cap = max(1, (per_level - warm) // n_rounds)
             self._open(rows, target, k, warm, label)
 
-            def take(row: dict, reply: dict) -> None:
-                row["samples"].extend(reply["samples"])
+            def take_tp(row: dict, reply: dict) -> None:
                 row["count"] += reply["count"]
                 row["elapsed_ns"] += reply["elapsed_ns"]
-                s = stats.summarize(reply["samples"])
-                s["req_per_s"] = stats.rate(reply["count"], reply["elapsed_ns"])
-                row["rounds"].append(s)
+                take(row, reply)["req_per_s"] = stats.rate(reply["count"], reply["elapsed_ns"])
 
+            round_warm = None
+            if budget is None:
+                round_warm = {"cmd": "throughput", "inflight": k, "duration": 3600.0,
+                              "cap": 4 * k}
             self._rounds(rows, n_rounds, label,
                          lambda r, k=k, cap=cap: {"cmd": "throughput", "inflight": k,
                                                   "duration": self.o.duration, "cap": cap},
-                         timeout=self.o.duration * 3 + 120, take=take)
+                         timeout=self.o.duration * 3 + 120, take=take_tp, warm=round_warm)
             self._close(rows)
             for row in rows.values():
                 self._finish(row)
                 row["req_per_s"] = stats.rate(row["count"], row["elapsed_ns"])
+                rates = [r["req_per_s"] for r in row["rounds"] if r.get("req_per_s")]
+                row["req_per_s_range"] = [min(rates), max(rates)] if rates else None
+                notes = []
                 if row["kind"] == "sync" and k > 1:
-                    row["note"] = f"{k} threads"
+                    notes.append(f"{k} threads")
                 elif row["kind"] == "floor" and k > 1:
-                    row["note"] = f"{k} C threads, 1 connection each"
+                    notes.append(f"{k} C threads, 1 connection each")
+                used = row["server"]["open"]["accepted"] + row["server"]["measure"]["accepted"]
+                if self.server is not None and row["status"] == _OK and used > k:
+                    notes.append(f"opened {used} connections")
+                elif self.server is not None and row["status"] == _OK and used < k:
+                    notes.append(f"only {used} connections")
+                row["note"] = ", ".join(notes)
             table_rows = list(rows.values()) + self._absent_rows()
             _ratios(table_rows, THROUGHPUT_REFERENCE, rate=True)
             self._table("throughput", label, k, table_rows, "throughput",
@@ -238,10 +513,6 @@ class Runner:
                     self.progress.step(f"{label}: warming {name}")
                     self._call(row, {"cmd": "cold", "reps": 1}, timeout=120)
         per_round = _split(reps, min(self.o.rounds, reps))
-
-        def take(row: dict, reply: dict) -> None:
-            row["samples"].extend(reply["samples"])
-            row["rounds"].append(stats.summarize(reply["samples"]))
 
         self._rounds(rows, len(per_round), label,
                      lambda r: {"cmd": "cold", "reps": per_round[r]},
@@ -279,19 +550,16 @@ class Runner:
                 out[(n, "own")] = new_row(n, "own")
         server_seen: dict = {n: [0, 0] for n in names}
 
-        def take(row: dict, reply: dict) -> None:
+        def take_rc(row: dict, reply: dict) -> None:
             n = row["client"]
             if BY_NAME[n].handshakes:
                 for v in ("full", "resumed"):
                     r = out[(n, v)]
-                    r["samples"].extend(reply[f"samples_{v}"])
-                    r["rounds"].append(stats.summarize(reply[f"samples_{v}"]))
+                    take(r, reply, f"samples_{v}", cpu=tuple(reply[f"cpu_{v}"]))
                     r["resumed"] = r.get("resumed", 0) + reply[f"resumed_{v}"]
                     r["reps"] = r.get("reps", 0) + len(reply[f"samples_{v}"])
             else:
-                r = out[(n, "own")]
-                r["samples"].extend(reply["samples"])
-                r["rounds"].append(stats.summarize(reply["samples"]))
+                take(out[(n, "own")], reply)
 
         def command(r: int) -> dict:
             return {"cmd": "reconnect", "reps": per_round[r]}
@@ -314,7 +582,7 @@ class Runner:
                     after = server.stats()
                     server_seen[n][0] += after["tls_handshakes"] - before["tls_handshakes"]
                     server_seen[n][1] += after["tls_resumed"] - before["tls_resumed"]
-                take(row, reply)
+                take_rc(row, reply)
         self._close(base)
         rows = []
         for (n, v), row in out.items():
@@ -346,9 +614,26 @@ class Runner:
     def _finish(self, row: dict) -> None:
         if row["status"] == _OK and len(row["samples"]):
             row["summary"] = stats.summarize(row["samples"])
-            row["p50_spread"] = stats.spread([r["p50"] for r in row["rounds"] if r.get("p50")])
+            p50s = [r["p50"] for r in row["rounds"] if r.get("p50")]
+            row["p50_spread"] = stats.spread(p50s)
+            row["p50_range"] = [min(p50s), max(p50s)] if p50s else None
+            if row["cpu_requests"]:
+                row["cpu_per_request_ns"] = round(
+                    (row["cpu_user_ns"] + row["cpu_sys_ns"]) / row["cpu_requests"])
+            if len(row["idle"]):
+                row["idle_ns_mean"] = round(sum(row["idle"]) / len(row["idle"]))
         elif row["status"] == _OK:
             row["status"], row["error"] = _FAILED, "no samples"
+        if row["status"] != _OK:
+            row["summary"] = None
+
+    def _server_cost(self, rows: dict) -> Optional[int]:
+        """The embedded server's CPU per request (parent process), median over the rows."""
+        if self.server is None:
+            return None
+        costs = sorted(r["server"]["measure"]["cpu_ns"] / r["server"]["measure"]["requests"]
+                       for r in rows.values() if r["server"]["measure"]["requests"])
+        return round(costs[len(costs) // 2]) if costs else None
 
 
 def _ratios(rows: list, reference: str, rate: bool, by_variant: bool = False) -> None:
@@ -375,6 +660,34 @@ def _ratios(rows: list, reference: str, rate: bool, by_variant: bool = False) ->
                 row[key] = stats.slower_rate(row["req_per_s"], ref["req_per_s"])
             else:
                 row[key] = stats.slower(row["summary"]["p50"], ref["summary"]["p50"])
+
+
+def _groups(names: list, slots: dict, gap: int) -> list:
+    """[(name, offset ns)] groups: consecutive clients whose slots add up to at most gap."""
+    groups: list = []
+    current: list = []
+    used = 0
+    for n in names:
+        slot = slots.get(n, SLOT_MIN_NS)
+        if current and used + slot > gap:
+            groups.append(current)
+            current, used = [], 0
+        current.append((n, used))
+        used += slot
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _dur(ns: int) -> str:
+    """1 ms, 10 ms, 1 s, 250 µs."""
+    if ns >= 1_000_000_000 and ns % 1_000_000_000 == 0:
+        return f"{ns // 1_000_000_000} s"
+    if ns >= 1_000_000 and ns % 1_000_000 == 0:
+        return f"{ns // 1_000_000} ms"
+    if ns >= 1000 and ns % 1000 == 0:
+        return f"{ns // 1000} µs"
+    return f"{ns / 1e6:g} ms"
 
 
 def _size(n: int) -> str:

@@ -16,8 +16,14 @@ from typing import Optional, Sequence
 from .clients import CLIENT_NAMES, CLIENTS
 
 #: Every mode, in the order a run goes through them.
-MODES = ("latency", "throughput", "cold", "reconnect", "sizes")
-DEFAULT_MODES = ("latency", "throughput", "cold")
+MODES = ("latency", "sporadic", "throughput", "cold", "reconnect", "sizes")
+DEFAULT_MODES = ("latency", "sporadic", "throughput", "cold")
+#: Idle gaps of the sporadic mode, ns, and the requests per client after each: a short
+#: version in the default run (a 1 s gap costs a second per request), the full one when the
+#: mode is asked for (--modes sporadic, --mode all).
+DEFAULT_GAPS = (1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
+SPORADIC_COUNTS_DEFAULT_RUN = (60, 40, 40, 12)
+SPORADIC_COUNTS_FULL = (200, 100, 60, 30)
 DEFAULT_INFLIGHT_DEFAULT_RUN = (16,)
 DEFAULT_INFLIGHT_ALL = (1, 4, 16, 64)
 DEFAULT_SIZES = (137, 4096, 65536, 1048576)
@@ -25,6 +31,9 @@ DEFAULT_SIZES = (137, 4096, 65536, 1048576)
 #: (every client installed here, latency + throughput(16) + cold start) takes well under two
 #: minutes on a 2-core machine.
 DEFAULT_REQUESTS = 10_000
+#: ...and at most this many seconds of them per client (the slowest peers take ~1 ms a
+#: request here: 10 000 of theirs would be most of the run). -n N lifts it: then N it is.
+DEFAULT_MAX_SECONDS = 3.0
 MAX_SIZE = 64 << 20
 
 EXIT_OK = 0
@@ -43,14 +52,17 @@ class Options:
     url: Optional[str] = None
     requests: int = DEFAULT_REQUESTS
     requests_given: bool = False
+    max_seconds: float = DEFAULT_MAX_SECONDS   #: 0: no time cap on the latency mode
     rounds: int = 5
     warmup: int = 500
     modes: tuple = DEFAULT_MODES
     inflight: tuple = DEFAULT_INFLIGHT_DEFAULT_RUN
-    duration: float = 1.0
+    duration: float = 0.5
     cold_reps: int = 40
     reconnect_reps: int = 50
     sizes: tuple = DEFAULT_SIZES
+    gaps: tuple = DEFAULT_GAPS
+    sporadic_counts: tuple = SPORADIC_COUNTS_DEFAULT_RUN
     body_size: int = 137
     clients: tuple = CLIENT_NAMES
     loop: str = "auto"
@@ -117,6 +129,25 @@ def parse_size(text: str) -> int:
     return value
 
 
+def parse_duration(text: str) -> int:
+    """Nanoseconds from "1ms", "10 ms", "0.5s", "250us", "1s" (a bare number is seconds)."""
+    t = text.strip().lower().replace(" ", "").replace("µ", "u")
+    for suffix, mult in (("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):  # noqa: B007 - mult is used after the loop
+        if t.endswith(suffix):
+            t = t[: -len(suffix)]
+            break
+    else:
+        mult = 1_000_000_000
+    try:
+        value = round(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 1ms, 100ms, 1s)") \
+            from None
+    if not 0 < value <= 60_000_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: gaps go from 1 ns to 60 s")
+    return value
+
+
 def _list(kind, choices: Optional[Sequence[str]] = None):
     def convert(text: str) -> tuple:
         items = [p.strip() for p in text.split(",") if p.strip()]
@@ -155,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
             "warm-up requests are never measured."),
         epilog=(
             "modes:\n"
-            "  latency     sequential GETs on one pre-opened connection: p50 ... max, mean\n"
+            "  latency     sequential GETs on one pre-opened connection: p50 ... max\n"
+            "  sporadic    one GET after each idle gap (--gaps; default 1ms,10ms,100ms,1s), "
+            "what a\n              strategy's occasional order sees: p50 ... max after the "
+            "gap, and × its\n              warm p50. A short version (few requests per gap) "
+            "is in the default\n              run; --modes sporadic runs the full one "
+            "(--sporadic-count)\n"
             "  throughput  requests per second with N requests in flight (async clients: N "
             "tasks;\n              sync clients: N threads; the floor: N C threads, one "
             "connection each)\n"
@@ -170,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
             "the\nreference: the p50 latency ratio, or (throughput) the reference's req/s over "
             "the client's.\nThe fastpool reference is fastpool (Pool, C engine); in the "
             "throughput mode, fastpool-async.\n\n"
+            "CPU/req: user + system CPU time of the client's own process (every thread) over "
+            "the\nmeasured requests, per request (getrusage). The embedded server runs in "
+            "the parent process\nand is in no row.\n"
+            "p50 rounds: the lowest and highest p50 of the interleaved rounds (req/s rounds "
+            "in the\nthroughput tables): a wide range means the machine was noisy during the "
+            "run.\n\n"
+            "checks: before measuring, each client is told to trust a CA that did not sign "
+            "the server's\ncertificate and must fail; one that succeeds does not verify TLS "
+            "and is not measured. A\nclient that opens a new connection while it is measured "
+            "on one (embedded server) is\nreported failed. A URL whose first response is not "
+            "2xx is refused unless --expect-status\nsays that status is the one to measure.\n\n"
             "exit codes: 0 ok, 1 a fastpool client failed, 2 usage error or refused target,\n"
             "3 --plot without matplotlib, 130 interrupted.\n\n"
             "A URL whose host is not on this machine is only measured when -n/--requests is "
@@ -180,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-n", "--requests", type=_positive_int, metavar="N",
                     help=f"sequential requests per client in the latency mode, over all rounds "
                          f"(default {DEFAULT_REQUESTS}); required for a remote URL")
+    ap.add_argument("--max-seconds", type=float, metavar="S",
+                    help=f"latency mode: a client stops after S seconds of requests (over all "
+                         f"rounds) if it has not made its N by then; 0 for no cap (default "
+                         f"{DEFAULT_MAX_SECONDS:g}, or 0 when -n is given)")
     ap.add_argument("-r", "--rounds", type=_positive_int, default=5, metavar="R",
                     help="rounds of every client, in a new shuffled order each round "
                          "(default 5; throughput uses min(R, 3))")
@@ -187,19 +238,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="warm-up requests per client before measuring, not counted "
                          "(default 500, or N/5 when N is smaller)")
     ap.add_argument("--mode", choices=("default", "all"), default="default",
-                    help="default: latency + throughput at 16 in flight + cold start; "
-                         "all: every mode, throughput at 1, 4, 16, 64")
+                    help="default: latency + a short sporadic + throughput at 16 in flight + "
+                         "cold start; all: every mode, the full sporadic, throughput at 1, 4, "
+                         "16, 64")
     ap.add_argument("--modes", type=_list(str, MODES), metavar="LIST",
                     help=f"comma-separated modes to run instead ({', '.join(MODES)})")
     ap.add_argument("--inflight", type=_list(_positive_int), metavar="LIST",
                     help="requests in flight for the throughput mode (default 16; 1,4,16,64 "
                          "with --mode all or --modes throughput)")
-    ap.add_argument("--duration", type=_positive_float, default=1.0, metavar="S",
-                    help="seconds each client runs per throughput round (default 1.0)")
+    ap.add_argument("--duration", type=_positive_float, default=0.5, metavar="S",
+                    help="seconds each client runs per throughput round (default 0.5)")
     ap.add_argument("--cold-reps", type=_positive_int, default=40, metavar="N",
                     help="cold starts per client (default 40)")
     ap.add_argument("--reconnect-reps", type=_positive_int, default=50, metavar="N",
                     help="reconnects per client and handshake kind (default 50)")
+    ap.add_argument("--gaps", type=_list(parse_duration), metavar="LIST",
+                    help="idle gaps of the sporadic mode (default 1ms,10ms,100ms,1s)")
+    ap.add_argument("--sporadic-count", type=_positive_int, metavar="N",
+                    help="requests per client after each gap (default: 60,40,40,12 for the "
+                         "four default gaps in the default run, 200,100,60,30 with --modes "
+                         "sporadic or --mode all)")
     ap.add_argument("--sizes", type=_list(parse_size), metavar="LIST",
                     help="response body sizes for the sizes mode (default 137,4k,64k,1m)")
     ap.add_argument("--body-size", type=parse_size, default=137, metavar="BYTES",
@@ -255,6 +313,12 @@ def parse(argv: Sequence[str]) -> Options:
     o.requests_given = ns.requests is not None
     o.requests = ns.requests if ns.requests is not None else DEFAULT_REQUESTS
     o.rounds = min(ns.rounds, o.requests)
+    if ns.max_seconds is not None:
+        if ns.max_seconds < 0:
+            raise UsageError("--max-seconds must not be negative")
+        o.max_seconds = ns.max_seconds
+    else:
+        o.max_seconds = 0.0 if o.requests_given else DEFAULT_MAX_SECONDS
     o.warmup = ns.warmup if ns.warmup is not None else min(500, o.requests // 5)
     if ns.modes:
         o.modes = tuple(m for m in MODES if m in ns.modes)
@@ -274,6 +338,12 @@ def parse(argv: Sequence[str]) -> Options:
     o.cold_reps = ns.cold_reps
     o.reconnect_reps = ns.reconnect_reps
     o.sizes = tuple(ns.sizes) if ns.sizes else DEFAULT_SIZES
+    o.gaps = tuple(sorted(ns.gaps)) if ns.gaps else DEFAULT_GAPS
+    full = bool(ns.modes) or ns.mode == "all"
+    if ns.sporadic_count:
+        o.sporadic_counts = (ns.sporadic_count,) * len(o.gaps)
+    else:
+        o.sporadic_counts = tuple(_sporadic_count(g, full) for g in o.gaps)
     o.body_size = ns.body_size
     chosen = ns.clients or CLIENT_NAMES
     o.clients = tuple(c for c in chosen if c not in ns.skip)
@@ -319,6 +389,16 @@ def parse(argv: Sequence[str]) -> Options:
             if not os.path.isdir(parent):
                 raise UsageError(f"{what} {path!r}: directory {parent!r} does not exist")
     return o
+
+
+def _sporadic_count(gap_ns: int, full: bool) -> int:
+    """Requests per client after a gap: the table's for the default gaps, else by its length
+    (about what the nearest default gap gets)."""
+    counts = SPORADIC_COUNTS_FULL if full else SPORADIC_COUNTS_DEFAULT_RUN
+    for g, c in zip(DEFAULT_GAPS, counts):
+        if gap_ns <= g:
+            return c
+    return counts[-1]
 
 
 class _ArgparseExit(Exception):

@@ -1,4 +1,5 @@
-"""What the terminal shows: progress while running (on a terminal only) and the tables."""
+"""What the terminal shows: progress while running (on a terminal only), the tables, and
+under them the summary line, what the names mean, and the clients that did not run."""
 
 from __future__ import annotations
 
@@ -6,8 +7,26 @@ import sys
 import time
 from typing import Optional, TextIO
 
-COLUMNS = ("p50", "p90", "p99", "p999", "max", "mean")
-HEADERS = ("p50", "p90", "p99", "p99.9", "max", "mean", "req/s", "× floor", "× fastpool")
+from .clients import BY_NAME, REFERENCE
+
+#: What each of fastpool's own rows is, one line each under the tables.
+LEGEND = (
+    ("floor", "a raw C client on fastpool's C connection engine: one pre-opened connection, "
+              "the same request bytes as fastpool.Pool, no Python in its timed loop (the best "
+              "any Python client could do here)"),
+    ("fastpool", "fastpool.Pool, the sync pool, on the C engine"),
+    ("fastpool-async", "fastpool.AsyncPool on the C engine (asyncio or uvloop, see above)"),
+    ("fastpool-py", "fastpool.Pool on the pure-Python engine (FASTPOOL_NO_EXTENSIONS=1, or "
+                    "where no compiler is available)"),
+    ("fastpool-py-async", "fastpool.AsyncPool on the pure-Python engine"),
+)
+COLUMNS_LEGEND = (
+    "CPU/req: user + system CPU of the client's own process (all threads) per request; "
+    "p50 rounds: the lowest and highest p50 of the interleaved rounds (req/s in throughput), "
+    "a wide range means a noisy machine")
+
+#: Column widths.
+_W = {"num": 8, "max": 9, "cpu": 9, "range": 14, "ratio": 8, "ref": 11, "rate": 10}
 
 
 class Progress:
@@ -35,12 +54,8 @@ class Progress:
             self._width = 0
 
 
-def _unit(table: dict) -> tuple:
-    """(name, divisor): microseconds everywhere, so that tables compare at a glance."""
-    return "µs", 1e3
-
-
-def _fmt(value: Optional[float], div: float) -> str:
+def _fmt(value: Optional[float], div: float = 1e3) -> str:
+    """Microseconds from ns: 3 significant figures below 1000, thousands separated above."""
     if value is None:
         return "-"
     v = value / div
@@ -55,31 +70,68 @@ def _fmt_rate(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _fmt_rate_short(value: float) -> str:
+    if value >= 100_000:
+        return f"{value / 1e3:.0f}k"
+    if value >= 1_000:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"
+
+
 def _fmt_ratio(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _range(pair, fmt) -> str:
+    if not pair:
+        return "-"
+    lo, hi = pair
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def _columns(table: dict) -> list:
+    """[(header, width, row -> text)] for the table's kind."""
+    s = lambda key: (lambda r: _fmt(r["summary"][key]))  # noqa: E731
+    cpu = ("CPU/req", _W["cpu"], lambda r: _fmt(r.get("cpu_per_request_ns")))
+    floor = ("× floor", _W["ratio"], lambda r: _fmt_ratio(r.get("x_floor")))
+    ref_name = table.get("reference") or REFERENCE
+    ref = (f"× {ref_name}", max(_W["ref"], len(ref_name) + 4),
+           lambda r: _fmt_ratio(r.get("x_fastpool")))
+    if table["metric"] == "throughput":
+        return [("req/s", _W["rate"], lambda r: _fmt_rate(r.get("req_per_s"))),
+                ("p50", _W["num"], s("p50")), ("p99", _W["num"], s("p99")),
+                ("p99.9", _W["num"], s("p999")), ("max", _W["max"], s("max")), cpu,
+                ("req/s rounds", _W["range"],
+                 lambda r: _range(r.get("req_per_s_range"), _fmt_rate_short)),
+                floor, ref]
+    if table["mode"] == "sporadic":
+        return [("p50", _W["num"], s("p50")), ("p90", _W["num"], s("p90")),
+                ("p99", _W["num"], s("p99")), ("max", _W["max"], s("max")), cpu,
+                ("p50 rounds", _W["range"], lambda r: _range(r.get("p50_range"), _fmt)),
+                ("× warm", _W["ratio"], lambda r: _fmt_ratio(r.get("x_warm"))), floor, ref]
+    return [("p50", _W["num"], s("p50")), ("p90", _W["num"], s("p90")),
+            ("p99", _W["num"], s("p99")), ("p99.9", _W["num"], s("p999")),
+            ("max", _W["max"], s("max")), cpu,
+            ("p50 rounds", _W["range"], lambda r: _range(r.get("p50_range"), _fmt)),
+            floor, ref]
+
+
 def format_table(table: dict) -> str:
-    unit, div = _unit(table)
+    cols = _columns(table)
     label_w = max([len(r["label"]) for r in table["rows"]] + [6]) + 1
-    widths = (8, 8, 8, 8, 9, 8, 10, 8, 11)
-    lines = [f"{table['title']} ({unit}; × = times slower than floor / "
-             f"{table.get('reference') or 'fastpool'}, by "
-             f"{'req/s' if table['metric'] == 'throughput' else 'p50'})"]
-    head = f"  {'client':<{label_w}}" + "".join(f"{h:>{w}}" for h, w in zip(HEADERS, widths))
+    by = "req/s" if table["metric"] == "throughput" else "p50"
+    lines = [f"{table['title']} (µs; × = times slower than floor / "
+             f"{table.get('reference') or REFERENCE}, by {by})"]
+    head = f"  {'client':<{label_w}}" + "".join(f"{h:>{w}}" for h, w, _ in cols)
     lines.append(head)
     lines.append("  " + "-" * (len(head) - 2))
     for r in table["rows"]:
-        s = r.get("summary")
-        if r["status"] != "ok" or not s:
-            why = r.get("error") or ""
+        if r["status"] != "ok" or not r.get("summary"):
+            why = " ".join((r.get("error") or "").split())   # one line, whatever it said
             text = why if why.startswith(r["status"]) else f"{r['status']}: {why}"
-            lines.append(f"  {r['label']:<{label_w}}  {text}"[:200])
+            lines.append(f"  {r['label']:<{label_w}}  {text}"[:240])
             continue
-        cells = [_fmt(s[c], div) for c in COLUMNS]
-        cells += [_fmt_rate(r.get("req_per_s")), _fmt_ratio(r.get("x_floor")),
-                  _fmt_ratio(r.get("x_fastpool"))]
-        line = f"  {r['label']:<{label_w}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+        line = f"  {r['label']:<{label_w}}" + "".join(f"{cell(r):>{w}}" for _, w, cell in cols)
         if r.get("note"):
             line += f"  {r['note']}"
         lines.append(line)
@@ -88,8 +140,57 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
+def _times(mine: int, theirs: int) -> str:
+    if mine <= theirs:
+        return f"{theirs / mine:.2f}× faster"
+    return f"{mine / theirs:.2f}× slower"
+
+
+def summary_line(tables: list) -> Optional[str]:
+    """fastpool against the fastest other client of the sequential latency table, at p50 and
+    at p99.9 (the other clients: every peer, not the floor nor fastpool's other rows)."""
+    table = next((t for t in tables if t["mode"] == "latency"), None)
+    if table is None:
+        return None
+    ok = [r for r in table["rows"] if r["status"] == "ok" and r.get("summary")]
+    mine = next((r for r in ok if r["client"] == REFERENCE), None)
+    others = [r for r in ok if BY_NAME[r["client"]].engine is None]
+    if mine is None or not others:
+        return None
+    best50 = min(others, key=lambda r: r["summary"]["p50"])
+    best999 = min(others, key=lambda r: r["summary"]["p999"])
+    m, b50, b999 = mine["summary"], best50["summary"], best999["summary"]
+    text = (f"summary: fastpool is {_times(m['p50'], b50['p50'])} than the fastest other "
+            f"client, {best50['label']}, at p50 ({_fmt(m['p50'])} vs {_fmt(b50['p50'])} µs)")
+    if best999 is best50:
+        text += f", {_times(m['p999'], b999['p999'])} at p99.9"
+    else:
+        text += (f"; at p99.9 {_times(m['p999'], b999['p999'])} than the fastest there, "
+                 f"{best999['label']}")
+    return text + f" ({_fmt(m['p999'])} vs {_fmt(b999['p999'])} µs)"
+
+
+def clients_lines(doc: dict) -> list:
+    """The clients that did not run, each listed once: not installed (with what installs
+    them), unavailable, rejected by the checks."""
+    lines = []
+    missing: dict = {}
+    for name, c in doc["clients"].items():
+        if c["status"] == "not installed":
+            missing.setdefault(c.get("install") or "", []).append(name)
+    for hint, names in missing.items():
+        lines.append(f"not installed: {', '.join(names)}" + (f" ({hint})" if hint else ""))
+    for name, c in doc["clients"].items():
+        if c["status"] == "unavailable":
+            lines.append(f"unavailable: {name}: {c['reason']}")
+        elif c["status"] == "rejected":
+            lines.append(f"not measured: {name} " + " ".join(str(c["reason"]).split()))
+    return lines
+
+
 def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
-    """Header (target, machine, versions), then every table, then notes."""
+    """Header (target, machine, versions), every table, the summary, the legend, the clients
+    that did not run, notes."""
     out = sys.stdout if out is None else out
     m, v = doc["machine"], doc["versions"]
     out.write(f"fastpool bench — {doc['target']['description']}\n")
@@ -104,7 +205,19 @@ def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
     out.write("\n")
     for t in tables:
         out.write(format_table(t) + "\n\n")
+    line = summary_line(tables)
+    if line:
+        out.write(line + "\n")
+    ran = {r["client"] for t in tables for r in t["rows"]}
+    for name, text in LEGEND:
+        if name in ran:
+            out.write(f"{name}: {text}\n")
+    if tables:
+        out.write(COLUMNS_LEGEND + "\n")
+    for line in clients_lines(doc):
+        out.write(line + "\n")
     for note in doc.get("notes", []):
         out.write(f"note: {note}\n")
-    out.write(f"wall time {doc['wall_time_s']:.1f} s\n")
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in (doc.get("mode_wall_s") or {}).items())
+    out.write(f"wall time {doc['wall_time_s']:.1f} s" + (f" ({parts})" if parts else "") + "\n")
     out.flush()

@@ -1,14 +1,15 @@
 """The JSON report of ``fastpool bench --json FILE``: its schema, how it is built, a checker.
 
-Schema ``fastpool-bench/1`` (every time is an integer number of nanoseconds; every rate is
+Schema ``fastpool-bench/2`` (every time is an integer number of nanoseconds; every rate is
 requests per second; "× floor"/"× fastpool" figures are "times slower than", see below)::
 
     {
-      "schema": "fastpool-bench/1",
+      "schema": "fastpool-bench/2",
       "command": str,                 # the exact command line, shell-quoted
       "argv": [str],                  # the arguments after "bench"
       "date": str,                    # start, ISO 8601 UTC
       "wall_time_s": float,           # the whole run
+      "mode_wall_s": {name: float},   # each mode's share of it ("checks": the TLS check)
       "exit_code": int,
       "seed": int,                    # of the shuffled client order
       "machine": {
@@ -30,17 +31,21 @@ requests per second; "× floor"/"× fastpool" figures are "times slower than", s
       },
       "clients": {name: {
         "kind": "sync"|"async"|"floor", "description": str,
-        "status": "ran"|"not installed"|"unavailable"|"failed",
-        "reason": str|null, "version": str|null, "loop": str|null, "pid": int|null
+        "status": "ran"|"not installed"|"unavailable"|"rejected"|"failed",
+        "reason": str|null,           # rejected: why (e.g. it does not verify TLS)
+        "version": str|null, "install": str|null,   # what installs it
+        "loop": str|null, "pid": int|null
       }},
       "tables": [{
-        "mode": "latency"|"throughput"|"cold"|"reconnect"|"sizes",
+        "mode": "latency"|"sporadic"|"throughput"|"cold"|"reconnect"|"sizes",
         "title": str,
-        "setting": int|null,          # requests in flight (throughput), body bytes (sizes)
+        "setting": int|null,          # requests in flight (throughput), body bytes (sizes),
+                                      # idle gap ns (sporadic)
         "settings": {...},            # counts, rounds, warm-up, duration of this table
         "metric": "latency"|"throughput",   # what the ratios compare: p50, or req/s
         "reference": str,             # the client of "x_fastpool"
         "notes": [str],               # how to read this table
+        "server_cpu_per_request_ns": int,   # latency tables, embedded server only
         "rows": [{
           "client": str, "variant": str|null,  # reconnect: "full", "resumed", "own"
           "label": str, "kind": str,
@@ -49,8 +54,17 @@ requests per second; "× floor"/"× fastpool" figures are "times slower than", s
           "req_per_s": float|null,    # throughput: completed / elapsed; else 1 / mean
           "x_floor": float|null,      # row p50 / floor p50 (throughput: floor req/s / row's)
           "x_fastpool": float|null,   # the same against the reference row
-          "rounds": [summary (+ "req_per_s" in throughput)],  # one per round, in order
+          "x_warm": float|null,       # sporadic: p50 after the gap / the client's warm p50
+          "rounds": [summary (+ "req_per_s" in throughput, "cpu_ns")],  # per round, in order
           "p50_spread": float|null,   # (max - min) / median of the rounds' p50s
+          "p50_range": [int, int]|null,           # lowest and highest round p50
+          "req_per_s_range": [float, float]|null, # throughput: lowest and highest round req/s
+          "cpu_per_request_ns": int|null,  # (user + system) / requests, the client's process
+          "cpu_user_ns": int, "cpu_sys_ns": int,   # over the measured requests
+          "idle_ns_mean": int|null,   # sporadic: how long the client was idle, on average
+          "server": {"open": {...}, "measure": {...}},   # embedded server: connections
+                                      # accepted, requests served, parent CPU ns, around the
+                                      # client's commands ("accepted", "requests", "cpu_ns")
           "note": str,
           "samples_ns": [int]         # only with --samples: every latency sample
         }]
@@ -72,14 +86,19 @@ import ssl
 import sys
 from typing import Optional
 
-SCHEMA = "fastpool-bench/1"
+SCHEMA = "fastpool-bench/2"
+MODES = ("latency", "sporadic", "throughput", "cold", "reconnect", "sizes")
+CLIENT_STATUSES = ("ran", "not installed", "unavailable", "rejected", "failed")
 
 _SUMMARY = ("count", "min", "p50", "p90", "p99", "p999", "max", "mean")
 _ROW = {"client": str, "variant": (str, type(None)), "label": str, "kind": str, "status": str,
         "error": (str, type(None)), "summary": (dict, type(None)),
         "req_per_s": (float, int, type(None)), "x_floor": (float, int, type(None)),
-        "x_fastpool": (float, int, type(None)), "rounds": list,
-        "p50_spread": (float, int, type(None)), "note": str}
+        "x_fastpool": (float, int, type(None)), "x_warm": (float, int, type(None)),
+        "rounds": list, "p50_spread": (float, int, type(None)),
+        "p50_range": (list, type(None)), "req_per_s_range": (list, type(None)),
+        "cpu_per_request_ns": (int, type(None)), "cpu_user_ns": int, "cpu_sys_ns": int,
+        "idle_ns_mean": (int, type(None)), "server": dict, "note": str}
 _TOP = {"schema": str, "command": str, "argv": list, "date": str, "wall_time_s": (float, int),
         "exit_code": int, "seed": int, "machine": dict, "versions": dict, "options": dict,
         "target": dict, "clients": dict, "tables": list, "notes": list}
@@ -170,10 +189,13 @@ def row_json(row: dict, samples: bool) -> dict:
 
 
 def table_json(table: dict, samples: bool) -> dict:
-    return {"mode": table["mode"], "title": table["title"], "setting": table["setting"],
-            "settings": table["settings"], "metric": table["metric"],
-            "reference": table.get("reference", "fastpool"), "notes": table.get("notes", []),
-            "rows": [row_json(r, samples) for r in table["rows"]]}
+    out = {"mode": table["mode"], "title": table["title"], "setting": table["setting"],
+           "settings": table["settings"], "metric": table["metric"],
+           "reference": table.get("reference", "fastpool"), "notes": table.get("notes", []),
+           "rows": [row_json(r, samples) for r in table["rows"]]}
+    if table.get("server_cpu_per_request_ns") is not None:
+        out["server_cpu_per_request_ns"] = table["server_cpu_per_request_ns"]
+    return out
 
 
 def validate(doc: dict) -> None:
@@ -202,14 +224,14 @@ def validate(doc: dict) -> None:
     for name, c in doc["clients"].items():
         for key in ("kind", "status", "description"):
             need(c, key, str, f"clients.{name}")
-        if c["status"] not in ("ran", "not installed", "unavailable", "failed"):
+        if c["status"] not in CLIENT_STATUSES:
             raise ValueError(f"clients.{name}.status: {c['status']!r}")
     for i, t in enumerate(doc["tables"]):
         where = f"tables[{i}]"
         for key, types in (("mode", str), ("title", str), ("settings", dict), ("metric", str),
                            ("rows", list), ("reference", str)):
             need(t, key, types, where)
-        if t["mode"] not in ("latency", "throughput", "cold", "reconnect", "sizes"):
+        if t["mode"] not in MODES:
             raise ValueError(f"{where}.mode: {t['mode']!r}")
         for j, r in enumerate(t["rows"]):
             rw = f"{where}.rows[{j}]"
@@ -223,6 +245,8 @@ def validate(doc: dict) -> None:
                 s = r["summary"]
                 if not s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["p999"] <= s["max"]:
                     raise ValueError(f"{rw}.summary: percentiles out of order")
+                if r["cpu_per_request_ns"] is None or r["cpu_per_request_ns"] < 0:
+                    raise ValueError(f"{rw}: status ok without CPU per request")
             elif r["summary"] is not None:
                 raise ValueError(f"{rw}: a {r['status']} row carries figures")
             if "samples_ns" in r and not isinstance(r["samples_ns"], list):

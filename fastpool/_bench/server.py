@@ -104,6 +104,19 @@ def embedded(o: Options, body_size: int, tmpdir: str) -> Iterator[Embedded]:
         srv.stop()
 
 
+def wrong_ca(target: Target, tmpdir: str) -> Target:
+    """The target, with a CA that did not sign its certificate (made by a throwaway
+    embedded server) in place of the right one: a client that verifies TLS must refuse it."""
+    import dataclasses
+
+    from ._server import EmbeddedServer
+
+    with EmbeddedServer(tls=True) as other:
+        path = other.write_ca(os.path.join(tmpdir, "wrong-ca.pem"))
+        pem = other.ca_pem
+    return dataclasses.replace(target, ca_file=path, ca_pem=pem)
+
+
 def url_target(o: Options) -> Target:
     """The user's URL as a Target: resolved, and probed with one GET that sets the expected
     status and length (unless given). UsageError when it cannot be used."""
@@ -124,11 +137,46 @@ def url_target(o: Options) -> Target:
         with open(o.cafile, "rb") as f:
             ca_pem = f.read()
     status, length, version = probe(host, port, path, tls, o.cafile)
+    if not tls and not 200 <= status <= 299 and o.expect_status is None \
+            and _speaks_tls(host, port):
+        raise UsageError(f"{base}{path} answered {status} to a plain-HTTP GET, and "
+                         f"{host}:{port} speaks TLS: use https://{parts.netloc}{path}")
+    check_status(o, status, f"{base}{path}")
     return Target(
         kind="url", url=base + path, base=base, path=path, host=host, port=port,
         ip=sockaddr[0], family=int(family), tls=tls, tls_version=version, ca_file=o.cafile,
         ca_pem=ca_pem, status=o.expect_status or status,
         length=length if o.expect_length is None else o.expect_length, remote=o.remote)
+
+
+def check_status(o: Options, status: int, url: str) -> None:
+    """A benchmark of an error page measures the error path: the URL's first response must
+    be 2xx, or the status --expect-status names."""
+    reason = http.client.responses.get(status, "")
+    got = f"{status} {reason}".strip()
+    if o.expect_status is None:
+        if not 200 <= status <= 299:
+            raise UsageError(
+                f"{url} answered {got} to the first GET: that is not a page to benchmark "
+                f"(an error page, a redirect, or the wrong path or scheme). Fix the URL, or "
+                f"pass --expect-status {status} to measure that response anyway.")
+    elif status != o.expect_status:
+        raise UsageError(f"{url} answered {got} to the first GET, not the "
+                         f"{o.expect_status} that --expect-status asks for")
+
+
+def _speaks_tls(host: str, port: int) -> bool:
+    """Whether the port answers a TLS ClientHello with a handshake (certificate unchecked:
+    only to tell the user that the URL wants https://)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def probe(host: str, port: int, path: str, tls: bool, cafile: Optional[str]) -> tuple:
@@ -154,4 +202,7 @@ def probe(host: str, port: int, path: str, tls: bool, cafile: Optional[str]) -> 
         raise UsageError(f"TLS with {host}:{port} failed: {exc} (a private CA? --cafile PEM)") \
             from None
     except (OSError, http.client.HTTPException) as exc:
+        if not tls and _speaks_tls(host, port):
+            raise UsageError(f"{host}:{port} speaks TLS, and the URL says http://: use "
+                             f"https://{host}:{port}{path}") from None
         raise UsageError(f"cannot GET {path} from {host}:{port}: {exc}") from None

@@ -8,8 +8,8 @@ the clients (the others sit blocked on their pipe meanwhile, using no CPU).
 Protocol: length-prefixed (4 bytes, big-endian) pickles over the child's stdin and stdout;
 the child moves its own stdout to stderr first, so nothing a library prints can corrupt it.
 Its stderr goes to a file the parent reads when something fails. Commands (dicts with
-"cmd"): init, open, latency, throughput, cold, reconnect, close, exit. Replies: {"ok": True,
-...} or {"ok": False, "error": str, "missing": bool}.
+"cmd"): init, verify, open, latency, sporadic, throughput, cold, reconnect, close, exit.
+Replies: {"ok": True, ...} or {"ok": False, "error": str, "missing": bool}.
 
 The child ignores SIGINT (the parent handles Ctrl-C and stops it), asks the kernel to kill it
 if the parent dies (PR_SET_PDEATHSIG), and exits on end of input.
@@ -79,6 +79,7 @@ class Worker:
         self.proc: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self._err = None
+        self._cmd: Optional[str] = None
 
     def start(self, timeout: float = 60.0) -> dict:
         """Starts the process and imports the client there; WorkerError(missing=True) when
@@ -106,19 +107,37 @@ class Worker:
     def call(self, msg: dict, timeout: float) -> dict:
         """Sends a command; the reply, or WorkerError (the worker is stopped on a timeout or
         a crash)."""
+        self.post(msg)
+        return self.reply(timeout)
+
+    def post(self, msg: dict) -> None:
+        """Sends a command without waiting (several workers then run at once); reply()
+        collects the answer."""
         proc = self.proc
+        self._cmd = msg.get("cmd")
         if proc is None or proc.poll() is not None:
             raise WorkerError(f"{self.spec.name}: the worker is not running{self._stderr_tail()}")
         try:
             _send(proc.stdin.fileno(), msg)
+        except OSError:
+            self.stop(kill=True)
+            raise WorkerError(f"{self.spec.name}: the worker died before {self._cmd!r}"
+                              f"{self._stderr_tail()}") from None
+
+    def reply(self, timeout: float) -> dict:
+        """The answer to the last command posted, or WorkerError."""
+        proc = self.proc
+        if proc is None:
+            raise WorkerError(f"{self.spec.name}: the worker is not running")
+        try:
             reply = _recv(proc.stdout.fileno(), time.monotonic() + timeout)
         except TimeoutError:
             self.stop(kill=True)
-            raise WorkerError(f"{self.spec.name}: no answer to {msg['cmd']!r} within "
+            raise WorkerError(f"{self.spec.name}: no answer to {self._cmd!r} within "
                               f"{timeout:.0f} s; the worker was stopped") from None
-        except (EOFError, BrokenPipeError, OSError):
+        except (EOFError, OSError):
             self.stop(kill=True)
-            raise WorkerError(f"{self.spec.name}: the worker died during {msg['cmd']!r}"
+            raise WorkerError(f"{self.spec.name}: the worker died during {self._cmd!r}"
                               f"{self._stderr_tail()}") from None
         if not reply.get("ok"):
             raise WorkerError(reply.get("error", "failed"), missing=reply.get("missing", False))
@@ -196,7 +215,7 @@ class _Child:
             if spec.engine == "c":
                 why = f"unavailable: the C engine did not load ({exc})"
             elif missing:
-                why = f"not installed (pip install {spec.dist or spec.module})"
+                why = "not installed"
             else:
                 why = f"unavailable: {type(exc).__name__}: {exc}"
             return {"ok": False, "missing": True, "error": why}
@@ -218,7 +237,17 @@ class _Child:
                 self.loop = asyncio.new_event_loop()
                 loop_name = "asyncio"
             asyncio.set_event_loop(self.loop)
-        return {"ok": True, "version": version_of(spec), "loop": loop_name, "pid": os.getpid()}
+        reply = {"ok": True, "version": version_of(spec), "loop": loop_name, "pid": os.getpid(),
+                 "warning": None}
+        if spec.name in ("urllib3", "requests"):
+            from .clients import shadowed_urllib3
+
+            reply["warning"] = shadowed_urllib3()
+            if reply["warning"] and spec.name == "urllib3":
+                import urllib3
+
+                reply["version"] = f"{urllib3.__version__} (urllib3-future)"
+        return reply
 
     def _run(self, value):
         if self.spec.kind == "async":
@@ -258,6 +287,7 @@ class _Child:
 
         a, t, count = self.adapter, self.target, msg["count"]
         warm = msg.get("warmup", 0)
+        max_ns = msg.get("max_ns", 0)   # the floor is never near it: it runs its count in C
         if self.spec.kind == "floor":
             if warm:
                 measure.seq_floor(a, warm, t)
@@ -265,10 +295,37 @@ class _Child:
         if self.spec.kind == "async":
             if warm:
                 self._run(measure.seq_async(a.request, warm, t))
-            return self._run(measure.seq_async(a.request, count, t))
+            return self._run(measure.seq_async(a.request, count, t, max_ns))
         if warm:
             measure.seq_sync(a.request, warm, t)
-        return measure.seq_sync(a.request, count, t)
+        return measure.seq_sync(a.request, count, t, max_ns)
+
+    def sporadic(self, msg: dict) -> dict:
+        from . import measure
+
+        args = (msg["gap_ns"], msg["count"], msg.get("start_ns"), self.target)
+        if self.spec.kind == "floor":
+            return measure.sporadic_floor(self.adapter, *args)
+        if self.spec.kind == "async":
+            return self._run(measure.sporadic_async(self.adapter.request, *args))
+        return measure.sporadic_sync(self.adapter.request, *args)
+
+    def verify(self, msg: dict) -> dict:
+        """A new client told to trust a CA that did not sign the server's certificate, and
+        its first request: it must fail. {"accepted": False, "error": why} when it did."""
+        from . import adapters, measure
+
+        a = adapters.make(self.spec.adapter, msg["target"], self.spec.engine)
+        try:
+            if self.spec.kind == "async":
+                status, length, closer = self.loop.run_until_complete(a.cold_start())
+                self.loop.run_until_complete(measure.maybe_await(closer()))
+            else:
+                status, length, closer = a.cold_start()
+                closer()
+        except Exception as exc:  # noqa: BLE001 - any refusal is what we want
+            return {"ok": True, "accepted": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"ok": True, "accepted": True, "error": f"status {status}, {length} bytes"}
 
     def throughput(self, msg: dict) -> dict:
         from . import measure
