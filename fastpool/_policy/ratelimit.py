@@ -285,6 +285,7 @@ class RateLimiter:
         self._ledger = ledger
         fixed: list[_Fixed] = []
         sliding: list[_Sliding] = []
+        ordered: list = []  # as given, for snapshot()
         shared = False
         for spec in limits:
             use_ledger = ledger is not None and spec.shared
@@ -292,10 +293,12 @@ class RateLimiter:
             if spec.window == "fixed":
                 words = ledger.region(spec.key, RING * 2) if use_ledger else [0] * (RING * 2)
                 fixed.append(_Fixed(spec, words))
+                ordered.append(fixed[-1])
             else:
                 n = _Sliding.words(spec)
                 words = ledger.region(spec.key, n) if use_ledger else [0] * n
                 sliding.append(_Sliding(spec, words))
+                ordered.append(sliding[-1])
         self._shared = shared
         # Per kind, for the hot path: weight limits count every request, order limits
         # only orders.
@@ -304,7 +307,7 @@ class RateLimiter:
         self._slide_w = tuple(s for s in sliding if not s.spec.orders)
         self._slide_o = tuple(s for s in sliding if s.spec.orders)
         self._headers = tuple(x for x in (*fixed, *sliding) if x.header)
-        self._all = (*fixed, *sliding)
+        self._all = tuple(ordered)
         self._max_weight = min((x.limit for x in (*self._fixed_w, *self._slide_w)),
                                default=None)
         self._max_orders = min((x.limit for x in (*self._fixed_o, *self._slide_o)),
