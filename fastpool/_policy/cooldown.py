@@ -59,9 +59,9 @@ def parse_retry_after(value: Union[str, bytes, None], wall_now: float,
         except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
             return None
     text = value.strip()
-    if not text or len(text) > _MAX_LEN:
-        return None
-    if text.isascii() and text.isdigit():
+    if not text or len(text) > _MAX_LEN or not text.isascii():
+        return None  # (float() and int() would take non-ASCII digits)
+    if text.isdigit():
         return min(float(int(text)), max_seconds)
     try:
         number = float(text)

@@ -77,13 +77,17 @@ class _Fixed:
     def check(self, lo: int, hi: int, n: int, cap: int) -> int:
         """0 if n more units fit in every window [lo, hi] touches, else ns to wait (> 0)."""
         per = self.per
+        w = self.w
         wa = lo // per
-        wb = hi // per
+        i = (wa % RING) * 2
         blocked = -1
-        if self.used(wa) + n > cap:
+        if w[i] == wa + 1 and w[i + 1] + n > cap:
             blocked = wa
-        if wb != wa and self.used(wb) + n > cap:
-            blocked = wb
+        wb = hi // per
+        if wb != wa:
+            i = (wb % RING) * 2
+            if w[i] == wb + 1 and w[i + 1] + n > cap:
+                blocked = wb
         if blocked < 0:
             return 0
         # Until the earliest possible arrival has left the blocking window.
@@ -91,9 +95,15 @@ class _Fixed:
 
     def charge(self, lo: int, hi: int, n: int) -> None:
         per = self.per
+        w = self.w
         wa = lo // per
+        i = (wa % RING) * 2
+        if w[i] == wa + 1:
+            w[i + 1] += n
+        else:
+            w[i] = wa + 1
+            w[i + 1] = n
         wb = hi // per
-        self._add(wa, n)
         if wb != wa:
             self._add(wb, n)
 
