@@ -72,7 +72,7 @@ def test_never_early_with_a_drifting_server_clock():
     server = SkewedServer(EPOCH + 1234 * MS, rng, drift_ppm=20.0)  # 20 ppm fast
     est = ClockEstimator(drift_ppm=50.0)
     t = 10 * S
-    for i in range(200):  # one sample every 30 s for 100 minutes
+    for _i in range(200):  # one sample every 30 s for 100 minutes
         t1, stamp = server.exchange(t, rng.randrange(100 * US, 5 * MS),
                                     rng.randrange(100 * US, 5 * MS))
         est.add(t, t1, stamp)

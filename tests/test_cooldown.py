@@ -6,8 +6,14 @@ import email.utils
 
 import pytest
 
-from fastpool._policy.cooldown import (DEFAULT_ORDER_429, DEFAULTS, MAX_COOLDOWN, Cooldown,
-                                       banned_until_ms, parse_retry_after)
+from fastpool._policy.cooldown import (
+    DEFAULT_ORDER_429,
+    DEFAULTS,
+    MAX_COOLDOWN,
+    Cooldown,
+    banned_until_ms,
+    parse_retry_after,
+)
 
 S = 1_000_000_000
 WALL = 1_700_000_000.0  # a wall clock, Unix seconds

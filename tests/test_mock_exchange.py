@@ -16,8 +16,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
-from mock_exchange import (EXAMPLE_API_KEY, EXAMPLE_SECRET, MockExchange,  # noqa: E402
-                           _without_signature, interval_name)
+from mock_exchange import (  # noqa: E402
+    EXAMPLE_API_KEY,
+    EXAMPLE_SECRET,
+    MockExchange,
+    _without_signature,
+    interval_name,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mock_exchange.py"
 
@@ -150,14 +155,14 @@ def test_signed_order_lifecycle(exchange, client):
 def test_authentication_failures(client):
     now = int(time.time() * 1000)
     cases = [
-        (dict(key=None), 401, -2014),
-        (dict(key="wrong"), 401, -2015),
-        (dict(secret="other"), 400, -1022),
-        (dict(ts=now + 1500), 400, -1021),  # ahead of the server by more than 1 s
-        (dict(ts=now - 6000), 400, -1021),  # older than recvWindow
-        (dict(ts=now - 6000, recv=10000), 200, None),  # within a wider recvWindow
-        (dict(recv=60001), 400, -1130),
-        (dict(ts=now * 1000), 200, None),  # microseconds are accepted
+        ({"key": None}, 401, -2014),
+        ({"key": "wrong"}, 401, -2015),
+        ({"secret": "other"}, 400, -1022),
+        ({"ts": now + 1500}, 400, -1021),  # ahead of the server by more than 1 s
+        ({"ts": now - 6000}, 400, -1021),  # older than recvWindow
+        ({"ts": now - 6000, "recv": 10000}, 200, None),  # within a wider recvWindow
+        ({"recv": 60001}, 400, -1130),
+        ({"ts": now * 1000}, 200, None),  # microseconds are accepted
     ]
     for i, (kw, status, code) in enumerate(cases):
         got, _, body = client.signed("POST", "/api/v3/order",
@@ -174,7 +179,7 @@ def test_authentication_failures(client):
 def test_weight_limit_429_then_418():
     with MockExchange(weight_limit=5, ban_after=2, ban_seconds=120) as ex:
         c = Client(ex)
-        for i in range(5):
+        for _i in range(5):
             assert c.call("GET", "/api/v3/ping")[0] == 200
         status, headers, body = c.call("GET", "/api/v3/ping")
         assert status == 429 and body["code"] == -1003

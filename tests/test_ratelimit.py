@@ -207,7 +207,7 @@ def test_a_request_near_a_boundary_is_charged_to_both_windows():
 def test_straddle_zone_is_capped_at_half_the_shortest_window():
     rl = RateLimiter([RateLimit(10, per=1.0), RateLimit(100, per=60.0)], error_ns=10 * S,
                      transit_ns=10 * S)
-    offset, err, transit = rl.clock
+    _offset, err, transit = rl.clock
     assert 2 * err + transit <= S // 2
 
 
@@ -246,7 +246,7 @@ def test_refund_gives_back_a_request_that_never_left():
     rl.refund(later, 1, False, granted_ns=t)
     assert rl.acquire(later) > 0
     rl.refund(later, 5, False)  # never below zero
-    (w, o) = rl.snapshot(later)
+    (w, _o) = rl.snapshot(later)
     assert w.used == 0
 
 

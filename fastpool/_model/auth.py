@@ -135,7 +135,7 @@ class _ParamSigner:
         """The request with timestamp, recvWindow and signature added (see the class)."""
         params = b"%s%s=%d" % (self._recv, self._ts_name, timestamp_ms)
         where = self._where
-        json_body = bool(body) and body[:1] in (b"{", b"[")
+        json_body = body is not None and body[:1] in (b"{", b"[")
         in_body = where == "body" or (where == "auto" and bool(body) and not json_body)
         if in_body:
             if json_body:
@@ -239,15 +239,16 @@ class Ed25519Signer(_ParamSigner):
             pem = private_key.encode("ascii") if isinstance(private_key, str) else bytes(
                 private_key)
             try:
-                key = load_pem_private_key(pem, password=password)
+                loaded = load_pem_private_key(pem, password=password)
             except (ValueError, TypeError):
                 # cryptography's own messages do not echo the key, but say nothing that
                 # could: only what is wrong.
                 raise ValueError("private_key is not a readable PEM private key (or the "
                                  "password is wrong)") from None
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"private_key is a {type(key).__name__}, not an Ed25519 "
+            if not isinstance(loaded, Ed25519PrivateKey):
+                raise ValueError(f"private_key is a {type(loaded).__name__}, not an Ed25519 "
                                  f"key")
+            key = loaded
         else:
             raise TypeError(f"private_key must be PEM str/bytes, a 32-byte seed or an "
                             f"Ed25519PrivateKey, got {type(private_key).__name__}")

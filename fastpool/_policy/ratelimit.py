@@ -29,7 +29,7 @@ Cost: see the report of ``python -m timeit`` in the module's tests' docstring.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from .._model.ratelimit import RateLimit
 from .ledger import SharedLedger
@@ -295,18 +295,20 @@ class RateLimiter:
         self._ledger = ledger
         fixed: list[_Fixed] = []
         sliding: list[_Sliding] = []
-        ordered: list = []  # as given, for snapshot()
+        ordered: list[_Fixed | _Sliding] = []  # as given, for snapshot()
         shared = False
         for spec in limits:
             use_ledger = ledger is not None and spec.shared
+            words: Any
             shared = shared or use_ledger
             if spec.window == "fixed":
-                words = ledger.region(spec.key, RING * 2) if use_ledger else [0] * (RING * 2)
+                words = ledger.region(spec.key, RING * 2) if ledger and use_ledger else [
+                    0] * (RING * 2)
                 fixed.append(_Fixed(spec, words))
                 ordered.append(fixed[-1])
             else:
                 n = _Sliding.words(spec)
-                words = ledger.region(spec.key, n) if use_ledger else [0] * n
+                words = ledger.region(spec.key, n) if ledger and use_ledger else [0] * n
                 sliding.append(_Sliding(spec, words))
                 ordered.append(sliding[-1])
         self._shared = shared
@@ -316,12 +318,11 @@ class RateLimiter:
         self._fixed_o = tuple(f for f in fixed if f.spec.orders)
         self._slide_w = tuple(s for s in sliding if not s.spec.orders)
         self._slide_o = tuple(s for s in sliding if s.spec.orders)
-        self._headers = tuple(x for x in (*fixed, *sliding) if x.header)
+        both: list[_Fixed | _Sliding] = [*fixed, *sliding]
+        self._headers = tuple(x for x in both if x.header)
         self._all = tuple(ordered)
-        self._max_weight = min((x.limit for x in (*self._fixed_w, *self._slide_w)),
-                               default=None)
-        self._max_orders = min((x.limit for x in (*self._fixed_o, *self._slide_o)),
-                               default=None)
+        self._max_weight = min((x.limit for x in both if not x.spec.orders), default=None)
+        self._max_orders = min((x.limit for x in both if x.spec.orders), default=None)
         self._offset = 0
         self._err = 0
         self._transit = 0
@@ -487,7 +488,7 @@ class RateLimiter:
         locked = False
         try:
             for x in tracked:
-                count = _parse_count(get_header(x.header))
+                count = _parse_count(get_header(x.header))  # type: ignore[arg-type]
                 if count < 0:
                     continue
                 if x.remaining_kind:
@@ -500,7 +501,7 @@ class RateLimiter:
                 else:
                     x.floor(now_ns, count)
         finally:
-            if locked:
+            if locked and ledger is not None:
                 ledger.unlock()
 
     def snapshot(self, now_ns: int) -> tuple[LimitState, ...]:
