@@ -30,6 +30,7 @@ Sans-IO: no clock is read here; every call takes ``now_ns``.
 from __future__ import annotations
 
 import json
+import math
 from typing import NamedTuple, Optional
 
 UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -69,6 +70,10 @@ class ClockEstimator:
         self.drift_ppm = float(drift_ppm)
         self.max_rtt_ns = int(max_rtt_ns)
         self._samples: list[_Sample] = []
+        # Bounds for any now >= the newest sample's midpoint, where widening is linear:
+        # low(now) = max(low_i + d*mid_i) - d*now, high(now) = min(high_i - d*mid_i) + d*now.
+        # server_time_ms is called once per signed request: O(1) there, not O(samples).
+        self._cache: Optional[tuple[int, int, int]] = None
         self._fallback = fallback_offset_ns
         self._fallback_err = int(fallback_error_ns)
         self.rejected = 0  #: samples refused (inverted or too slow)
@@ -109,6 +114,7 @@ class ClockEstimator:
             # Drop the one that says least now: the widest once aged.
             widest = max(self._samples, key=lambda x: self._widen(x, recv_ns)[2])
             self._samples.remove(widest)
+        self._update_cache()
         return True
 
     def _widen(self, x: _Sample, now_ns: int) -> tuple[int, int, int]:
@@ -120,6 +126,27 @@ class ClockEstimator:
     def _bounds(self, now_ns: int) -> Optional[tuple[int, int]]:
         if not self._samples:
             return None
+        cache = self._cache
+        if cache is not None and now_ns >= cache[0]:
+            grow = math.ceil(now_ns * self.drift_ppm / 1e6)
+            low = cache[1] - grow
+            high = cache[2] + grow
+            if low < high:
+                return low, high
+        bounds = self._scan(now_ns)
+        self._update_cache()
+        return bounds
+
+    def _update_cache(self) -> None:
+        # Integers throughout (offsets are ~1.7e18 ns, beyond a float's precision), each
+        # rounding taken on the side that widens the interval.
+        d = self.drift_ppm / 1e6
+        samples = self._samples
+        self._cache = (max(x.mid_ns for x in samples),
+                       max(x.low + math.floor(d * x.mid_ns) for x in samples),
+                       min(x.high - math.floor(d * x.mid_ns) for x in samples))
+
+    def _scan(self, now_ns: int) -> tuple[int, int]:
         low = -(1 << 62)
         high = 1 << 62
         for x in self._samples:

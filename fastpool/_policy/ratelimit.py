@@ -24,7 +24,7 @@ State per limit is a short array of int64 words (a Python list, or a slice of a
 SharedLedger's memory map when the limit is shared across processes), so the same code
 serves both.
 
-Cost: see the report of ``python -m timeit`` in the module's tests' docstring.
+Cost per call: bench/exchange_costs.py measures acquire and acquire + observe.
 """
 
 from __future__ import annotations
