@@ -25,7 +25,6 @@ two words, data offset, data words); data from word DATA_START.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import mmap
 import os
@@ -33,6 +32,11 @@ import struct
 import tempfile
 import threading
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; fastpool still imports
+    fcntl = None  # type: ignore[assignment]
 
 MAGIC = int.from_bytes(b"FPLEDG01", "little", signed=True)
 ENTRY_WORDS = 4
@@ -61,6 +65,8 @@ class SharedLedger:
     __slots__ = ("path", "_fd", "_map", "_words", "_thread_lock", "_size", "__weakref__")
 
     def __init__(self, name: str | os.PathLike, *, size: int = DEFAULT_SIZE) -> None:
+        if fcntl is None:  # pragma: no cover - Windows
+            raise OSError("SharedLedger needs flock(2), which this platform lacks")
         if not isinstance(size, int) or size < (DATA_START + 64) * 8 or size % 8:
             raise ValueError(f"SharedLedger size must be a multiple of 8 bytes of at least "
                              f"{(DATA_START + 64) * 8}, got {size!r}")
