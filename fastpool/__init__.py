@@ -15,6 +15,10 @@ from ._model.limits import Limits
 from ._model.response import HTTPStatusError, Request, Response, Timings
 from ._model.timeout import Timeout
 from ._model.url import InvalidURL
+from ._model.auth import Ed25519Signer, HmacSigner, Signed, Signer
+from ._model.forms import encode_form, encode_query
+from ._model.ratelimit import RateLimit
+from ._policy.ledger import SharedLedger
 
 __version__ = "0.1.0"
 
@@ -22,5 +26,7 @@ __all__ = [
     "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout",
     "Timings", "Limits",
     "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
+    "RateLimit", "SharedLedger", "HmacSigner", "Ed25519Signer", "Signer", "Signed",
+    "encode_query", "encode_form",
     *_error_names,
 ]
