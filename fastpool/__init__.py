@@ -8,16 +8,16 @@ from ._drivers.aio import AsyncPool
 from ._drivers.connect import InsecureWarning, ResolveError
 from ._drivers.sync import Pool
 from ._engine import BACKEND, EngineWarning
+from ._model.auth import Ed25519Signer, HmacSigner, Signed, Signer
 from ._model.errors import *  # noqa: F401,F403
 from ._model.errors import __all__ as _error_names
+from ._model.forms import encode_form, encode_query
 from ._model.headers import Headers
 from ._model.limits import Limits
+from ._model.ratelimit import RateLimit
 from ._model.response import HTTPStatusError, Request, Response, Timings
 from ._model.timeout import Timeout
 from ._model.url import InvalidURL
-from ._model.auth import Ed25519Signer, HmacSigner, Signed, Signer
-from ._model.forms import encode_form, encode_query
-from ._model.ratelimit import RateLimit
 from ._policy.ledger import SharedLedger
 
 __version__ = "0.1.0"

@@ -161,7 +161,7 @@ class _ParamSigner:
     def __copy__(self) -> _ParamSigner:
         return self  # immutable: a copy would only duplicate the key in memory
 
-    def __deepcopy__(self, memo: dict) -> _ParamSigner:
+    def __deepcopy__(self, memo: dict[int, object]) -> _ParamSigner:
         return self
 
     def __repr__(self) -> str:

@@ -111,7 +111,7 @@ class Cooldown:
     __slots__ = ("defaults", "order_default", "max_cooldown", "_until", "_orders_until",
                  "_status", "_order_status", "count")
 
-    def __init__(self, defaults: Optional[dict] = None, *,
+    def __init__(self, defaults: Optional[dict[int, float]] = None, *,
                  order_default: float = DEFAULT_ORDER_429,
                  max_cooldown: float = MAX_COOLDOWN) -> None:
         merged = dict(DEFAULTS)

@@ -64,7 +64,7 @@ class SharedLedger:
 
     __slots__ = ("path", "_fd", "_map", "_words", "_thread_lock", "_size", "__weakref__")
 
-    def __init__(self, name: str | os.PathLike, *, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, name: str | os.PathLike[str], *, size: int = DEFAULT_SIZE) -> None:
         if fcntl is None:  # pragma: no cover - Windows
             raise OSError("SharedLedger needs flock(2), which this platform lacks")
         if not isinstance(size, int) or size < (DATA_START + 64) * 8 or size % 8:
@@ -174,7 +174,7 @@ class SharedLedger:
         os.close(self._fd)
         self._fd = -1
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # A child process (multiprocessing spawn) reopens the same file: it joins the
         # counts, exactly like a process that opens the name itself.
         return (SharedLedger, (self.path,), None, None, None)

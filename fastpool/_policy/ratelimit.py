@@ -29,7 +29,7 @@ Cost per call: bench/exchange_costs.py measures acquire and acquire + observe.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, MutableSequence, NamedTuple, Optional, Sequence
 
 from .._model.ratelimit import RateLimit
 from .ledger import SharedLedger
@@ -60,7 +60,7 @@ class _Fixed:
 
     __slots__ = ("spec", "limit", "cap", "per", "w", "header", "remaining_kind")
 
-    def __init__(self, spec: RateLimit, words) -> None:
+    def __init__(self, spec: RateLimit, words: MutableSequence[int]) -> None:
         self.spec = spec
         self.limit = spec.limit
         self.cap = spec.limit - spec.reserve
@@ -156,7 +156,7 @@ class _Sliding:
 
     __slots__ = ("spec", "limit", "cap", "per", "g", "slots", "w", "header", "remaining_kind")
 
-    def __init__(self, spec: RateLimit, words) -> None:
+    def __init__(self, spec: RateLimit, words: MutableSequence[int]) -> None:
         self.spec = spec
         self.limit = spec.limit
         self.cap = spec.limit - spec.reserve
@@ -437,7 +437,7 @@ class RateLimiter:
                 ledger.unlock()
 
     @staticmethod
-    def _check_weight(weight) -> int:
+    def _check_weight(weight: object) -> int:
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
             raise ValueError(f"weight must be an int >= 0, got {weight!r}")
         return int(weight)
