@@ -23,7 +23,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *session)
 {
     fp_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     const char *host = SSL_get_app_data(ssl);
-    if (t == NULL || host == NULL || strlen(host) >= sizeof t->session_host)
+    if (t == NULL || host == NULL || strlen(host) >= sizeof t->sessions[0].host)
         return 0;
     /* A session is a shortcut past certificate verification on the next handshake: keep
      * only sessions from verified handshakes (or from a context where the caller disabled
@@ -33,12 +33,41 @@ static int on_new_session(SSL *ssl, SSL_SESSION *session)
     if (!SSL_SESSION_is_resumable(session))
         return 0;
     pthread_mutex_lock(&t->lock);
-    if (t->session)
-        SSL_SESSION_free(t->session);
-    t->session = session;
-    strcpy(t->session_host, host);
+    if (t->nsessions == FP_TLS_SESSIONS) { /* full: the oldest goes */
+        SSL_SESSION_free(t->sessions[0].session);
+        memmove(&t->sessions[0], &t->sessions[1], (FP_TLS_SESSIONS - 1) * sizeof t->sessions[0]);
+        t->nsessions--;
+    }
+    t->sessions[t->nsessions].session = session;
+    strcpy(t->sessions[t->nsessions].host, host);
+    t->nsessions++;
     pthread_mutex_unlock(&t->lock);
     return 1;
+}
+
+/* Under t->lock: the session to offer host (newest first), taken out of the cache when it is
+ * single use (TLS 1.3) and another one for host remains; NULL when none. The caller owns a
+ * reference either way. */
+static SSL_SESSION *session_for(fp_tls *t, const char *host)
+{
+    int i, j, others = 0;
+    SSL_SESSION *s;
+    for (i = t->nsessions - 1; i >= 0; i--)
+        if (strcmp(t->sessions[i].host, host) == 0)
+            break;
+    if (i < 0)
+        return NULL;
+    s = t->sessions[i].session;
+    for (j = 0; j < t->nsessions; j++)
+        others += j != i && strcmp(t->sessions[j].host, host) == 0;
+    if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION && others > 0) {
+        memmove(&t->sessions[i], &t->sessions[i + 1],
+                (size_t)(t->nsessions - i - 1) * sizeof t->sessions[0]);
+        t->nsessions--;
+        return s; /* the cache's reference, now the caller's */
+    }
+    SSL_SESSION_up_ref(s);
+    return s;
 }
 
 static int load_ca_pem(SSL_CTX *ctx, const char *pem, size_t len)
@@ -163,8 +192,7 @@ void fp_tls_free(fp_tls *t)
 {
     if (t->ctx == NULL)
         return;
-    if (t->session)
-        SSL_SESSION_free(t->session);
+    fp_tls_forget(t);
     SSL_CTX_free(t->ctx);
     pthread_mutex_destroy(&t->lock);
     memset(t, 0, sizeof *t);
@@ -172,17 +200,19 @@ void fp_tls_free(fp_tls *t)
 
 void fp_tls_forget(fp_tls *t)
 {
+    int i;
     pthread_mutex_lock(&t->lock);
-    if (t->session)
-        SSL_SESSION_free(t->session);
-    t->session = NULL;
-    t->session_host[0] = '\0';
+    for (i = 0; i < t->nsessions; i++)
+        SSL_SESSION_free(t->sessions[i].session);
+    t->nsessions = 0;
+    memset(t->sessions, 0, sizeof t->sessions);
     pthread_mutex_unlock(&t->lock);
 }
 
 SSL *fp_tls_new_ssl(fp_tls *t, const char *host, BIO *bio, char *err, size_t errlen)
 {
     SSL *ssl;
+    SSL_SESSION *session;
     int ip = is_ip_literal(host);
     ERR_clear_error();
     ssl = SSL_new(t->ctx);
@@ -208,9 +238,12 @@ SSL *fp_tls_new_ssl(fp_tls *t, const char *host, BIO *bio, char *err, size_t err
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_set_app_data(ssl, (void *)host); /* read by on_new_session; outlives the SSL */
     pthread_mutex_lock(&t->lock);
-    if (t->session && strcmp(t->session_host, host) == 0)
-        SSL_set_session(ssl, t->session);
+    session = session_for(t, host);
     pthread_mutex_unlock(&t->lock);
+    if (session) {
+        SSL_set_session(ssl, session); /* takes its own reference */
+        SSL_SESSION_free(session);
+    }
     SSL_set_connect_state(ssl);
     return ssl;
 fail:

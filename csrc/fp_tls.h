@@ -4,8 +4,14 @@
  * A pool owns one fp_tls. Because the context *is* the whole configuration (trust, client
  * certificate, versions, verification), a session cached in it can only be offered to a
  * server under the same configuration: the cache is keyed on the whole TLS configuration by
- * construction. Within it, a session is kept per server name, and only when the handshake
- * that produced it was verified (or verification was explicitly disabled for this context).
+ * construction. Within it, sessions are kept with their server name, and only when the
+ * handshake that produced them was verified (or verification was disabled for this context).
+ *
+ * Several sessions are kept, newest first: a TLS 1.3 session (ticket) is single use (RFC 8446
+ * §C.4; OpenSSL marks a client session not resumable once used, and servers' anti-replay may
+ * refuse a second use), and a pool opens connections in bursts — rotations, refills after a
+ * drop, the initial ones. A TLS 1.3 session is taken when offered (the last one for a host is
+ * kept rather than leave nothing); TLS 1.2 sessions may be offered again and again.
  *
  * The cipher offer is the caller's: fastpool passes fastpool/_model/tls_policy.py's strings
  * (RFC 9325: ECDHE + AEAD only for TLS 1.2), the one source the pure engine applies too.
@@ -35,12 +41,20 @@ typedef struct fp_tls_config {
     const char *groups;      /* key exchange groups (SSL_CTX_set1_groups_list); NULL: OpenSSL's */
 } fp_tls_config;
 
+/* Sessions kept per context (OpenSSL servers send 2 tickets per handshake by default). */
+#define FP_TLS_SESSIONS 8
+
+typedef struct fp_tls_session {
+    SSL_SESSION *session;    /* NULL: an empty slot */
+    char host[256];          /* the server name it was issued for */
+} fp_tls_session;
+
 typedef struct fp_tls {
     SSL_CTX *ctx;
     int verify;
-    pthread_mutex_t lock;    /* guards the session slot: connections open in parallel */
-    SSL_SESSION *session;    /* the most recent resumable session, or NULL */
-    char session_host[256];  /* the server name it was issued for */
+    pthread_mutex_t lock;    /* guards the sessions: connections open in parallel */
+    int nsessions;
+    fp_tls_session sessions[FP_TLS_SESSIONS];  /* oldest first */
 } fp_tls;
 
 /* Builds the context. Returns 0, or -1 with a message in err. */
@@ -55,7 +69,7 @@ void fp_tls_free(fp_tls *t);
  * a message in err. */
 SSL *fp_tls_new_ssl(fp_tls *t, const char *host, BIO *bio, char *err, size_t errlen);
 
-/* Drops the cached session (after a resumption was refused or a handshake failed). */
+/* Drops every cached session (after a resumption was refused or a handshake failed). */
 void fp_tls_forget(fp_tls *t);
 
 /* Writes OpenSSL's error queue (and the verify result, when ssl is given) into err. */

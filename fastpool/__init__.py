@@ -13,6 +13,7 @@ from ._model.errors import *  # noqa: F401,F403
 from ._model.errors import __all__ as _error_names
 from ._model.forms import encode_form, encode_query
 from ._model.headers import Headers
+from ._model.keepwarm import KeepWarm
 from ._model.limits import Limits
 from ._model.ratelimit import RateLimit
 from ._model.response import HTTPStatusError, Request, Response, Timings
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout",
-    "Timings", "Limits",
+    "Timings", "Limits", "KeepWarm",
     "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     "RateLimit", "SharedLedger", "HmacSigner", "Ed25519Signer", "Signer", "Signed",
     "encode_query", "encode_form",

@@ -129,17 +129,22 @@ def test_a_busy_connection_retires_when_its_request_ends():
     assert close is old and woken is None and p.slots.open[GENERAL] == 1
 
 
-def test_request_budget_rotation():
-    p = make(1, max_requests=3)
+def test_request_budget_is_a_hard_limit_with_the_replacement_started_early():
+    p = make(1, max_requests=5)
     (c,) = p.idle[GENERAL]
-    assert c.retire_uses == 3
-    for t in (1, 2):
+    c.retire_uses = 4  # what a jitter of 20 % gives: the replacement starts at 4 of 5
+    for t in (1, 2, 3):
         use(p, c, t)
     assert c.state == lifecycle.IN_SERVICE
-    use(p, c, 3)
-    assert c.state == lifecycle.RETIRING
-    (action,), _ = p.maintenance.due(3)
+    use(p, c, 4)
+    assert c.state == lifecycle.RETIRING and c.retire_uses == 5 and p.idle[GENERAL] == [c]
+    (action,), _ = p.maintenance.due(4)
     assert action == Open(GENERAL, "rotate", c)
+    use(p, c, 5)  # the replacement is late: the budget still holds
+    assert c.state == lifecycle.CLOSED and p.idle[GENERAL] == []
+    assert p.slots.open[GENERAL] == 1  # only the replacement's slot: no refill on top
+    p.opened_in_background(action, Conn("new"), 6)
+    assert p.slots.open[GENERAL] == 1 and p.idle_count() == 1
 
 
 def test_jitter_spreads_lifetimes_by_up_to_a_fifth():

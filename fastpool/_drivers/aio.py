@@ -43,7 +43,7 @@ from .._model.response import RawExchange, Response, make_response, request_info
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
-from .._policy.maintenance import Action, Open, Ping
+from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from .base import PoolBase
@@ -515,6 +515,12 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     async def _carry_out(self, action: Action) -> None:
         if isinstance(action, Ping):
             await self._ping(action.conn)
+        elif isinstance(action, Tend):  # not scheduled for this driver (its readers do it)
+            stale = action.conn.stale()
+            woken, close, _ = self._policy.tended(action.conn, stale)
+            if close is not None:
+                self._close(close)
+            _wake(woken)
         else:
             await self._open_in_background(action)
 

@@ -43,6 +43,9 @@ class PoolBase(Generic[R]):
     """The parts of a pool that do not wait (see Pool for the parameters)."""
 
     _kind = "Pool"
+    #: Whether new TLS connections need a check once their tickets arrived (the sync driver;
+    #: the async one reads every idle connection's bytes as they come).
+    _tends = False
 
     def __init__(self, url: str, *, connections: int = 4, max_connections: Optional[int] = None,
                  verify: VerifyTypes = True, cert: CertTypes = None, headers: HeaderTypes = None,
@@ -58,7 +61,7 @@ class PoolBase(Generic[R]):
             tls_min=tls_min, tls_max=tls_max, stale_check_after=stale_check_after,
             engine=engine, reserved=reserved, keep_warm=keep_warm, tcp_keepalive=tcp_keepalive,
             max_lifetime=max_lifetime, max_requests=max_requests)
-        self._policy = cfg.policy
+        self._policy = cfg.new_policy(self._tends)
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
         self._response_ctx = ResponseContext(cfg.engine.decode_headers, cfg.engine.header_values,
@@ -82,7 +85,7 @@ class PoolBase(Generic[R]):
         for conn in list(self._policy.live):
             conn.close()
         closed = self._policy.closed
-        self._policy = self._cfg.new_policy()
+        self._policy = self._cfg.new_policy(self._tends)
         self._policy.slots.closed = closed
 
     # ---- views -------------------------------------------------------------------------

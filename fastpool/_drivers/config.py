@@ -71,16 +71,19 @@ class PoolConfig:
         self._lifecycle = dict(keep_warm_ns=keep_warm.every_ns if keep_warm else 0,
                                lifetime_ns=int(lifetime * 1e9) if lifetime else 0,
                                max_requests=max_requests or 0)
-        self.policy = self.new_policy()
+
         self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
                     if self.origin.tls else None)
         self.addrs = resolve(self.origin)
 
-    def new_policy(self) -> PoolPolicy:
-        """A policy in its initial state (at construction, and in a child after fork())."""
+    def new_policy(self, tend: bool) -> PoolPolicy:
+        """A policy in its initial state (at construction, and in a child after fork()).
+        tend: the driver wants new TLS connections checked once after their handshake (see
+        fastpool._policy.maintenance)."""
         connections, max_connections, reserved = self._sizes
+        tend_ns = _TEND_NS if tend and self.origin.tls else 0
         return PoolPolicy(connections, max_connections, self.engine.Histogram(), reserved,
-                          **self._lifecycle)
+                          tend_ns=tend_ns, **self._lifecycle)
 
     def open(self, blocking: bool, deadline_ns: int = 0) -> Any:
         """A new open connection (blocking: the GIL is released while it connects)."""
@@ -93,6 +96,12 @@ class PoolConfig:
                 conn.close()
                 raise
         return conn
+
+
+#: When a new TLS connection nobody used yet is checked for its session tickets: they come
+#: a round trip after the handshake (200 ms covers the round trips to an exchange's gateway
+#: from anywhere a trading strategy runs).
+_TEND_NS = 200_000_000
 
 
 def _seconds(name: str, value: Optional[float], minimum: float) -> Optional[float]:

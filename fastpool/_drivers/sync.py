@@ -27,7 +27,7 @@ from .._model.response import Response
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
-from .._policy.maintenance import Action, Open, Ping
+from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
 from .._policy.stats import PoolStats
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
@@ -86,6 +86,8 @@ class Pool(PoolBase[Response]):
                          (jittered down by up to 20 %); rotate() replaces all now.
       max_requests       requests a connection carries before it is replaced likewise.
     """
+
+    _tends = True
 
     def _start(self) -> None:
         self._threads_afresh()
@@ -422,8 +424,21 @@ class Pool(PoolBase[Response]):
     def _carry_out(self, action: Action) -> None:
         if isinstance(action, Ping):
             self._ping(action.conn)
+        elif isinstance(action, Tend):
+            self._tend(action.conn)
         else:
             self._open_in_background(action)
+
+    def _tend(self, conn: Any) -> None:
+        """Checks a new connection taken off its idle stack (stores its session tickets)."""
+        stale = conn.stale()
+        if stale:
+            conn.close()
+        with self._lock:
+            woken, _, _ = self._policy.tended(conn, stale)
+            if stale:
+                self._want_maintenance_locked()
+        _wake(woken)
 
     def _open_in_background(self, action: Open) -> None:
         """A refill or a replacement; on failure its slot goes to a waiter (which then tries

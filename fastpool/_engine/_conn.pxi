@@ -107,6 +107,7 @@ cdef class Connection:
     #: (fastpool._policy.lifecycle): which lane's slot the connection holds, its state, when
     #: it was born and is due for rotation, and how many requests it carried of its budget.
     cdef public int lane, state
+    cdef public bint tended
     cdef public int64_t born_ns, retire_at_ns, uses, retire_uses
 
     def __cinit__(self, limits=None, Py_ssize_t bufsize=16384):

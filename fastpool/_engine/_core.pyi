@@ -81,6 +81,7 @@ class Connection:
     retire_at_ns: int
     uses: int
     retire_uses: int
+    tended: bool
     def __init__(self, limits: Optional[Limits] = ..., bufsize: int = ...) -> None: ...
     def open(self, family: int, ip: str, port: int, tls: Optional[TLSContext], host: str,
              blocking: bool, deadline_ns: int) -> None: ...

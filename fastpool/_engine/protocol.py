@@ -87,6 +87,7 @@ class Connection(Protocol):
     retire_at_ns: int
     uses: int
     retire_uses: int
+    tended: bool
 
     def open(self, family: int, ip: str, port: int, tls: Optional[Any], host: str,
              blocking: bool, deadline_ns: int) -> None: ...

@@ -6,8 +6,8 @@ service means "idle or carrying a request", and which of the two is where it is)
 
     OPENING    being connected and handshaked (its slot is claimed)
     IN_SERVICE open; idle on its lane's stack or carrying a request
-    PINGING    taken by the maintenance schedule for a keep-warm request (not idle, so no
-               caller's request ever waits behind it; a retiring one is not pinged)
+    PINGING    taken by the maintenance schedule for a keep-warm request or a check (not
+               idle, so no caller's request ever waits behind it; a retiring one is not)
     RETIRING   past its lifetime or request budget: still in service while its replacement
                opens (make-before-break: capacity never dips)
     RETIRED    its replacement is open: closed as soon as it is idle

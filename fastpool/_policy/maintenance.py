@@ -14,6 +14,11 @@ The work, in order of importance:
    not expire together.
 3. Keep-warm: a connection idle for ``every`` gets the KeepWarm request (it is taken off the
    idle stack for it, so it is not idle: requests use the others meanwhile).
+4. Tending (sync pools over TLS): a new connection no request has used yet is checked once,
+   ``tend_ns`` after it opened: a TLS 1.3 server sends its session tickets a round trip
+   after the handshake, and only a read stores them — an idle pool (or one rotating its
+   connections before any request) would otherwise never resume. (The async driver's
+   readers see those bytes arrive and check at once.)
 """
 
 from __future__ import annotations
@@ -42,7 +47,15 @@ class Ping(NamedTuple):
     conn: Any
 
 
-Action = Union[Open, Ping]
+class Tend(NamedTuple):
+    """Check `conn` (taken off its idle stack) without sending anything: reading what the
+    server sent since its handshake stores its TLS 1.3 session tickets (so the next opens
+    resume) and finds a close. Report tended()."""
+
+    conn: Any
+
+
+Action = Union[Open, Ping, Tend]
 
 
 class Maintenance:
@@ -50,11 +63,11 @@ class Maintenance:
     or on the event loop)."""
 
     __slots__ = ("slots", "idle", "backoff", "opening", "opening_lane", "keep_warm_ns",
-                 "lifetime_ns",
+                 "tend_ns", "lifetime_ns",
                  "max_requests", "retiring", "replacing", "_random", "last_error")
 
     def __init__(self, slots: Slots, idle: Sequence[List[Any]], *, keep_warm_ns: int = 0,
-                 lifetime_ns: int = 0, max_requests: int = 0,
+                 lifetime_ns: int = 0, max_requests: int = 0, tend_ns: int = 0,
                  backoff: Optional[Backoff] = None,
                  rand: Optional[Callable[[], float]] = None) -> None:
         self.slots = slots
@@ -63,6 +76,7 @@ class Maintenance:
         self.opening = 0              # background refills in flight (0 or 1)
         self.opening_lane = GENERAL
         self.keep_warm_ns = keep_warm_ns
+        self.tend_ns = tend_ns        # check a new connection once, this long after it opened
         self.lifetime_ns = lifetime_ns
         self.max_requests = max_requests
         self.retiring: List[Any] = []   # due for replacement, none opened for them yet
@@ -79,6 +93,7 @@ class Maintenance:
         conn.state = lifecycle.IN_SERVICE
         conn.born_ns = now
         conn.uses = 0
+        conn.tended = self.tend_ns == 0
         if self.lifetime_ns:
             conn.retire_at_ns = now + int(self.lifetime_ns * (1.0 - 0.2 * self._random()))
         else:
@@ -94,12 +109,18 @@ class Maintenance:
                                               and now >= conn.retire_at_ns))
 
     def retire(self, conn: Any) -> None:
-        """conn is due for rotation: it stays in service until its replacement is open. Its
-        lane fields are cleared so the hot path hands it back only once."""
+        """conn is due for rotation: it stays in service until its replacement is open (its
+        replacement was started at a jittered 80-100 % of the budget: usually in time). The
+        lane hands it back again only when it reaches the request budget itself, which is a
+        hard limit (spent(): then it closes, replaced or not)."""
         lifecycle.move(conn, lifecycle.RETIRING)
         conn.retire_at_ns = 0
-        conn.retire_uses = lifecycle.NO_LIMIT
+        conn.retire_uses = self.max_requests or lifecycle.NO_LIMIT
         self.retiring.append(conn)
+
+    def spent(self, conn: Any) -> bool:
+        """Whether conn carried its whole request budget (max_requests): no more requests."""
+        return bool(self.max_requests) and conn.uses >= self.max_requests
 
     def rotate_all(self, live: Any) -> None:
         """pool.rotate(): every connection in service is due now."""
@@ -138,6 +159,17 @@ class Maintenance:
                 elif conn.state == lifecycle.IN_SERVICE:
                     if conn.retire_at_ns:
                         wakes.append(conn.retire_at_ns)
+                    if not conn.tended:
+                        if conn.uses:  # a request read from it already
+                            conn.tended = True
+                        elif conn.born_ns + self.tend_ns <= now:
+                            conn.tended = True
+                            self.idle[lane].remove(conn)
+                            lifecycle.move(conn, lifecycle.PINGING)
+                            actions.append(Tend(conn))
+                            continue
+                        else:
+                            wakes.append(conn.born_ns + self.tend_ns)
                     if self.keep_warm_ns:
                         at = conn.last_used_ns + self.keep_warm_ns
                         if at <= now:
@@ -197,4 +229,4 @@ class Maintenance:
         return self.backoff.failing
 
 
-__all__ = ["Open", "Ping", "Action", "Maintenance", "GENERAL", "RESERVED"]
+__all__ = ["Open", "Ping", "Tend", "Action", "Maintenance", "GENERAL", "RESERVED"]

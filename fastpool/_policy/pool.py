@@ -57,13 +57,14 @@ class PoolPolicy:
 
     def __init__(self, connections: int, max_connections: Optional[int], histogram: Any,
                  reserved: int = 0, *, keep_warm_ns: int = 0, lifetime_ns: int = 0,
-                 max_requests: int = 0) -> None:
+                 max_requests: int = 0, tend_ns: int = 0) -> None:
         self.slots = Slots(connections, max_connections, reserved)
         self.queue = WaitQueue()
         #: Idle stacks per lane (GENERAL, RESERVED); the top (end) is the hottest.
         self.idle: Tuple[List[Any], List[Any]] = ([], [])
         self.maintenance = Maintenance(self.slots, self.idle, keep_warm_ns=keep_warm_ns,
-                                       lifetime_ns=lifetime_ns, max_requests=max_requests)
+                                       lifetime_ns=lifetime_ns, max_requests=max_requests,
+                                       tend_ns=tend_ns)
         self.stats = Stats(histogram)
         #: Every connection this policy counted, weakly: idle, in use or being closed. (After
         #: fork() the child closes them all without writing a byte; see the drivers.)
@@ -209,9 +210,14 @@ class PoolPolicy:
             woken = self.dropped(conn, None)
             return Released(woken, conn if conn.reusable else None, woken is None)
         maintain = False
-        if self.maintenance.due_for_rotation(conn, now):
-            self.maintenance.retire(conn)
+        m = self.maintenance
+        if m.due_for_rotation(conn, now):
+            m.retire(conn)
             maintain = True
+        if conn.state == lifecycle.RETIRING and m.spent(conn):
+            # Its budget is a limit: it carries nothing more. The replacement (opening, or
+            # about to) takes its place; a waiter gets the slot if none is on the way.
+            return Released(self.dropped(conn, None), conn, True)
         return Released(self.returned(conn), None, maintain)
 
     def ping_done(self, conn: Any, error: Optional[BaseException]) -> Released:
@@ -223,6 +229,15 @@ class PoolPolicy:
         if error is not None:
             self.stats.ping_failures += 1
         woken = self.dropped(conn, None)
+        return Released(woken, conn, True)
+
+    def tended(self, conn: Any, stale: bool) -> Released:
+        """The check of a new connection found it usable (back to the bottom of its stack)
+        or stale (dropped, replaced)."""
+        if not stale and not self.closed:
+            lifecycle.move(conn, lifecycle.IN_SERVICE)
+            return Released(self.returned(conn, fresh=True), None, False)
+        woken = self.dropped(conn, StaleConnection("closed by the server while idle"))
         return Released(woken, conn, True)
 
     def dropped(self, conn: Any, exc: Optional[BaseException] = None) -> Optional[Waiter]:

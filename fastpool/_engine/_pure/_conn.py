@@ -161,6 +161,7 @@ class Connection:
         self.resumed = False
         # The pool's bookkeeping (see _core.Connection and fastpool._policy.lifecycle).
         self.lane = self.state = 0
+        self.tended = False
         self.born_ns = self.retire_at_ns = self.uses = 0
         self.retire_uses = 1 << 62
         self._rcvtimeo_us = -1
