@@ -5,7 +5,8 @@
 OLD (and NEW, by default the worktree's own module) are loaded as separate modules and timed
 interleaved, round after round, on bench/test_micro_parse.py's responses, whole and in 4 KB
 pieces (a socket's reads), each with .spans read as Connection._take does, so machine noise
-hits both alike. Prints the median per call (us) of each, and new/old. Measures; asserts only that both give the same body.
+hits both alike. Prints the median per call (us) of each, and new/old. Measures; asserts only
+that both give the same body.
 """
 
 from __future__ import annotations
