@@ -49,8 +49,8 @@ fastpool._model.failures with the same kinds as fp_conn):
                                   decrypted): check before waiting on the fd.
     t.idle_stale() -> bool        for an idle connection: True when the peer sent data, EOF,
                                   or an error; post-handshake records (tickets, key updates)
-                                  are processed, not mistaken for data. One recv(MSG_DONTWAIT)
-                                  when nothing is held.
+                                  are processed, not mistaken for data. One poll() when
+                                  nothing is held and nothing arrived.
     t.wants_session               True while take_session() may find a new session.
     t.take_session() -> SSLSession | None   a resumable session to keep, or None (see above).
     t.fileno(), t.close(), t.sock
@@ -82,6 +82,8 @@ _WantRead = ssl.SSLWantReadError
 _ZeroReturn = ssl.SSLZeroReturnError
 # Post-handshake records an idle check processes before it calls the connection stale.
 _IDLE_READS = 8
+_IDLE_EVENTS = (select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+                | getattr(select, "POLLRDHUP", 0))
 
 
 def client_context(*, verify=True, ca_file=None, ca_pem=None, cert_file=None, key_file=None,
@@ -146,11 +148,13 @@ class TLSTransport:
         "_obj",
         "_out",
         "_pending_out",
+        "_poller",
         "_rbuf",
         "_rcvtimeo",
         "_rview",
         "_session_reads",
         "_sndtimeo",
+        "_ssl",
         "host",
         "resumed",
         "sock",
@@ -170,6 +174,11 @@ class TLSTransport:
                                          session=session)
         except (ssl.SSLError, ValueError) as exc:
             raise F.failure(F.TLS, f"cannot configure the TLS connection: {exc}") from None
+        # The C object under ssl.SSLObject: its read/write/pending without the Python-level
+        # wrapper frame each call (the hot path makes three such calls per exchange).
+        self._ssl = getattr(self._obj, "_sslobj", self._obj)
+        self._poller = select.poll()
+        self._poller.register(sock, _IDLE_EVENTS)
         self._rbuf = bytearray(_RBUF_SIZE)
         self._rview = memoryview(self._rbuf)
         self._pending_out = b""
@@ -264,7 +273,7 @@ class TLSTransport:
     def write(self, data) -> None:
         """Encrypts all of data (a memory BIO never says want-write) behind any ciphertext
         reads produced meanwhile (a KeyUpdate answer), so records stay in order."""
-        self._obj.write(data)
+        self._ssl.write(data)
         self._pending_out = self._out.read()
         self.wire_sent = 0
 
@@ -281,8 +290,9 @@ class TLSTransport:
     def recv(self):
         """Decrypted bytes, b"" at end of input, or None (no whole record yet): one socket
         read at most (see the module doc)."""
-        obj = self._obj
-        if self._in.pending or obj.pending():
+        obj = self._ssl
+        incoming = self._in
+        if incoming.pending or obj.pending():
             try:
                 return obj.read(_READ_SIZE)
             except _WantRead:
@@ -292,22 +302,23 @@ class TLSTransport:
         n = self.sock.recv_into(self._rbuf)
         if not n:
             return b""
-        self._in.write(self._rview[:n])
-        if not self.wants_session and self._session_reads == 0 and not self.resumed:
+        incoming.write(self._rview[:n])
+        if self._session_reads == 0 and not self.wants_session and not self.resumed:
             self.wants_session = True  # TLS 1.3: the tickets come first (see take_session)
         try:
-            return obj.read(_READ_SIZE)
+            # The plaintext is shorter than the ciphertext held: read() allocates no more.
+            return obj.read(incoming.pending)
         except _WantRead:
             return None
         except _ZeroReturn:
             return b""
 
     def pending(self) -> bool:
-        return bool(self._in.pending or self._obj.pending())
+        return bool(self._in.pending or self._ssl.pending())
 
     def idle_stale(self) -> bool:
         """True when an idle connection heard anything but post-handshake records."""
-        obj = self._obj
+        obj = self._ssl
         for _ in range(_IDLE_READS):
             if self._in.pending or obj.pending():
                 try:
@@ -317,6 +328,8 @@ class TLSTransport:
                     pass
                 except ssl.SSLError:
                     return True
+            elif not self._poller.poll(0):
+                return False  # the usual case: one poll(), no exception
             try:
                 n = self.sock.recv_into(self._rbuf, 0, _MSG_DONTWAIT)
             except BlockingIOError:
