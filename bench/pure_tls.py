@@ -15,6 +15,10 @@ of shuffled order, each client runs n sequential GETs on one pre-opened TLS conn
     raw-sslsocket    send + recv on an SSLSocket with settimeout() per phase, no parser
     raw-tlsio        write + flush + recv on TLSTransport with arm_*(), no parser
 
+bench/pure_conn_tlsio.patch wires the transport into fastpool/_engine/_pure/_conn.py (`git
+apply`; written against 25d110d) and adds tests/test_tls_memory.py (flat RSS over reconnects
+and over requests to a server without tickets, both engines).
+
 Printed: median over rounds of p50 wall (us), CPU per request (us, getrusage of this
 process), and both against the floor. Measures; asserts only that every response is a 200.
 """
