@@ -119,6 +119,26 @@ _S_TRAILER = 7  # trailer section
 _S_DONE = 8
 _S_FAILED = 9
 
+# Decoded slices a chunked body keeps before joining them into one block: few enough that a
+# body of tiny chunks costs ~1/_FOLD of an object per chunk, enough that a usual body (a few
+# chunks) is joined once, at the end, as before.
+_FOLD = 64
+
+
+def _spans(head: bytes) -> bytes:
+    """RawResponse.spans of a head already validated, without the (name, value) pairs: what
+    every response pays (Connection's raw tuple carries spans), so one split() and a few
+    bytes methods per line instead of _fields' byte-by-byte OWS loops (bench/pure_costs.py).
+    Validated content holds no CR, so the only CR of a line is the one before its LF."""
+    out = []
+    pos = head.find(b"\n") + 1
+    for line in head[pos:].split(b"\n")[:-2]:  # (the last two: the empty line and after it)
+        colon = line.find(b":")
+        rest = line[colon + 1:].lstrip(b" \t")
+        out += (pos, colon, pos + len(line) - len(rest), len(rest.rstrip(b" \t\r")))
+        pos += len(line) + 1
+    return array("I", out).tobytes()
+
 
 def _fields(head: bytes):
     """(flat [name_off, name_len, value_off, value_len, ...], [(name, value), ...]) of a head
@@ -176,7 +196,7 @@ class RawResponse:
     def spans(self) -> bytes:
         """Native uint32 quadruples (name_off, name_len, value_off, value_len) into head."""
         if self._spans is None:
-            self._derive_fields()
+            self._spans = _spans(self.head)
         return self._spans
 
     @property
@@ -271,9 +291,14 @@ class ResponseParser:
     __slots__ = (
         "_head_request",
         "_lim",
-        # All bytes received since the response began: the caller's bytes until a second
-        # feed() (so a response arriving whole is never copied), then a bytearray.
+        # The bytes received and not yet consumed: the caller's bytes until a second feed()
+        # (so a response arriving whole is never copied), then a bytearray. Until the body
+        # it holds everything since the response began (heads are bounded by the limits); in
+        # a chunked body, consumed framing is dropped after each feed() (_compact), as the C
+        # decoder's in-place move does, so memory follows what is buffered, not the input's
+        # length: max_body bounds decoded bytes, nothing bounds framing.
         "_buf",
+        "_base",  # bytes dropped from the front of _buf (for positions in messages)
         "_state",
         # The line machine's resume state, as in fp_head / fp_chunked: the current head start,
         # the start of the first line not yet validated, the bytes already searched for LF.
@@ -291,10 +316,11 @@ class ResponseParser:
         "_interim",
         "_he",  # end of the final head, start of the body
         "_head",  # the current head's bytes when _fast_head took it, else None
-        # Chunked body: the decoded data as slices of the input (joined once at the end, kept
-        # apart from the input unlike the C decoder's in-place move), its length, the bytes
-        # left in the current chunk, the start of the trailer section.
+        # Chunked body: the decoded data as slices of the input, at most _FOLD of them (then
+        # joined into one block of _blocks, so that tiny chunks cost no object each), its
+        # length, the bytes left in the current chunk, the start of the trailer section.
         "_body",
+        "_blocks",
         "_decoded",
         "_left",
         "_ts",
@@ -306,6 +332,7 @@ class ResponseParser:
         self._head_request = bool(head_request)
         self._lim = limits
         self._buf = b""
+        self._base = 0
         self._state = _S_HEAD
         self._hs = self._pos = self._scan = 0
         self._head = None
@@ -353,7 +380,7 @@ class ResponseParser:
         if state == _S_FAILED:
             raise self._error
         buf = self._buf
-        if not buf:
+        if state == _S_HEAD and not buf:  # (a chunked body may have consumed all of _buf)
             self._fail(E_NO_RESPONSE)
         if state != _S_CLOSE:
             self._fail(E_TRUNCATED)
@@ -373,7 +400,7 @@ class ResponseParser:
     def _fail(self, code: int) -> None:
         self._state = _S_FAILED
         self._error = protocol_error(
-            code, f"in the line or chunk at byte {self._pos} of the response")
+            code, f"in the line or chunk at byte {self._base + self._pos} of the response")
         raise self._error
 
     def _finish(self, buf, body: bytes, end: int) -> None:
@@ -415,7 +442,15 @@ class ResponseParser:
             elif state == _S_DONE:  # a head without a body
                 return 0
             else:
-                return self._chunked(buf)
+                r = self._chunked(buf)
+                if r == NEED_MORE:
+                    # (_chunked folds in its loop; the slices taken just before a NEED_MORE,
+                    # one per call, are folded here.)
+                    if len(self._body) >= _FOLD:
+                        self._fold()
+                    if self._pos:
+                        self._compact(buf)
+                return r
 
     # ---- heads --------------------------------------------------------------------------
 
@@ -562,8 +597,12 @@ class ResponseParser:
             self._finish(self._buf, b"", he)
         elif self._te:
             self._ka = keep
+            if self._head is None:  # kept apart: _compact drops the head from _buf
+                self._head = bytes(self._buf[self._hs:he])
             self._body = []
+            self._blocks = []
             self._decoded = 0
+            self._ts = 0
             self._state = _S_CSIZE
             self._pos = self._scan = he
         elif self._cl >= 0:
@@ -577,6 +616,29 @@ class ResponseParser:
         return 0
 
     # ---- chunked body ---------------------------------------------------------------------
+
+    def _fold(self) -> None:
+        parts = self._body
+        self._blocks.append(b"".join(parts))
+        parts.clear()
+
+    def _compact(self, buf) -> None:
+        """Drops the consumed bytes buf[..pos) and rebases the offsets into what is left.
+
+        After NEED_MORE in a chunked body what is left is at most a partial line (check 1
+        bounds it by max_line + 1) or the CR LF after chunk data, so this copies little.
+        del on a bytearray's front only moves its start, and CPython shrinks the storage
+        once less than half of it is used: the buffer stays within twice what it holds."""
+        pos = self._pos
+        if type(buf) is bytes:
+            self._buf = buf[pos:]
+        else:
+            del buf[:pos]
+        self._base += pos
+        self._pos = 0
+        scan = self._scan - pos  # (stale and below pos in the data states, which ignore it)
+        self._scan = scan if scan > 0 else 0
+        self._ts -= pos
 
     def _chunked(self, buf) -> int:
         """fp_chunked_decode: 0 when the body and trailers are complete, NEED_MORE, or code."""
@@ -593,6 +655,8 @@ class ResponseParser:
                     if avail >= left + 2 and buf[pos + left:pos + left + 2] == b"\r\n":
                         # The usual case: the whole chunk and its CR LF are here.
                         parts.append(buf[pos:pos + left])
+                        if len(parts) >= _FOLD:
+                            self._fold()
                         pos = self._scan = pos + left + 2
                         state = _S_CSIZE
                         continue
@@ -653,6 +717,10 @@ class ResponseParser:
                             return E_HEAD_TOO_LARGE
                         if not c:
                             self._pos = nl + 1
+                            blocks = self._blocks
+                            if blocks:
+                                blocks.append(b"".join(parts))
+                                parts = blocks
                             self._finish(buf, b"".join(parts), nl + 1)
                             return 0
                         n = _field_syntax(c)
