@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,10 +40,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from drivers import SERVER, _cpu  # noqa: E402
 from pure_tls import REQ, SECOND, open_tlsio, tlsio_exchange  # noqa: E402
 
-from fastpool._engine._pure._tlsio import client_context  # noqa: E402
-
 import fastpool  # noqa: E402
 from fastpool._engine import _pure  # noqa: E402
+from fastpool._engine._pure._tlsio import client_context  # noqa: E402
 
 
 def per_call(fn, n: int) -> float:

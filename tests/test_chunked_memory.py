@@ -21,11 +21,10 @@ import os
 import tracemalloc
 
 import pytest
+from conftest import load_engine
 
 from fastpool._model.errors import ProtocolError
 from fastpool._model.limits import Limits
-
-from conftest import load_engine
 
 HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 LAST = b"0\r\n\r\n"

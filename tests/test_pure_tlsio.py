@@ -17,11 +17,11 @@ import time
 
 import pytest
 from conftest import load_server
-
-from fastpool._model.errors import ConnectTimeout, TLSError
-from fastpool._engine._pure._tlsio import TLSTransport, client_context
-from support.certs import BAD_SERVER_CERTS
 from support import faults
+from support.certs import BAD_SERVER_CERTS
+
+from fastpool._engine._pure._tlsio import TLSTransport, client_context
+from fastpool._model.errors import ConnectTimeout, TLSError
 
 SECOND = 1_000_000_000
 REQ = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
