@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
-from typing import Any, Coroutine, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Coroutine, Dict, Optional, Set, Tuple
 
 from .._engine.protocol import Connection
 from .._model import failures
 from .._model.errors import (
     EventLoopError,
     FastpoolError,
+    NotSentError,
     OutageError,
     PoolClosed,
     PoolTimeout,
@@ -43,12 +45,16 @@ from .._model.response import RawExchange, Response, make_response, request_info
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
+from .._policy.clock import ClockEstimate
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
-from .base import PoolBase
+from .base import PoolBase, _check_samples
 
 log = logging.getLogger("fastpool")
+
+#: A signed request that waited longer than this is signed again before it is written.
+_RESIGN_AFTER_NS = 100_000_000
 
 # What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
 _READY = -1      # its fd is writable: step again
@@ -78,6 +84,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     _kind = "AsyncPool"
 
     def _start(self) -> None:
+        self._cooldown = self._gate.cooldown
+        self._limiter = self._gate.limiter
         self._loop_afresh()
 
     def _loop_afresh(self) -> None:
@@ -145,6 +153,22 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             self._want_maintenance()  # it sets a timer for the first ping or rotation
         return self
 
+    async def calibrate(self, path: str = "/api/v3/time", field: str = "serverTime", *,
+                        samples: int = 5, unit: str = "ms") -> ClockEstimate:
+        """As Pool.calibrate."""
+        for _ in range(_check_samples(samples)):
+            self.calibrate_sample(await self.get(path), field, unit)
+        return self._estimate(path, field)
+
+    async def resolve(self, error: FastpoolError, lookup: Callable[[], Any], *,
+                      margin: float = 1.0, wait: Optional[float] = None) -> Any:
+        """As Pool.resolve; lookup may be a coroutine function."""
+        await asyncio.sleep(self._resolve_wait(error, margin, wait))
+        result = lookup()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
     def rotate(self) -> None:
         """Replaces every connection, make-before-break (each new one opened, TLS resumed,
         before the one it replaces retires), e.g. after the gateway's DNS changed. Call it
@@ -191,19 +215,67 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     # ---- one request -------------------------------------------------------------------
 
     async def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
-                    content: Any, json: Any, timeout: Any, retries: Optional[int],
-                    priority: bool = False) -> Response:
+                    content: Any, json: Any, data: Any, timeout: Any, retries: Optional[int],
+                    priority: bool, weight: int, order: int, signed: bool,
+                    on_limit: Optional[str]) -> Response:
         start = monotonic_ns()
-        prepared = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         deadline = start + tmo.total_ns if tmo.total_ns else 0
-        policy = self._policy
         if not self._opened:
             await self.open()
-            policy = self._policy
         elif asyncio.get_running_loop() is not self._loop:
             self._rebind()  # before a byte is written: EventLoopError (NotSent) if it cannot
+        cooldown = self._cooldown
+        # What the exchange asks of the request (rate limits, a cooldown in force, signing,
+        # a form body) is done around the same exchange loop (see Pool._send_exchange).
+        exchange = (signed or data is not None or order or self._limiter is not None
+                    or (cooldown is not None and cooldown._until > start))
+        granted = 0
+        prepared: Optional[Prepared] = None
+        try:
+            if exchange:
+                granted = await self._admit(weight, order, priority, on_limit, deadline)
+                prepared = self._prepare_exchange(method, url, params, headers, content, json,
+                                                  data, signed, monotonic_ns())
+            else:
+                prepared = self._prepare(method, url, params, headers, content, json)
+            response = await self._carry(
+                prepared, tmo, start, deadline, retries, priority,
+                (method, url, params, headers, content, json, data) if signed else None)
+        except BaseException as exc:
+            if granted and (isinstance(exc, NotSentError) or isinstance(
+                    getattr(exc, "fastpool_error", None), NotSentError)):
+                self._gate.refund(monotonic_ns(), weight, order, granted)
+            self._failed_request(exc, method, url, params, json, data, prepared)
+            raise
+        if exchange or (response.status_code >= 400
+                        and response.status_code in self._gate.statuses):
+            error = self._rate_limited(response, granted or start, order, monotonic_ns())
+            if error is not None:
+                self._failed_request(error, method, url, params, json, data, prepared)
+                raise error
+        return response
+
+    async def _admit(self, weight: int, order: int, priority: bool, on_limit: Optional[str],
+                     deadline: int) -> int:
+        """Waits until the rate limits let the request go (see ExchangeGate.admit); returns
+        when it was granted."""
+        while True:
+            now = monotonic_ns()
+            wait = self._gate.admit(now, weight, order, priority, on_limit, deadline)
+            if not wait:
+                return now
+            await asyncio.sleep(wait / 1e9)
+
+    async def _carry(self, prepared: Prepared, tmo: Timeout, start: int, deadline: int,
+                     retries: Optional[int], priority: bool,
+                     resign: Optional[Tuple[Any, ...]]) -> Response:
+        """The request's attempts: a connection (idle, handed over, or opened), the exchange,
+        the policy's verdict after a failure. resign: the request's arguments, when it is
+        signed (signed again, with a fresh timestamp, when it waited or is sent again)."""
+        policy = self._policy
         attempts: Optional[Attempts] = None  # created at the first failure
+        built = monotonic_ns()
         while True:
             conn = policy.take_idle(priority) if not policy.closed else None
             fresh = False
@@ -215,6 +287,14 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                         prepared.method, self._retries if retries is None else retries,
                         deadline)
                     raise attempts.give_up(exc, policy.stats)
+            if resign and monotonic_ns() - built > _RESIGN_AFTER_NS:
+                try:
+                    m, u, p, h, c, j, d = resign
+                    prepared = self._prepare_exchange(m, u, p, h, c, j, d, True, monotonic_ns())
+                except BaseException:
+                    self._release(conn)
+                    raise
+                built = monotonic_ns()
             try:
                 raw = await self._exchange(conn, prepared, tmo, deadline)
             except BaseException as exc:
@@ -227,6 +307,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                     raise error
                 continue
             policy.stats.latency.record(raw.t_complete - raw.t_start)
+            prepared.hist.record(raw.t_complete - raw.t_start)
             conn.uses += 1
             if (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
                     and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
@@ -553,12 +634,15 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         ping, tmo = self._cfg.ping, self._timeout
         assert ping is not None
         error: Optional[BaseException] = None
+        raw = None
         try:
             deadline = monotonic_ns() + tmo.total_ns if tmo.total_ns else 0
-            await self._exchange(conn, ping, tmo, deadline)
+            raw = await self._exchange(conn, ping, tmo, deadline)
         except BaseException as exc:  # noqa: BLE001 - any failure retires the connection
             error = exc
         woken, close, _ = self._policy.ping_done(conn, error)
+        if raw is not None:
+            self._ping_answered(raw)
         if error is not None:
             log.info("keep-warm request on a connection to %s failed (%s): replaced",
                      self.url, error)

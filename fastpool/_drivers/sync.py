@@ -16,24 +16,29 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from time import monotonic_ns
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from .._engine.protocol import Lane
-from .._model.errors import FastpoolError, OutageError, PoolClosed, PoolTimeout
+from .._model.errors import FastpoolError, NotSentError, OutageError, PoolClosed, PoolTimeout
 from .._model.headers import HeaderTypes
 from .._model.request import Prepared
 from .._model.response import Response
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
+from .._policy.clock import ClockEstimate
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
-from .._policy.stats import PoolStats
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
-from .base import PoolBase
+from .base import PoolBase, _check_samples
 
 log = logging.getLogger("fastpool")
+
+#: A signed request that waited (for a connection) longer than this is signed again before
+#: it is written: its timestamp must be fresh when the exchange sees it.
+_RESIGN_AFTER_NS = 100_000_000
 
 
 def _wake(waiters: Any) -> None:
@@ -90,6 +95,8 @@ class Pool(PoolBase[Response]):
     _tends = True
 
     def _start(self) -> None:
+        self._cooldown = self._gate.cooldown
+        self._limiter = self._gate.limiter
         self._threads_afresh()
         self._open_initial()
 
@@ -114,10 +121,8 @@ class Pool(PoolBase[Response]):
 
     # ---- public API --------------------------------------------------------------------
 
-    def stats(self) -> PoolStats:
-        """Counters and latency percentiles (ns) since the pool was created."""
-        with self._lock:
-            return self._policy.snapshot()
+    def _guard(self) -> Any:
+        return self._lock
 
     def close(self) -> None:
         """Closes idle connections now and in-flight ones when their requests finish;
@@ -146,20 +151,116 @@ class Pool(PoolBase[Response]):
     # ---- one request -------------------------------------------------------------------
 
     def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
-              content: Any, json: Any, timeout: Any, retries: Optional[int],
-              priority: bool) -> Response:
+              content: Any, json: Any, data: Any, timeout: Any, retries: Optional[int],
+              priority: bool, weight: int, order: int, signed: bool,
+              on_limit: Optional[str]) -> Response:
         # The hot path: build (or find) the request bytes, then one engine call. Anything
-        # that needs a decision goes to _send_slow.
+        # that needs a decision goes to _send_slow; anything the exchange asks of the request
+        # (rate limits, a cooldown in force, signing, a form body) to _send_exchange.
         start = monotonic_ns()
+        cooldown = self._cooldown
+        if (signed or data is not None or order or self._limiter is not None
+                or (cooldown is not None and cooldown._until > start)):
+            return self._send_exchange(method, url, params, headers, content, json, data,
+                                       timeout, retries, priority, weight, order, signed,
+                                       on_limit, start)
         prepared = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         try:
             response = self._lane.send(None, prepared, tmo, start, priority)
         except BaseException as exc:
-            return self._send_slow(prepared, tmo, start, retries, exc, priority)
-        if response is None:
-            return self._send_slow(prepared, tmo, start, retries, None, priority)
+            response = self._slow(prepared, tmo, start, retries, exc, priority, method, url,
+                                  params, json, data)
+        else:
+            if response is None:
+                response = self._slow(prepared, tmo, start, retries, None, priority, method,
+                                      url, params, json, data)
+        if response.status_code >= 400 and response.status_code in self._gate.statuses:
+            with self._lock:
+                error = self._rate_limited(response, start, 0, monotonic_ns())
+            if error is not None:
+                raise error
         return response
+
+    def _slow(self, prepared: Prepared, tmo: Timeout, start: int, retries: Optional[int],
+              failure: Optional[BaseException], priority: bool, method: str, url: str,
+              params: ParamsTypes, json: Any, data: Any,
+              reprepare: Optional[Callable[[], Prepared]] = None) -> Response:
+        """_send_slow, with the request described on its failure (error.request)."""
+        try:
+            return self._send_slow(prepared, tmo, start, retries, failure, priority, reprepare)
+        except BaseException as exc:
+            self._failed_request(exc, method, url, params, json, data, prepared)
+            raise
+
+    def _send_exchange(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
+                       content: Any, json: Any, data: Any, timeout: Any,
+                       retries: Optional[int], priority: bool, weight: int, order: int,
+                       signed: bool, on_limit: Optional[str], start: int) -> Response:
+        """A request the exchange asks something of: a cooldown refuses it at once; the rate
+        limits let it go, make it wait (bounded by its deadline) or refuse it; a signed one
+        is signed as late as possible (again if it waited); a 429/418 answer fails it and
+        starts a cooldown; a request that certainly did not leave gives its weight back."""
+        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        deadline = start + tmo.total_ns if tmo.total_ns else 0
+        gate = self._gate
+        prepared: Optional[Prepared] = None
+        granted = 0
+        try:
+            while True:
+                with self._lock:
+                    now = monotonic_ns()
+                    wait = gate.admit(now, weight, order, priority, on_limit, deadline)
+                if not wait:
+                    granted = now  # charged: refunded if it certainly never leaves
+                    break
+                time.sleep(wait / 1e9)
+            prepared = self._prepare_exchange(method, url, params, headers, content, json,
+                                              data, signed, monotonic_ns())
+            reprepare = None
+            if signed:
+                def reprepare() -> Prepared:
+                    return self._prepare_exchange(method, url, params, headers, content, json,
+                                                  data, True, monotonic_ns())
+            response = self._send_slow(prepared, tmo, start, retries, None, priority,
+                                       reprepare)
+        except BaseException as exc:
+            if granted and (isinstance(exc, NotSentError) or isinstance(
+                    getattr(exc, "fastpool_error", None), NotSentError)):
+                with self._lock:
+                    gate.refund(monotonic_ns(), weight, order, granted)
+            self._failed_request(exc, method, url, params, json, data, prepared)
+            raise
+        with self._lock:
+            error = self._rate_limited(response, granted, order, monotonic_ns())
+        if error is not None:
+            self._failed_request(error, method, url, params, json, data, prepared)
+            raise error
+        return response
+
+    def calibrate(self, path: str = "/api/v3/time", field: str = "serverTime", *,
+                  samples: int = 5, unit: str = "ms") -> ClockEstimate:
+        """Estimates the server's clock from `samples` requests to `path`, whose JSON
+        response carries the server time in `field` (Binance: /api/v3/time, serverTime, in
+        milliseconds; unit "us" with X-MBX-TIME-UNIT: MICROSECOND). NTP-style: the samples
+        with the smallest round trips bound the offset; signed requests then take their
+        timestamp from it (never ahead of the server: Binance refuses those), and fixed
+        rate-limit windows align to it. Returns the estimate (offset, error bound, round
+        trip); RuntimeError when no answer carried the field."""
+        for _ in range(_check_samples(samples)):
+            self.calibrate_sample(self.get(path), field, unit)
+        return self._estimate(path, field)
+
+    def resolve(self, error: FastpoolError, lookup: Callable[[], Any], *,
+                margin: float = 1.0, wait: Optional[float] = None) -> Any:
+        """After a MaybeSentError: waits until the exchange can no longer act on the request
+        — its signed deadline (``error.request.expires_ms``: timestamp + recvWindow) has
+        passed on the server's clock, plus `margin` seconds — then returns ``lookup()``
+        (e.g. GET the order by its client order id: found means it executed, "does not
+        exist" means it never will). For an unsigned request pass ``wait=`` seconds (Binance
+        waits up to 10 s for its matching engine)."""
+        time.sleep(self._resolve_wait(error, margin, wait))
+        return lookup()
 
     def rotate(self) -> None:
         """Replaces every connection, make-before-break (each new one opened, TLS resumed,
@@ -169,9 +270,12 @@ class Pool(PoolBase[Response]):
             self._want_maintenance_locked()
 
     def _send_slow(self, prepared: Prepared, tmo: Timeout, start: int, retries: Optional[int],
-                   failure: Optional[BaseException], priority: bool = False) -> Response:
+                   failure: Optional[BaseException], priority: bool = False,
+                   reprepare: Optional[Callable[[], Prepared]] = None) -> Response:
         """The request after the hot path found no idle connection it may take (failure
-        None) or failed on one: the policy's retries, waiting for a connection, opening one."""
+        None) or failed on one: the policy's retries, waiting for a connection, opening one.
+        reprepare: builds the request again (a signed one gets a fresh timestamp) when it
+        waited or is sent again."""
         deadline = start + tmo.total_ns if tmo.total_ns else 0
         attempts = Attempts(prepared.method, self._retries if retries is None else retries,
                             deadline)
@@ -181,6 +285,7 @@ class Pool(PoolBase[Response]):
             finally:
                 del failure  # no frame -> exception -> traceback -> frame cycle (see _failed)
         until = 0           # when waiting for a connection must stop (set on first wait)
+        built = monotonic_ns()
         while True:
             if until == 0:
                 until = self._wait_until(tmo, deadline)
@@ -190,6 +295,13 @@ class Pool(PoolBase[Response]):
                 with self._lock:
                     error = attempts.give_up(exc, self._policy.stats)
                 raise error
+            if reprepare is not None and monotonic_ns() - built > _RESIGN_AFTER_NS:
+                try:
+                    prepared = reprepare()
+                except BaseException:
+                    self._give_back_conn(conn, fresh)
+                    raise
+                built = monotonic_ns()
             try:
                 response = self._lane.send(conn, prepared, tmo, start, priority)
             except BaseException as exc:
@@ -197,6 +309,12 @@ class Pool(PoolBase[Response]):
                 continue
             assert response is not None  # a given connection is always used
             return response
+
+    def _give_back_conn(self, conn: Any, fresh: bool) -> None:
+        """A connection taken for a request that will not be sent after all."""
+        with self._lock:
+            woken = self._policy.returned(conn)
+        _wake(woken)
 
     @staticmethod
     def _wait_until(tmo: Timeout, deadline: int) -> int:
@@ -466,14 +584,17 @@ class Pool(PoolBase[Response]):
         ping, tmo = self._cfg.ping, self._timeout
         assert ping is not None
         error: Optional[BaseException] = None
+        raw = None
         try:
             deadline = monotonic_ns() + tmo.total_ns if tmo.total_ns else 0
-            conn.exchange(ping.data, ping.head, tmo.write_ns, tmo.read_ns, deadline)
+            raw = conn.exchange(ping.data, ping.head, tmo.write_ns, tmo.read_ns, deadline)
         except BaseException as exc:  # noqa: BLE001 - any failure retires the connection
             error = exc
             conn.close()
         with self._lock:
             woken, close, _ = self._policy.ping_done(conn, error)
+            if raw is not None:
+                self._ping_answered(raw)
         if error is not None:
             log.info("keep-warm request on a connection to %s failed (%s): replaced",
                      self.url, error)

@@ -371,7 +371,8 @@ cdef class Lane:
         cdef int64_t write_ns, read_ns, total_ns, deadline = 0
         cdef object raw
         cdef list stack
-        if not isinstance(request, tuple):  # a Prepared: a NamedTuple, so a tuple subtype
+        if not isinstance(request, tuple) or not isinstance(request[4], Histogram):
+            # a Prepared (a NamedTuple, so a tuple subtype) built with this engine
             raise TypeError("request must be a fastpool._model.request.Prepared")
         cdef tuple prepared = <tuple>request
         if timeout is self.default_timeout:
@@ -396,6 +397,7 @@ cdef class Lane:
             self.on_release(conn, exc)
             raise
         fp_hist_record(&self.hist.h, conn.c.t_complete - conn.c.t_start)
+        fp_hist_record(&(<Histogram>prepared[4]).h, conn.c.t_complete - conn.c.t_start)
         conn.uses += 1
         if (conn.reusable and not self.closed and not self.wait_priority
                 and not self.wait_general and conn.uses < conn.retire_uses

@@ -119,11 +119,26 @@ class InterruptedNotSent(Interrupted, NotSentError):
 
 
 class RateLimitedError(NotSentError):
-    """The client-side rate limit would be exceeded; ``retry_after`` is in seconds."""
+    """The request was not carried out because of a rate limit; ``retry_after`` is the
+    seconds until it may be tried again.
 
-    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+    Three ways, all certainly not executed (NotSent, safe to send again after retry_after):
+    the pool's own budget would be exceeded (``rate_limits=`` with ``on_limit="raise"``, or a
+    wait past the request's deadline); the pool is cooling down after a 429 or 418, and the
+    request was not written; or this very request was answered 429 (rate limit: the exchange
+    rejected it unprocessed, RFC 6585 §4) or 418 (Binance: the IP is banned), which starts
+    that cooldown — then ``response`` is that response and ``status_code`` its status.
+    ``scope`` is "pool" (every request waits) or "orders" (only order requests: Binance's
+    order-count limit).
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0,
+                 response: object = None, status_code: int = 0, scope: str = "pool") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.response = response
+        self.status_code = status_code
+        self.scope = scope
 
 
 # --- maybe sent ----------------------------------------------------------------------------

@@ -1,35 +1,37 @@
 """Form bodies (``data=``) and the public query encoder: the bytes a signature must cover.
 
-Both use the engine's query encoder (fastpool._engine.engine.encode_query, C or pure, same
-bytes), so ``fastpool.encode_query(params)`` is exactly what the pool puts after the "?"
-and ``encode_form(data)`` exactly what it sends as an application/x-www-form-urlencoded
-body: keys and values UTF-8 and percent-encoded except RFC 3986 unreserved characters (a
-space is %20, which form parsers decode like "+"), True/False as "true"/"false", None as an
-empty value, a list or tuple value repeating its key, the caller's order kept.
+Both use an engine's query encoder (C or pure: the same bytes), so ``fastpool.encode_query``
+is exactly what the pool puts after the "?" and ``encode_form`` exactly what it sends as an
+application/x-www-form-urlencoded body: keys and values UTF-8 and percent-encoded except RFC
+3986 unreserved characters (a space is %20, which form parsers decode like "+"),
+True/False as "true"/"false", None as an empty value, a list or tuple value repeating its
+key, the caller's order kept. (The public functions, bound to the engine chosen at import,
+are in fastpool/__init__.py; the pools pass their own engine's encoder.)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from .._engine import engine
 from .errors import InvalidRequestError
 
 FORM_CONTENT_TYPE = b"application/x-www-form-urlencoded"
 
+Encoder = Callable[[Any], bytes]
 
-def encode_query(params: Any) -> str:
+
+def encode_query(params: Any, encoder: Encoder) -> str:
     """params (dict, pairs, or an already encoded str/bytes) as the query string the pool
     sends (without the "?"): sign this string, then pass the same params to the request."""
     try:
-        return engine.encode_query(params).decode("ascii")
+        return encoder(params).decode("ascii")
     except UnicodeEncodeError:
         raise InvalidRequestError("a str query string is sent as given and must be ASCII "
                                   "(percent-encode it, or pass a dict or pairs)",
                                   code="target_invalid") from None
 
 
-def encode_form(data: Any) -> bytes:
+def encode_form(data: Any, encoder: Encoder) -> bytes:
     """``data=`` as a form body. A dict or pairs is encoded like a query; bytes are sent as
     given; a str is taken as already encoded and must be ASCII; None is an empty body."""
     if data is None:
@@ -44,6 +46,6 @@ def encode_form(data: Any) -> bytes:
                                       "(percent-encode it, or pass a dict or pairs)",
                                       code="body_invalid") from None
     try:
-        return engine.encode_query(data)
+        return encoder(data)
     except TypeError as exc:
         raise InvalidRequestError(f"data: {exc}", code="body_invalid") from None

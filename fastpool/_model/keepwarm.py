@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -24,6 +25,10 @@ class KeepWarm:
     path: str
     every: float = 25.0
     method: str = "GET"
+    #: The JSON field of the answer carrying the server's time (Binance /api/v3/time:
+    #: "serverTime"): every ping then calibrates the server clock (see Pool.calibrate).
+    clock_field: Optional[str] = None
+    clock_unit: str = "ms"
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path:

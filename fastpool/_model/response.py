@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json as _json
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from .errors import MaybeSentError
 from .headers import Headers
@@ -80,13 +80,20 @@ class HTTPStatusError(MaybeSentError):
 
 
 class Request:
-    """What was sent, for error messages and logs (as httpx's response.request)."""
+    """What was sent, for error messages and logs (as httpx's response.request). A request
+    that failed carries one as ``error.request``, with what a strategy needs to find out what
+    became of it: the caller's client order id (``newClientOrderId`` and the like, when one
+    was given) and, for a signed request, ``expires_ms``: the server time after which the
+    exchange refuses it (timestamp + recvWindow) — see Pool.resolve()."""
 
-    __slots__ = ("method", "url")
+    __slots__ = ("method", "url", "client_order_id", "expires_ms")
 
-    def __init__(self, method: str, url: str) -> None:
+    def __init__(self, method: str, url: str, *, client_order_id: Optional[str] = None,
+                 expires_ms: Optional[int] = None) -> None:
         self.method = method
         self.url = url
+        self.client_order_id = client_order_id
+        self.expires_ms = expires_ms
 
     def __repr__(self) -> str:
         return f"<Request [{self.method} {self.url}]>"

@@ -25,7 +25,7 @@ from .._model.errors import StaleConnection
 from . import lifecycle
 from .maintenance import Maintenance, Open
 from .slots import Slots
-from .stats import PoolStats, Stats
+from .stats import Stats, _PoolStats
 from .waiters import GENERAL, RESERVED, Waiter, WaitQueue
 
 
@@ -313,5 +313,5 @@ class PoolPolicy:
         """The idle connections, hottest last per lane (for tests and introspection)."""
         return list(self.idle[GENERAL]) + list(self.idle[RESERVED])
 
-    def snapshot(self) -> PoolStats:
+    def snapshot(self) -> _PoolStats:
         return self.stats.snapshot(self.slots.total_open, self.idle_count(), len(self.queue))

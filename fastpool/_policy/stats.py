@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Optional, TypedDict
 
 from .._model.errors import TimeoutException
 
@@ -21,7 +21,27 @@ class LatencyStats(TypedDict):
     max: int
 
 
-class PoolStats(TypedDict):
+class EndpointStats(LatencyStats):
+    """One endpoint's latency (``stats(by_endpoint=True)["endpoints"]["GET /api/v3/order"]``);
+    ``jitter`` is p99 - p50: how far the slow tail sits from the typical request."""
+
+    jitter: int
+
+
+class RateLimitState(TypedDict):
+    """One budget (fastpool.RateLimit) as the pool counts it now."""
+
+    name: str
+    limit: int
+    per: float
+    window: str
+    orders: bool
+    used: int
+    remaining: int
+    resets_in: float
+
+
+class _PoolStats(TypedDict):
     """What ``pool.stats()`` returns (a dict: ``stats["requests"]``)."""
 
     requests: int       #: requests answered with a response
@@ -39,6 +59,14 @@ class PoolStats(TypedDict):
     idle: int           #: connections idle now
     waiting: int        #: requests waiting for a connection now
     latency_ns: LatencyStats
+    rate_limits: list[RateLimitState]   #: the pool's budgets (empty without rate_limits=)
+    rate_limited: int   #: requests refused for a rate limit (budget, cooldown, 429/418)
+    cooldown: Optional[dict[str, Any]]  #: the cooldown in force: remaining s, status, scope
+    clock: Optional[dict[str, Any]]     #: the server clock estimate (after calibrate())
+
+
+class PoolStats(_PoolStats, total=False):
+    endpoints: dict[str, EndpointStats]  #: with stats(by_endpoint=True): per "METHOD path"
 
 
 class Stats:
@@ -75,7 +103,13 @@ class Stats:
         if resumed:
             self.resumed += 1
 
-    def snapshot(self, open_: int, idle: int, waiting: int) -> PoolStats:
+    def reset(self) -> None:
+        """Every counter back to zero (the histogram too)."""
+        self.errors = self.retries = self.connects = self.reconnects = self.resumed = 0
+        self.stale = self.timeouts = self.pings = self.ping_failures = self.rotations = 0
+        self.latency.reset()
+
+    def snapshot(self, open_: int, idle: int, waiting: int) -> _PoolStats:
         h = self.latency
         return {
             "requests": h.count, "errors": self.errors, "retries": self.retries,
@@ -84,9 +118,18 @@ class Stats:
             "pings": self.pings, "ping_failures": self.ping_failures,
             "rotations": self.rotations,
             "open": open_, "idle": idle, "waiting": waiting,
-            "latency_ns": {
-                "count": h.count, "min": h.min, "mean": round(h.mean),
-                "p50": h.quantile(0.5), "p90": h.quantile(0.9), "p99": h.quantile(0.99),
-                "p999": h.quantile(0.999), "max": h.max,
-            },
+            "latency_ns": latency(h),
+            "rate_limits": [], "rate_limited": 0, "cooldown": None, "clock": None,
         }
+
+
+def latency(h: Any) -> LatencyStats:
+    """The percentiles of a latency histogram (ns)."""
+    return {"count": h.count, "min": h.min, "mean": round(h.mean), "p50": h.quantile(0.5),
+            "p90": h.quantile(0.9), "p99": h.quantile(0.99), "p999": h.quantile(0.999),
+            "max": h.max}
+
+
+def endpoint(h: Any) -> EndpointStats:
+    base = latency(h)
+    return {**base, "jitter": base["p99"] - base["p50"]}

@@ -94,11 +94,27 @@ class AsyncPoolFacade:
     def patch(self, *a, **kw):
         return self._run("patch", *a, **kw)
 
-    def stats(self) -> dict:
-        return self._lt.run(_call(self.pool.stats))
+    def stats(self, *a, **kw) -> dict:
+        return self._lt.run(_call(self.pool.stats, *a, **kw))
 
     def rotate(self) -> None:
         self._lt.run(_call(self.pool.rotate))
+
+    def reset_stats(self) -> None:
+        self._lt.run(_call(self.pool.reset_stats))
+
+    def latency_histograms(self) -> dict:
+        return self._lt.run(_call(self.pool.latency_histograms))
+
+    def calibrate(self, *a, **kw):
+        return self._run("calibrate", *a, **kw)
+
+    def resolve(self, error, lookup, **kw):
+        # lookup is the test's synchronous function: it calls the facade, which runs on the
+        # loop thread, so the AsyncPool gets an async lookup that runs it in a thread.
+        async def async_lookup():
+            return await asyncio.get_running_loop().run_in_executor(None, lookup)
+        return self._run("resolve", error, async_lookup, **kw)
 
     def close(self) -> None:
         self._lt.run(self.pool.aclose())

@@ -672,6 +672,7 @@ class Lane:
             raw = conn.exchange(request[0], request[3], timeout.write_ns, timeout.read_ns,
                                 deadline)
             self.hist.record(raw.t_complete - raw.t_start)
+            request[4].record(raw.t_complete - raw.t_start)
             conn.uses += 1
             if (conn.reusable and not self.closed and not self.wait_priority
                     and not self.wait_general and conn.uses < conn.retire_uses
