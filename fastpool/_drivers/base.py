@@ -332,9 +332,12 @@ class PoolBase(Generic[R]):
         value = server_time_field(response.content, field)
         if value is None:
             return False
+        # From the exchange's start (before the request can have left: t.written is read
+        # after the send returns, when the server may have answered already) to its first
+        # byte: the server's clock was read in between.
         t = response.timings
         with self._guard():
-            return self._gate.clock_sample(monotonic_ns(), t.written, t.first_byte, value,
+            return self._gate.clock_sample(monotonic_ns(), t.acquired, t.first_byte, value,
                                            unit)
 
     def _ping_answered(self, raw: RawExchange) -> None:
@@ -344,7 +347,7 @@ class PoolBase(Generic[R]):
         if keep is not None and keep.clock_field and 200 <= raw.status < 300:
             value = server_time_field(raw.body, keep.clock_field)
             if value is not None:
-                self._gate.clock_sample(monotonic_ns(), raw.t_written, raw.t_first_byte,
+                self._gate.clock_sample(monotonic_ns(), raw.t_start, raw.t_first_byte,
                                         value, keep.clock_unit)
 
     def _estimate(self, path: str, field: str) -> ClockEstimate:
