@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import fastpool  # noqa: E402
 from mock_exchange import EXAMPLE_API_KEY, EXAMPLE_SECRET, MockExchange  # noqa: E402
+
+import fastpool  # noqa: E402
 
 SYMBOL = "BTCUSDT"
 

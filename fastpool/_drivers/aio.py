@@ -55,6 +55,8 @@ log = logging.getLogger("fastpool")
 
 #: A signed request that waited longer than this is signed again before it is written.
 _RESIGN_AFTER_NS = 100_000_000
+#: Connections whose smoothed round trip is below this try one read right after writing.
+_READ_AT_ONCE_NS = 100_000
 
 # What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
 _READY = -1      # its fd is writable: step again
@@ -64,6 +66,25 @@ _EXPIRED = -2    # its phase's timeout ran out
 def _resolve(fut: asyncio.Future[int], why: int) -> None:
     if not fut.done():
         fut.set_result(why)
+
+
+class _Park:
+    """A request parked on its connection: what it awaits and when it gives up."""
+
+    __slots__ = ("fut", "silence", "deadline", "at")
+
+    def __init__(self, fut: asyncio.Future[int], silence: int, deadline: int) -> None:
+        self.fut = fut
+        self.silence = silence      # ns: the phase's timeout (-1: none)
+        self.deadline = deadline    # ns: the request's total deadline (0: none)
+        self.at = 0                 # ns: when it expires (0: never)
+
+    def limit(self, now: int) -> None:
+        """The wait (re)starts now: it expires after the silence, or at the deadline."""
+        at = now + self.silence if self.silence >= 0 else 0
+        if self.deadline and (not at or self.deadline < at):
+            at = self.deadline
+        self.at = at
 
 
 def _wake(waiter: Optional[Waiter]) -> None:
@@ -96,7 +117,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opener: Optional[ThreadPoolExecutor] = None
         self._opened = False
-        self._parked: Dict[Any, asyncio.Future[int]] = {}  # conn -> what its request awaits
+        self._parked: Dict[Any, _Park] = {}  # conn -> the request parked on it
+        self._watch_handle: Optional[asyncio.TimerHandle] = None
+        self._watch_at = 0
         self._readers: Dict[Any, int] = {}              # conn -> its registered fd
         self._maintenance_timer: Optional[asyncio.TimerHandle] = None
         self._maintenance_soon = False
@@ -129,10 +152,12 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                                           thread_name_prefix="fastpool-open")
         target = policy.slots.target
         lanes = [GENERAL] * target[GENERAL] + [RESERVED] * target[RESERVED]
+        naddr = len(self._cfg.addrs) if self._cfg.spread else 1
         for lane in lanes:
             policy.slots.reserve(lane)
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._opener, self._cfg.open, False) for _ in lanes),
+            *(loop.run_in_executor(self._opener, self._cfg.open, False, 0, i % naddr)
+              for i in range(len(lanes))),
             return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -149,7 +174,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             self._watch(conn)
             policy.idle[lane].append(conn)
         self._opened = True
-        if self._cfg.keep_warm is not None or policy.maintenance.lifetime_ns:
+        if policy.maintenance.timed:
             self._want_maintenance()  # it sets a timer for the first ping or rotation
         return self
 
@@ -196,6 +221,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             _wake(waiter)
         if self._maintenance_timer is not None:
             self._maintenance_timer.cancel()
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+            self._watch_handle = None
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):
@@ -274,6 +302,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         the policy's verdict after a failure. resign: the request's arguments, when it is
         signed (signed again, with a fresh timestamp, when it waited or is sent again)."""
         policy = self._policy
+        step_done, want_read = self._step_done, self._want_read
         attempts: Optional[Attempts] = None  # created at the first failure
         built = monotonic_ns()
         while True:
@@ -296,7 +325,19 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                     raise
                 built = monotonic_ns()
             try:
-                raw = await self._exchange(conn, prepared, tmo, deadline)
+                # The exchange, in steps (as _exchange, inlined: a coroutine less per
+                # request): written and read directly when the socket is ready, parked on
+                # the loop otherwise.
+                conn.begin(prepared.data, prepared.head)
+                rc = conn.step()
+                if rc == want_read and 0 < conn.rtt_ns < _READ_AT_ONCE_NS:
+                    # A server this close has often answered by the time the write returns:
+                    # one read now (a syscall, wasted if not) saves parking, a future and two
+                    # loop iterations.
+                    rc = conn.step()
+                while rc != step_done:
+                    rc = await self._park(conn, rc, tmo, deadline)
+                raw = conn.take()
             except BaseException as exc:
                 self._drop(conn, exc)
                 attempts = attempts or Attempts(
@@ -308,6 +349,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 continue
             policy.stats.latency.record(raw.t_complete - raw.t_start)
             prepared.hist.record(raw.t_complete - raw.t_start)
+            rtt = raw.t_first_byte - raw.t_written  # smoothed as TCP's SRTT (RFC 6298: 1/8)
+            conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
             conn.uses += 1
             if (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
                     and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
@@ -339,12 +382,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         assert loop is not None
         writing = want != self._want_read  # reads wake through the connection's reader
         written = conn.written
-        limit_ns = tmo.read_ns if written else tmo.write_ns
-        if deadline:
-            left = deadline - monotonic_ns()
-            if limit_ns < 0 or left < limit_ns:
-                limit_ns = max(left, 0)
+        silence = tmo.read_ns if written else tmo.write_ns
         fut: asyncio.Future[int] = loop.create_future()
+        park = _Park(fut, silence, deadline)
+        park.limit(monotonic_ns())
         fd = self._readers[conn]
         if writing:
             # The reader rests while the write is blocked: it is level-triggered, and bytes
@@ -352,8 +393,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             # would make it fire on every loop iteration until the write timeout.
             loop.remove_reader(fd)
             loop.add_writer(fd, _resolve, fut, _READY)
-        timer = loop.call_later(limit_ns / 1e9, _resolve, fut, _EXPIRED) if limit_ns >= 0 else None
-        self._parked[conn] = fut
+        self._parked[conn] = park
+        if park.at and (not self._watch_at or park.at < self._watch_at):
+            self._arm_watchdog(park.at)
         try:
             why = await fut
         finally:
@@ -361,8 +403,6 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             if writing:
                 loop.remove_writer(fd)
                 loop.add_reader(fd, self._on_readable, conn)
-            if timer is not None:
-                timer.cancel()
         if why >= 0:
             return why  # the reader stepped the exchange
         if why == _READY:
@@ -392,6 +432,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._maintenance_soon = False
         self._background.clear()
         self._parked.clear()
+        self._watch_handle = None  # the old loop's
+        self._watch_at = 0
         self._loop = new
         self._want_maintenance()
 
@@ -462,7 +504,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     async def _open_for_request(self, claim: Claim, deadline: int) -> Any:
         """Opens a connection in a slot already claimed, in the opener threads."""
         assert self._loop is not None
-        fut = self._loop.run_in_executor(self._opener, self._cfg.open, False, deadline)
+        fut = self._loop.run_in_executor(self._opener, self._cfg.open, False, deadline,
+                                         self._policy.address_for())
         try:
             conn = await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -524,8 +567,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._readers[conn] = fd
 
     def _on_readable(self, conn: Any) -> None:
-        fut = self._parked.get(conn)
-        if fut is not None:
+        park = self._parked.get(conn)
+        if park is not None:
+            fut = park.fut
             if fut.done():
                 return
             before = conn.received
@@ -534,10 +578,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             except BaseException as exc:  # the request's failure: raised in its task
                 fut.set_exception(exc)
                 return
-            # Wake the request when the exchange is done, wants to write, or got bytes (its
-            # read timeout is a silence between bytes, so it must restart its wait).
-            if rc != self._want_read or conn.received != before:
-                fut.set_result(rc)
+            if rc != self._want_read:
+                fut.set_result(rc)  # done, or it wants to write: the request goes on
+            elif conn.received != before:
+                park.limit(monotonic_ns())  # its read timeout is a silence: it restarts
             return
         idle = self._policy.idle[conn.lane]
         if conn in idle and conn.stale():
@@ -546,6 +590,37 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             idle.remove(conn)
             self._drop(conn, StaleConnection("closed by the server while idle"))
         # Otherwise a request holds it between steps and reads what arrived itself.
+
+    # ---- the watchdog: one timer for every parked request's timeout ------------------
+
+    def _arm_watchdog(self, at: int) -> None:
+        """Fires at `at` (monotonic ns). A timer per wait cost a TimerHandle and a heap push
+        and cancel per request; one timer at the earliest limit of all parked requests costs
+        nothing while requests finish in time (each new limit is later than the armed one)."""
+        loop = self._loop
+        assert loop is not None
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+        self._watch_at = at
+        self._watch_handle = loop.call_later(max(at - monotonic_ns(), 0) / 1e9,
+                                             self._expire_parked)
+
+    def _expire_parked(self) -> None:
+        """Expires the parked requests whose limit passed; re-arms for the next one."""
+        self._watch_handle = None
+        self._watch_at = 0
+        now = monotonic_ns()
+        soonest = 0
+        for park in list(self._parked.values()):
+            at = park.at
+            if not at or park.fut.done():
+                continue
+            if at <= now:
+                park.fut.set_result(_EXPIRED)
+            elif not soonest or at < soonest:
+                soonest = at
+        if soonest:
+            self._arm_watchdog(soonest)
 
     def _forget(self, conn: Any) -> None:
         """The loop stops reading conn's fd (before it is closed)."""
@@ -611,7 +686,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         policy = self._policy
         assert self._loop is not None
         try:
-            conn = await self._loop.run_in_executor(self._opener, self._cfg.open, False)
+            conn = await self._loop.run_in_executor(self._opener, self._cfg.open, False, 0,
+                                                    policy.address_for(action.replaces))
         except BaseException as exc:
             _wake(policy.open_failed(action, monotonic_ns(), str(exc)))
             log.info("background open (%s) of %s failed: %s", action.reason, self.url, exc)
@@ -642,7 +718,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             error = exc
         woken, close, _ = self._policy.ping_done(conn, error)
         if raw is not None:
-            self._ping_answered(raw)
+            self._ping_answered(conn, raw)
         if error is not None:
             log.info("keep-warm request on a connection to %s failed (%s): replaced",
                      self.url, error)

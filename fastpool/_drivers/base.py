@@ -74,13 +74,16 @@ class PoolBase(Generic[R]):
                  rate_limits: Optional[Sequence[RateLimit]] = None,
                  rate_ledger: Optional[SharedLedger] = None, on_limit: str = "wait",
                  auth: Optional[Signer] = None,
-                 cooldowns: Union[None, bool, Mapping[int, float]] = None) -> None:
+                 cooldowns: Union[None, bool, Mapping[int, float]] = None,
+                 addresses: Union[None, str, Sequence[str]] = None,
+                 choose: Optional[str] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
             tls_min=tls_min, tls_max=tls_max, stale_check_after=stale_check_after,
             engine=engine, reserved=reserved, keep_warm=keep_warm, tcp_keepalive=tcp_keepalive,
-            max_lifetime=max_lifetime, max_requests=max_requests)
+            max_lifetime=max_lifetime, max_requests=max_requests, addresses=addresses,
+            choose=choose)
         self._policy = cfg.new_policy(self._tends)
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
@@ -340,9 +343,13 @@ class PoolBase(Generic[R]):
             return self._gate.clock_sample(monotonic_ns(), t.acquired, t.first_byte, value,
                                            unit)
 
-    def _ping_answered(self, raw: RawExchange) -> None:
-        """A keep-warm answer (under the driver's lock): its server time, when the KeepWarm
-        names the field, calibrates the clock (the periodic mode of calibrate())."""
+    def _ping_answered(self, conn: Any, raw: RawExchange) -> None:
+        """A keep-warm answer (under the driver's lock): it measures the connection's round
+        trip (as requests do), and its server time, when the KeepWarm names the field,
+        calibrates the clock (the periodic mode of calibrate())."""
+        rtt = raw.t_first_byte - raw.t_written
+        conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
+        conn.uses += 1
         keep = self._cfg.keep_warm
         if keep is not None and keep.clock_field and 200 <= raw.status < 300:
             value = server_time_field(raw.body, keep.clock_field)

@@ -13,6 +13,7 @@ from .._model.limits import DEFAULT_LIMITS, Limits
 from .._model.request import RequestBuilder
 from .._model.timeout import Timeout, TimeoutTypes
 from .._model.url import parse_origin
+from .._policy.choice import CHOICES
 from .._policy.pool import PoolPolicy
 from .connect import (
     CertTypes,
@@ -20,6 +21,7 @@ from .connect import (
     caller_stacklevel,
     open_connection,
     resolve,
+    resolve_addresses,
     set_tcp_keepalive,
     tls_context,
 )
@@ -35,7 +37,8 @@ class PoolConfig:
                  stale_check_after: float = 0.0, engine: Optional[str] = None,
                  reserved: int = 0, keep_warm: Optional[KeepWarm] = None,
                  tcp_keepalive: Optional[float] = None, max_lifetime: Optional[float] = None,
-                 max_requests: Optional[int] = None) -> None:
+                 max_requests: Optional[int] = None, addresses: Any = None,
+                 choose: Optional[str] = None) -> None:
         self.engine = get_engine(engine)
         self.origin = parse_origin(url)
         self.timeout = Timeout.of(timeout)
@@ -68,13 +71,22 @@ class PoolConfig:
                 max_requests, int) or max_requests < 1):
             raise ValueError(f"max_requests must be a positive int or None, got {max_requests!r}")
         self._sizes = (connections, max_connections, reserved)
-        self._lifecycle = dict(keep_warm_ns=keep_warm.every_ns if keep_warm else 0,
-                               lifetime_ns=int(lifetime * 1e9) if lifetime else 0,
-                               max_requests=max_requests or 0)
+        self._keep_warm_ns = keep_warm.every_ns if keep_warm else 0
+        self._lifetime_ns = int(lifetime * 1e9) if lifetime else 0
+        self._max_requests = max_requests or 0
 
         self.tls = (tls_context(self.engine, verify, cert, tls_min, tls_max)
                     if self.origin.tls else None)
-        self.addrs = resolve(self.origin)
+        #: Spread: connections go to every address (scored by round trip); else the first
+        #: that accepts, the others as fallbacks.
+        self.spread = addresses is not None
+        self.addrs = (resolve(self.origin) if addresses is None
+                      else resolve_addresses(self.origin, addresses))
+        if choose is None:
+            choose = "fastest" if self.spread and len(self.addrs) > 1 else "hottest"
+        if choose not in CHOICES:
+            raise ValueError(f"choose must be one of {CHOICES}, got {choose!r}")
+        self.fastest = choose == "fastest"
 
     def new_policy(self, tend: bool) -> PoolPolicy:
         """A policy in its initial state (at construction, and in a child after fork()).
@@ -83,12 +95,17 @@ class PoolConfig:
         connections, max_connections, reserved = self._sizes
         tend_ns = _TEND_NS if tend and self.origin.tls else 0
         return PoolPolicy(connections, max_connections, self.engine.Histogram(), reserved,
-                          tend_ns=tend_ns, **self._lifecycle)
+                          keep_warm_ns=self._keep_warm_ns, lifetime_ns=self._lifetime_ns,
+                          max_requests=self._max_requests, tend_ns=tend_ns,
+                          fastest=self.fastest,
+                          addresses=len(self.addrs) if self.spread else 1)
 
-    def open(self, blocking: bool, deadline_ns: int = 0) -> Any:
-        """A new open connection (blocking: the GIL is released while it connects)."""
+    def open(self, blocking: bool, deadline_ns: int = 0, address: int = 0) -> Any:
+        """A new open connection (blocking: the GIL is released while it connects), to the
+        address of index `address` (or the next that accepts)."""
         conn = open_connection(self.engine, self.addrs, self.origin, self.tls, self.limits,
-                               blocking, self.timeout.connect_ns, deadline_ns)
+                               blocking, self.timeout.connect_ns, deadline_ns,
+                               address if self.spread else 0)
         if self.tcp_keepalive:
             try:
                 set_tcp_keepalive(conn.fileno(), self.tcp_keepalive)

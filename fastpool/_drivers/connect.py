@@ -120,21 +120,48 @@ def tls_context(engine: Engine, verify: VerifyTypes, cert: CertTypes,
     return ctx
 
 
+def resolve_addresses(origin: Origin, addresses: Any) -> list[tuple[int, str]]:
+    """The pool's `addresses=`: "resolved" (every address the name resolves to), or a list
+    of IP literals or host names (each resolved, in the order given; duplicates dropped)."""
+    if addresses == "resolved":
+        return resolve(origin)
+    if isinstance(addresses, (str, bytes)) or not hasattr(addresses, "__iter__"):
+        raise TypeError(f'addresses must be "resolved" or a list of IP addresses or host '
+                        f"names, got {addresses!r}")
+    out: list[tuple[int, str]] = []
+    for entry in addresses:
+        if not isinstance(entry, str) or not entry:
+            raise TypeError(f"addresses must hold str, got {entry!r}")
+        host = entry[1:-1] if entry.startswith("[") and entry.endswith("]") else entry
+        for pair in resolve(Origin(origin.scheme, host, origin.port, "")):
+            if pair not in out:
+                out.append(pair)
+    if not out:
+        raise ValueError("addresses is empty")
+    return out
+
+
 def open_connection(engine: Engine, addrs: list[tuple[int, str]], origin: Origin,
                     tls: Optional[TLSContext], limits: Limits, blocking: bool,
-                    timeout_ns: int, deadline_ns: int = 0) -> Connection:
-    """An open engine Connection to the first address that accepts, by the connect timeout
-    (and the request's total deadline, when sooner). The last error is raised when none
-    does; a TLS failure is not retried on another address (it would fail the same way)."""
+                    timeout_ns: int, deadline_ns: int = 0, first: int = 0) -> Connection:
+    """An open engine Connection to the first address that accepts, from addrs[first] on
+    (round), by the connect timeout (and the request's total deadline, when sooner); its
+    `address` is the index of the one that did. The last error is raised when none does;
+    a TLS failure is not retried on another address (it would fail the same way). The TLS
+    name (SNI, verification) and the Host header stay the URL's whatever the address."""
     now = monotonic_ns()
     stop = 0 if timeout_ns < 0 else now + timeout_ns
     if deadline_ns and (stop == 0 or deadline_ns < stop):
         stop = deadline_ns
     last: Optional[FastpoolError] = None
-    for family, address in addrs:
+    n = len(addrs)
+    for k in range(n):
+        index = (first + k) % n
+        family, address = addrs[index]
         conn = engine.Connection(limits)
         try:
             conn.open(family, address, origin.port, tls, origin.host, blocking, stop)
+            conn.address = index
             return conn
         except TLSError:
             raise

@@ -28,6 +28,7 @@ from .._model.response import Response
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
+from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
@@ -35,6 +36,9 @@ from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Wai
 from .base import PoolBase, _check_samples
 
 log = logging.getLogger("fastpool")
+
+#: The most threads that open the initial connections together.
+_OPEN_THREADS = 16
 
 #: A signed request that waited (for a connection) longer than this is signed again before
 #: it is written: its timestamp must be fresh when the exchange sees it.
@@ -112,6 +116,8 @@ class Pool(PoolBase[Response]):
             cfg.timeout, policy.stats.latency, Response,
             self._response_ctx, self._on_release, self._settle)
         self._lane.closed = policy.closed
+        if policy.fastest:
+            self._lane.pick = fastest_index
 
     def _after_fork(self) -> None:
         # Only the forking thread exists in the child: the lock may be held by a thread that
@@ -422,7 +428,9 @@ class Pool(PoolBase[Response]):
     def _open_for_request(self, claim: Claim, deadline: int) -> Any:
         """Opens a connection in a slot claimed for this request (outside the lock)."""
         try:
-            conn = self._cfg.open(blocking=True, deadline_ns=deadline)
+            with self._lock:
+                address = self._policy.address_for()
+            conn = self._cfg.open(blocking=True, deadline_ns=deadline, address=address)
         except BaseException:
             with self._lock:
                 woken = self._policy.unreserved(claim)
@@ -483,16 +491,31 @@ class Pool(PoolBase[Response]):
         n = len(lanes)
         results: List[Any] = [None] * n
 
-        def work(i: int) -> None:
-            try:
-                results[i] = self._cfg.open(blocking=True)
-            except BaseException as exc:  # noqa: BLE001 - handed to the constructor
-                results[i] = exc
+        naddr = len(self._cfg.addrs) if self._cfg.spread else 1
+        todo = iter(range(n))
+        todo_lock = threading.Lock()
+        failed: List[bool] = []
 
-        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(1, n)]
+        def work() -> None:
+            # Each worker opens connections until none is left (bounded threads: a pool of
+            # a thousand connections does not start a thousand threads).
+            while True:
+                with todo_lock:
+                    i = None if failed else next(todo, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = self._cfg.open(blocking=True, address=i % naddr)
+                except BaseException as exc:  # noqa: BLE001 - handed to the constructor
+                    results[i] = exc
+                    failed.append(True)  # the others stop: the constructor fails anyway
+                    return
+
+        threads = [threading.Thread(target=work, daemon=True)
+                   for _ in range(min(n, _OPEN_THREADS) - 1)]
         for t in threads:
             t.start()
-        work(0)
+        work()
         for t in threads:
             t.join()
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -508,7 +531,7 @@ class Pool(PoolBase[Response]):
                 policy.slots.reserve(lane)
                 policy.opened(conn, lane, now)
                 policy.idle[lane].append(conn)
-            if self._cfg.keep_warm is not None or policy.maintenance.lifetime_ns:
+            if policy.maintenance.timed:
                 self._want_maintenance_locked()  # it sleeps until the first ping or rotation
 
     def _want_maintenance_locked(self) -> None:
@@ -562,7 +585,9 @@ class Pool(PoolBase[Response]):
         """A refill or a replacement; on failure its slot goes to a waiter (which then tries
         on its own instead of sleeping to its pool timeout) and the schedule backs off."""
         try:
-            conn = self._cfg.open(blocking=True)
+            with self._lock:
+                address = self._policy.address_for(action.replaces)
+            conn = self._cfg.open(blocking=True, address=address)
         except BaseException as exc:
             with self._lock:
                 woken = self._policy.open_failed(action, monotonic_ns(), str(exc))
@@ -594,7 +619,7 @@ class Pool(PoolBase[Response]):
         with self._lock:
             woken, close, _ = self._policy.ping_done(conn, error)
             if raw is not None:
-                self._ping_answered(raw)
+                self._ping_answered(conn, raw)
         if error is not None:
             log.info("keep-warm request on a connection to %s failed (%s): replaced",
                      self.url, error)

@@ -106,9 +106,11 @@ cdef class Connection:
     #: The pool's bookkeeping, carried here so the hot path reads it without a lookup
     #: (fastpool._policy.lifecycle): which lane's slot the connection holds, its state, when
     #: it was born and is due for rotation, and how many requests it carried of its budget.
-    cdef public int lane, state
+    cdef public int lane, state, address
     cdef public bint tended
     cdef public int64_t born_ns, retire_at_ns, uses, retire_uses
+    #: the smoothed round trip, written to first byte (RFC 6298's SRTT, gain 1/8); 0: none
+    cdef public int64_t rtt_ns
 
     def __cinit__(self, limits=None, Py_ssize_t bufsize=16384):
         cdef fp_limits lim
@@ -333,6 +335,8 @@ cdef class Lane:
     cdef object default_timeout
     cdef int64_t d_write, d_read, d_total
     cdef public bint closed
+    #: None: take the hottest idle connection; else pick(stack) -> the index to take
+    cdef public object pick
     cdef Histogram hist
     cdef object response_type, response_ctx, on_release, settle
 
@@ -348,6 +352,7 @@ cdef class Lane:
         self.d_read = default_timeout.read_ns
         self.d_total = default_timeout.total_ns
         self.closed = False
+        self.pick = None
         self.hist = hist
         self.response_type = response_type
         self.response_ctx = response_ctx
@@ -368,7 +373,7 @@ cdef class Lane:
         neither another thread nor a signal handler can come between them) except the
         callbacks, which the driver makes safe.
         """
-        cdef int64_t write_ns, read_ns, total_ns, deadline = 0
+        cdef int64_t write_ns, read_ns, total_ns, deadline = 0, rtt
         cdef object raw
         cdef list stack
         if not isinstance(request, tuple) or not isinstance(request[4], Histogram):
@@ -384,12 +389,13 @@ cdef class Lane:
         if conn is None:
             if self.wait_priority or (self.wait_general and not priority):
                 return None
-            if priority and self.reserved:
-                conn = <Connection>self.reserved.pop()
-            elif self.idle:
-                conn = <Connection>self.idle.pop()
-            else:
+            stack = self.reserved if priority and self.reserved else self.idle
+            if not stack:
                 return None
+            if self.pick is None:
+                conn = <Connection>stack.pop()
+            else:  # the policy's choice (fastpool._policy.choice.fastest_index)
+                conn = <Connection>stack.pop(self.pick(stack))
         try:
             raw = conn._exchange(prepared[0], prepared[3], write_ns, read_ns, deadline)
         except BaseException as exc:
@@ -398,6 +404,8 @@ cdef class Lane:
             raise
         fp_hist_record(&self.hist.h, conn.c.t_complete - conn.c.t_start)
         fp_hist_record(&(<Histogram>prepared[4]).h, conn.c.t_complete - conn.c.t_start)
+        rtt = conn.c.t_first_byte - conn.c.t_written
+        conn.rtt_ns = rtt if conn.rtt_ns == 0 else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
         conn.uses += 1
         if (conn.reusable and not self.closed and not self.wait_priority
                 and not self.wait_general and conn.uses < conn.retire_uses

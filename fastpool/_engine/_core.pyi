@@ -82,6 +82,8 @@ class Connection:
     uses: int
     retire_uses: int
     tended: bool
+    rtt_ns: int
+    address: int
     def __init__(self, limits: Optional[Limits] = ..., bufsize: int = ...) -> None: ...
     def open(self, family: int, ip: str, port: int, tls: Optional[TLSContext], host: str,
              blocking: bool, deadline_ns: int) -> None: ...
@@ -110,6 +112,7 @@ class Connection:
 
 class Lane:
     closed: bool
+    pick: Any
     def __init__(self, idle: list[Any], reserved: list[Any], wait_general: Any, wait_priority: Any,
                  default_timeout: Any, hist: Histogram,
                  response_type: type, response_ctx: Any, on_release: Any,

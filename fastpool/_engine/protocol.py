@@ -88,6 +88,8 @@ class Connection(Protocol):
     uses: int
     retire_uses: int
     tended: bool
+    rtt_ns: int
+    address: int
 
     def open(self, family: int, ip: str, port: int, tls: Optional[Any], host: str,
              blocking: bool, deadline_ns: int) -> None: ...
@@ -119,6 +121,7 @@ class Lane(Protocol):
     """The sync pool's hot path in one engine call (see _core.Lane)."""
 
     closed: bool
+    pick: Any
 
     def send(self, conn: Optional[Any], request: Any, timeout: Any, start: int,
              priority: bool = False) -> Optional[Response]: ...

@@ -28,8 +28,12 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, U
 
 from . import lifecycle
 from .backoff import Backoff
+from .choice import slow_ones
 from .slots import Slots
 from .waiters import GENERAL, RESERVED
+
+#: With "fastest" choice, how often the schedule looks for persistently slow connections.
+_SLOW_CHECK_NS = 1_000_000_000
 
 
 class Open(NamedTuple):
@@ -63,7 +67,7 @@ class Maintenance:
     or on the event loop)."""
 
     __slots__ = ("slots", "idle", "backoff", "opening", "opening_lane", "keep_warm_ns",
-                 "tend_ns", "lifetime_ns",
+                 "tend_ns", "lifetime_ns", "live",
                  "max_requests", "retiring", "replacing", "_random", "last_error")
 
     def __init__(self, slots: Slots, idle: Sequence[List[Any]], *, keep_warm_ns: int = 0,
@@ -83,6 +87,14 @@ class Maintenance:
         self.replacing: List[Any] = []  # a replacement is opening for them
         self._random = rand or random.random
         self.last_error = ""          # why the last background open failed
+        #: with "fastest" choice: every connection, to find the persistently slow ones
+        self.live: Optional[Any] = None
+
+    @property
+    def timed(self) -> bool:
+        """Work comes due by time alone (pings, rotation by age, the slow-connection check):
+        the driver runs the schedule from the start, not only when an event asks for it."""
+        return bool(self.keep_warm_ns or self.lifetime_ns or self.live is not None)
 
     # ---- what a new connection gets ------------------------------------------------------
 
@@ -178,6 +190,15 @@ class Maintenance:
                             actions.append(Ping(conn))
                         else:
                             wakes.append(at)
+        # Persistently slow connections are rotated out (their replacement goes elsewhere).
+        if self.live is not None:
+            wakes.append(now + _SLOW_CHECK_NS)
+            for lane in (GENERAL, RESERVED):
+                lane_conns = [c for c in list(self.live)
+                              if c.lane == lane and c.state != lifecycle.CLOSED]
+                for conn in slow_ones(lane_conns):
+                    if conn.state == lifecycle.IN_SERVICE:
+                        self.retire(conn)
         # 2. rotation (after the refill: capacity first)
         if self.retiring:
             if not ready:

@@ -23,6 +23,7 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 
 from .._model.errors import StaleConnection
 from . import lifecycle
+from .choice import Addresses, fastest_index
 from .maintenance import Maintenance, Open
 from .slots import Slots
 from .stats import Stats, _PoolStats
@@ -53,11 +54,13 @@ class Claim:
 class PoolPolicy:
     """The shared state and decisions of one pool (see the module docstring)."""
 
-    __slots__ = ("slots", "queue", "idle", "maintenance", "stats", "live", "claims")
+    __slots__ = ("slots", "queue", "idle", "maintenance", "stats", "live", "claims", "fastest",
+                 "addresses")
 
     def __init__(self, connections: int, max_connections: Optional[int], histogram: Any,
                  reserved: int = 0, *, keep_warm_ns: int = 0, lifetime_ns: int = 0,
-                 max_requests: int = 0, tend_ns: int = 0) -> None:
+                 max_requests: int = 0, tend_ns: int = 0, fastest: bool = False,
+                 addresses: int = 1) -> None:
         self.slots = Slots(connections, max_connections, reserved)
         self.queue = WaitQueue()
         #: Idle stacks per lane (GENERAL, RESERVED); the top (end) is the hottest.
@@ -70,6 +73,10 @@ class PoolPolicy:
         #: fork() the child closes them all without writing a byte; see the drivers.)
         self.live: weakref.WeakSet[Any] = weakref.WeakSet()
         self.claims: weakref.WeakSet[Claim] = weakref.WeakSet()
+        #: "fastest" choice (fastpool._policy.choice) instead of the hottest
+        self.fastest = fastest
+        self.addresses = Addresses(addresses)
+        self.maintenance.live = self.live if fastest else None
 
     @property
     def closed(self) -> bool:
@@ -80,11 +87,15 @@ class PoolPolicy:
     def take_idle(self, priority: bool = False) -> Any:
         """The hottest idle connection this request may use, or None. A priority request
         takes the reserved lane's first (keeping it warm with the orders it exists for)."""
-        if priority and self.idle[RESERVED]:
-            return self.idle[RESERVED].pop()
-        if self.idle[GENERAL]:
-            return self.idle[GENERAL].pop()
+        for lane in ((RESERVED, GENERAL) if priority else (GENERAL,)):
+            stack = self.idle[lane]
+            if stack:
+                return stack.pop(fastest_index(stack) if self.fastest else -1)
         return None
+
+    def address_for(self, replaces: Any = None) -> int:
+        """The gateway address a new connection should go to (see fastpool._policy.choice)."""
+        return self.addresses.pick(list(self.live), replaces)
 
     def reserve_for_request(self, priority: bool = False) -> Optional[Claim]:
         """Room for the request to open its own connection (its claim), or None."""

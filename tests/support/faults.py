@@ -631,6 +631,7 @@ class FaultServer:
         behavior: BehaviorLike,
         *,
         host: str = LOOPBACK_V4,
+        port: int = 0,
         tls: CertKey | ssl.SSLContext | None = None,
         max_connections: int = 32,
         max_lifetime: float = 30.0,
@@ -648,7 +649,7 @@ class FaultServer:
         self.connections: list[ConnectionRecord] = []
         self.rejected = 0
         self.errors: list[str] = []  #: tracebacks of unexpected behavior exceptions
-        self.port = 0
+        self.port = port  #: 0: any free port (the one bound is here once started)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -667,7 +668,7 @@ class FaultServer:
             rcvbuf = getattr(self.behavior, "rcvbuf", None)
             if rcvbuf:
                 lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            lst.bind((self.host, 0))
+            lst.bind((self.host, self.port))
             lst.listen(64)
             lst.settimeout(_POLL)
         except BaseException:

@@ -164,6 +164,8 @@ class Connection:
         self.tended = False
         self.born_ns = self.retire_at_ns = self.uses = 0
         self.retire_uses = 1 << 62
+        self.rtt_ns = 0
+        self.address = 0
         self._rcvtimeo_us = -1
         self._poller = None         # select.poll on the socket, for the pre-write check
         self._exchanges = 0         # begun since the connection opened
@@ -652,6 +654,7 @@ class Lane:
         self.wait_priority = wait_priority
         self.default_timeout = default_timeout
         self.closed = False
+        self.pick = None  # None: the hottest; else pick(stack) -> the index to take
         self.hist = hist
         self.response_type = response_type
         self.response_ctx = response_ctx
@@ -664,15 +667,20 @@ class Lane:
         if conn is None:
             if self.wait_priority or (self.wait_general and not priority):
                 return None
+            stack = self.reserved if priority and self.reserved else self.idle
+            if not stack:
+                return None
             try:
-                conn = self.reserved.pop() if priority and self.reserved else self.idle.pop()
-            except IndexError:
+                conn = stack.pop() if self.pick is None else stack.pop(self.pick(stack))
+            except IndexError:  # taken by another thread meanwhile
                 return None
         try:
             raw = conn.exchange(request[0], request[3], timeout.write_ns, timeout.read_ns,
                                 deadline)
             self.hist.record(raw.t_complete - raw.t_start)
             request[4].record(raw.t_complete - raw.t_start)
+            rtt = raw.t_first_byte - raw.t_written
+            conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
             conn.uses += 1
             if (conn.reusable and not self.closed and not self.wait_priority
                     and not self.wait_general and conn.uses < conn.retire_uses
