@@ -16,6 +16,7 @@ from ._model.auth import Ed25519Signer, HmacSigner, Signed, Signer
 from ._model.errors import *  # noqa: F401,F403
 from ._model.errors import __all__ as _error_names
 from ._model.headers import Headers
+from ._model.hedge import Hedge
 from ._model.keepwarm import KeepWarm
 from ._model.limits import Limits
 from ._model.ratelimit import RateLimit
@@ -41,7 +42,7 @@ def encode_form(data: _Any) -> bytes:
 
 __all__ = [
     "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout",
-    "Timings", "Limits", "KeepWarm",
+    "Timings", "Limits", "KeepWarm", "Hedge",
     "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     "RateLimit", "SharedLedger", "HmacSigner", "Ed25519Signer", "Signer", "Signed",
     "encode_query", "encode_form",
