@@ -5,7 +5,8 @@ bytes), so ``fastpool.encode_query(params)`` is exactly what the pool puts after
 and ``encode_form(data)`` exactly what it sends as an application/x-www-form-urlencoded
 body: keys and values UTF-8 and percent-encoded except RFC 3986 unreserved characters (a
 space is %20, which form parsers decode like "+"), True/False as "true"/"false", None as an
-empty value, a list or tuple value repeating its key, the caller's order kept.
+empty value, a list or tuple value repeating its key, the caller's order kept; values as
+fastpool._model.params describes (floats and Decimals fixed-point, NaN refused).
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ FORM_CONTENT_TYPE = b"application/x-www-form-urlencoded"
 
 def encode_query(params: Any) -> str:
     """params (dict, pairs, or an already encoded str/bytes) as the query string the pool
-    sends (without the "?"): sign this string, then pass the same params to the request."""
-    try:
-        return engine.encode_query(params).decode("ascii")
-    except UnicodeEncodeError:
-        raise InvalidRequestError("a str query string is sent as given and must be ASCII "
-                                  "(percent-encode it, or pass a dict or pairs)",
-                                  code="target_invalid") from None
+    sends (without the "?"): sign this string, then pass the same params to the request.
+    Values follow fastpool._model.params (floats and Decimals fixed-point, NaN refused);
+    InvalidRequestError naming the parameter for what cannot be sent."""
+    return engine.encode_query(params).decode("ascii")
 
 
 def encode_form(data: Any) -> bytes:
@@ -45,5 +43,5 @@ def encode_form(data: Any) -> bytes:
                                       code="body_invalid") from None
     try:
         return engine.encode_query(data)
-    except TypeError as exc:
+    except InvalidRequestError as exc:
         raise InvalidRequestError(f"data: {exc}", code="body_invalid") from None
