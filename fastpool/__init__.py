@@ -16,7 +16,7 @@ from ._model.headers import Headers
 from ._model.keepwarm import KeepWarm
 from ._model.limits import Limits
 from ._model.ratelimit import RateLimit
-from ._model.response import HTTPStatusError, Request, Response, Timings
+from ._model.response import Request, Response, Timings
 from ._model.timeout import Timeout
 from ._model.url import InvalidURL
 from ._policy.ledger import SharedLedger
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout",
     "Timings", "Limits", "KeepWarm",
-    "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
+    "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     "RateLimit", "SharedLedger", "HmacSigner", "Ed25519Signer", "Signer", "Signed",
     "encode_query", "encode_form",
     *_error_names,

@@ -200,7 +200,7 @@ def _utf8(name: bytes, value: str) -> bytes:
                                   code="header_value_invalid") from None
 
 
-def _bad_headers(headers: Any, item: Any = None) -> InvalidRequestError:
-    got = f"an item of type {_kind(item)}" if item is not None else _kind(headers)
+def _bad_headers(headers: Any, *item: Any) -> InvalidRequestError:
+    got = f"an item of type {_kind(item[0])}" if item else _kind(headers)
     return InvalidRequestError("headers must be a mapping, a fastpool.Headers or a sequence of "
                                f"(name, value) pairs; got {got}", code="header_name_invalid")

@@ -7,17 +7,12 @@ writer assembles everything into one contiguous buffer.
 
 from __future__ import annotations
 
-import json as _json
 from typing import Any, NamedTuple, Optional
 
+from . import jsoncodec
 from .errors import InvalidRequestError
 from .headers import HeaderTypes, encode_fields
 from .url import Origin, ParamsTypes, build_target
-
-try:
-    from orjson import dumps as _orjson_dumps  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson_dumps = None
 
 USER_AGENT = b"fastpool/0.1.0"
 #: Methods whose request carries content: without any, they still say Content-Length: 0
@@ -39,9 +34,9 @@ _tuple_new = tuple.__new__
 
 
 def _dumps(value: Any) -> bytes:
-    if _orjson_dumps is not None:
-        return _orjson_dumps(value)  # type: ignore[no-any-return,unused-ignore]
-    return _json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The body for ``json=``: the same bytes with or without orjson (fastpool._model.jsoncodec);
+    InvalidRequestError for a value with no JSON form (NaN, a Decimal, ...)."""
+    return jsoncodec.dumps(value)
 
 
 class RequestBuilder:
