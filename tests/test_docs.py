@@ -1,5 +1,6 @@
 """What a user reads without the source: help() shows real defaults, and every file, module
-and name the package's docstrings and comments (and the README) point to exists."""
+and name the package's docstrings and comments, the C headers and the README point to
+exists."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ PENDING = {("fastpool/_drivers/sync.py", "DESIGN.md")}
 def _sources():
     generated = {"_core.c", "_server.c"}
     for pattern in ("fastpool/**/*.py", "fastpool/**/*.pyi", "fastpool/**/*.pyx",
-                    "fastpool/**/*.pxi", "csrc/*.h", "csrc/*.c", "bench/*.py", "README.md"):
+                    "fastpool/**/*.pxi", "csrc/*.h", "csrc/*.c", "README.md"):
         for path in sorted(ROOT.glob(pattern)):
             if path.name not in generated:
                 yield path

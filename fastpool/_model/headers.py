@@ -146,14 +146,11 @@ def encode_fields(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
         raise _bad_headers(headers)
     else:
         try:
-            pairs = iter(headers)
+            pairs = _pairs_of(headers, iter(headers))
         except TypeError:
             raise _bad_headers(headers) from None
     out = []
-    for item in pairs:
-        if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
-            raise _bad_headers(headers, item)
-        name, value = item
+    for name, value in pairs:
         if type(name) is str:
             name = name.encode("utf-8", "replace")  # a non-ASCII name fails the writer's check
         elif isinstance(name, (bytes, bytearray, memoryview)):
@@ -181,6 +178,15 @@ def encode_fields(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
                 code="header_value_invalid")
         out.append((name, value))
     return out
+
+
+def _pairs_of(headers: Any, items: Iterator[Any]) -> Iterator[Tuple[Any, Any]]:
+    """The items of a sequence of headers, each checked to be a (name, value) pair (a str
+    of length 2 would unpack too, and mean nothing)."""
+    for item in items:
+        if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
+            raise _bad_headers(headers, item)
+        yield item[0], item[1]
 
 
 def _kind(value: Any) -> str:

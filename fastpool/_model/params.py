@@ -49,10 +49,25 @@ def _positional(value: Decimal) -> str:
     return format(value, "f")
 
 
+_float_repr = float.__repr__
+_int_repr = int.__repr__
+_isfinite = math.isfinite
+
+
 def param_text(value: Any, name: Optional[str] = None, in_list: bool = False) -> str:
     """The text a query or form value (or, with ``name`` None, a parameter name) is sent as;
     InvalidRequestError naming the parameter when it has none. ``in_list``: the value is an
     item of a list or tuple value (which repeats the name)."""
+    kind = type(value)
+    if kind is float:  # the common kinds first, by exact type (the pure engine's hot path)
+        text = _float_repr(value)
+        if "e" not in text and _isfinite(value):
+            return text
+    elif kind is int:
+        try:
+            return _int_repr(value)
+        except ValueError:  # beyond sys.get_int_max_str_digits()
+            raise _error(f"{_where(name)}: the int has too many digits to send") from None
     if isinstance(value, str):
         return str.__str__(value)
     if value is True:
@@ -63,29 +78,29 @@ def param_text(value: Any, name: Optional[str] = None, in_list: bool = False) ->
         return ""
     if isinstance(value, int):
         try:
-            return int.__repr__(value)
-        except ValueError:  # beyond sys.get_int_max_str_digits()
+            return _int_repr(value)
+        except ValueError:
             raise _error(f"{_where(name)}: the int has too many digits to send") from None
     if isinstance(value, float):
-        text = float.__repr__(value)
-        if not math.isfinite(value):
+        text = _float_repr(value)
+        if not _isfinite(value):
             raise _error(f"{_where(name)}: {text} is not a finite number")
         return text if "e" not in text else _positional(Decimal(text))
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise _error(f"{_where(name)}: {value} is not a finite number")
         return _positional(value)
-    kind = type(value).__name__
+    what = type(value).__name__
     if name is None:
-        raise _error(f"a parameter name must be a {_KINDS}, got {kind}")
+        raise _error(f"a parameter name must be a {_KINDS}, got {what}")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        raise _error(f"{_where(name)}: got {kind}; pass a str (decode it first), so that what "
+        raise _error(f"{_where(name)}: got {what}; pass a str (decode it first), so that what "
                      "is sent is unambiguous")
     if in_list:
         raise _error(f"{_where(name)}: the items of a list or tuple value must be {_KINDS}, "
-                     f"got {kind}")
+                     f"got {what}")
     raise _error(f"{_where(name)}: a value must be {_KINDS}, or a list or tuple of them "
-                 f"(which repeats the name), got {kind}")
+                 f"(which repeats the name), got {what}")
 
 
 def bad_item(item: Any) -> InvalidRequestError:

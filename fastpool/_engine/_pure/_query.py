@@ -21,6 +21,16 @@ def _q(text: str) -> str:
     return quote(text, safe="-._~")
 
 
+def _pair(out: list[str], key: str, value: Any) -> None:
+    k = _q(key)
+    if type(value) is str:
+        out.append(f"{k}={_q(value)}")
+    elif isinstance(value, (list, tuple)):
+        out.extend([f"{k}={_q(param_text(v, key, True))}" for v in value])
+    else:
+        out.append(f"{k}={_q(param_text(value, key))}")
+
+
 def encode_query(params: Any) -> bytes:
     """params (dict / mapping / pairs / str / bytes) as a query string, in the caller's order:
     what is sent is what a signature must cover. Keys and values are UTF-8 and
@@ -47,20 +57,22 @@ def encode_query(params: Any) -> bytes:
             items = iter(params)
         except TypeError:
             raise bad_params(params) from None
-    out = []
+    out: list[str] = []
     key = ""
     try:
-        for item in items:
-            # A pair: a str item of length 2 would unpack too, and mean nothing.
-            if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
-                raise bad_item(item)
-            name, value = item
-            key = name if type(name) is str else param_text(name)
-            k = _q(key)
-            if isinstance(value, (list, tuple)):
-                out.extend([f"{k}={_q(param_text(v, key, True))}" for v in value])
-            else:
-                out.append(f"{k}={_q(value if type(value) is str else param_text(value, key))}")
+        if type(params) is dict:  # items are pairs: nothing to check
+            for name, value in items:
+                key = name if type(name) is str else param_text(name)
+                _pair(out, key, value)
+        else:
+            for item in items:
+                # A pair: a str item of length 2 would unpack too, and mean nothing.
+                if (type(item) is not tuple and not isinstance(item, (tuple, list))
+                        or len(item) != 2):
+                    raise bad_item(item)
+                name, value = item
+                key = name if type(name) is str else param_text(name)
+                _pair(out, key, value)
     except UnicodeEncodeError:
         raise not_utf8(key) from None
     return "&".join(out).encode("ascii")
