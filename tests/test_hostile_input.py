@@ -59,6 +59,7 @@ GOOD_PARAMS = [
     ({1: "int key", None: "none key"}, b"1=int%20key&=none%20key"),
     ([("a", "1"), ["b", "2"]], b"a=1&b=2"),
     ({"big": 2**70}, b"big=1180591620717411303424"),
+    ({"k": "a\r\nX-Injected: 1", "#": "?&="}, b"k=a%0D%0AX-Injected%3A%201&%23=%3F%26%3D"),
     ("?already=encoded", b"already=encoded"),
     (memoryview(b"?a=1"), b"a=1"),
     ({}, b""),
