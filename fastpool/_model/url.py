@@ -95,13 +95,13 @@ def _refuse_controls(url: str, shown: str) -> None:
 
 
 def _why(exc: ValueError) -> str:
-    """urlsplit's complaint without the text it quotes (which can be part of a password:
+    """urlsplit's complaint, without the text it quotes (which can be part of a password:
     "https://user:pa/ss@host" has the port "pa")."""
     text = str(exc)
+    if "'" not in text and '"' not in text:
+        return text  # "Port out of range 0-65535", "Invalid IPv6 URL"
     if "Port" in text or "port" in text:
-        return "the port is not a number in 1-65535"
-    if "IPv6" in text:
-        return "the IPv6 literal is malformed"
+        return "the port is not a number"
     return "the host part cannot be parsed"
 
 
