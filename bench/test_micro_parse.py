@@ -47,7 +47,8 @@ What one measured call includes, per implementation:
     build httptools  n/a: httptools has no request writer (skipped).
 
 Each benchmark asserts the result of the benchmarked call itself (status, body length or body,
-request bytes), so a broken parser cannot benchmark fast. No timing thresholds (DESIGN.md).
+request bytes), so a broken parser cannot benchmark fast. No timing thresholds: benchmarks
+measure, tests assert.
 Every callable is warmed up before pytest-benchmark calibrates it (see _bench).
 """
 

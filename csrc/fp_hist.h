@@ -3,7 +3,7 @@
  *
  * Log-linear buckets: values below 64 are exact; above, each power of two is split into 64
  * equal sub-buckets (the idea of HdrHistogram, in one flat array). Recording is an index
- * computation and an increment, cheap enough for every request. fastpool/_pure/_hist.py
+ * computation and an increment, cheap enough for every request. fastpool/_engine/_pure/_hist.py
  * implements the same bucketing so both engines report identical percentiles.
  */
 #ifndef FP_HIST_H

@@ -6,8 +6,8 @@
  * (so that a call with more bytes does not rescan what was already scanned) lives in
  * caller-owned structs.
  *
- * This header is the specification of both engines: fastpool/_pure/_http.py implements the
- * same rules, in the same order, with the same codes (fastpool/_codes.py).
+ * This header is the specification of both engines: fastpool/_engine/_pure/_http.py
+ * implements the same rules, in the same order, with the same codes (fastpool/_model/codes.py).
  *
  * ---- Lines (RFC 9112 §2.2) -------------------------------------------------------------
  * A line ends at LF. Its *content* is the bytes before the LF, minus one CR directly before
@@ -123,7 +123,7 @@ extern "C" {
 /* Return codes. Non-negative values are byte counts; FP_NEED_MORE asks for more input. */
 enum {
     FP_NEED_MORE = -1,
-    /* response parsing: fastpool/_codes.py PARSE_ERRORS */
+    /* response parsing: fastpool/_model/codes.py PARSE_ERRORS */
     FP_E_VERSION = -2,
     FP_E_STATUS = -3,
     FP_E_REASON = -4,
@@ -147,7 +147,7 @@ enum {
     FP_E_TOO_MANY_INTERIM = -22,
     FP_E_TRUNCATED = -23,
     FP_E_NO_RESPONSE = -24,
-    /* request writing: fastpool/_codes.py WRITE_ERRORS */
+    /* request writing: fastpool/_model/codes.py WRITE_ERRORS */
     FP_E_METHOD = -64,
     FP_E_TARGET = -65,
     FP_E_FIELD_NAME = -66,
@@ -165,7 +165,7 @@ typedef struct fp_limits {
     uint64_t max_body;    /* decoded body bytes */
 } fp_limits;
 
-/* Fills in the defaults (the same as fastpool._limits.Limits()). */
+/* Fills in the defaults (the same as fastpool._model.limits.Limits()). */
 void fp_limits_default(fp_limits *lim);
 
 /* A header field: offsets relative to the start of the head it belongs to. */

@@ -20,7 +20,7 @@ from ._model.hedge import Hedge
 from ._model.keepwarm import KeepWarm
 from ._model.limits import Limits
 from ._model.ratelimit import RateLimit
-from ._model.response import HTTPStatusError, Request, Response, Timings
+from ._model.response import Request, Response, Timings
 from ._model.timeout import Timeout
 from ._model.url import InvalidURL
 from ._policy.ledger import SharedLedger
@@ -43,7 +43,7 @@ def encode_form(data: _Any) -> bytes:
 __all__ = [
     "BACKEND", "EngineWarning", "Pool", "AsyncPool", "Response", "Request", "Headers", "Timeout",
     "Timings", "Limits", "KeepWarm", "Hedge",
-    "HTTPStatusError", "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
+    "InvalidURL", "ResolveError", "InsecureWarning", "__version__",
     "RateLimit", "SharedLedger", "HmacSigner", "Ed25519Signer", "Signer", "Signed",
     "encode_query", "encode_form",
     *_error_names,

@@ -160,7 +160,8 @@ def test_status_error_is_a_response(embedded, make_pool):
     assert r.status_code == 503 and r.json() == {"code": -1001}
     with pytest.raises(fastpool.HTTPStatusError) as info:
         r.raise_for_status()
-    assert isinstance(info.value, fastpool.MaybeSentError)
+    assert not isinstance(info.value, (fastpool.MaybeSentError, fastpool.NotSentError))
+    assert info.value.status_code == 503 and info.value.response is r
 
 
 def test_read_timeout_then_recovery(embedded, make_pool):

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from time import monotonic_ns
-from typing import Any, Generic, Optional, Sequence, TypeVar, Union
+from typing import Any, Generic, Iterable, Optional, Sequence, TypeVar, Union
 
 from .._model.auth import Signer
 from .._model.errors import FastpoolError, InvalidRequestError, RateLimitedError
@@ -24,6 +24,7 @@ from .._model.headers import HeaderTypes
 from .._model.keepwarm import KeepWarm
 from .._model.limits import Limits
 from .._model.ratelimit import RateLimit
+from .._model.redact import redact_names, redact_url
 from .._model.request import Prepared
 from .._model.response import RawExchange, Request, Response, ResponseContext
 from .._model.timeout import _UNSET, TimeoutTypes
@@ -76,7 +77,8 @@ class PoolBase(Generic[R]):
                  auth: Optional[Signer] = None,
                  cooldowns: Union[None, bool, Mapping[int, float]] = None,
                  addresses: Union[None, str, Sequence[str]] = None,
-                 choose: Optional[str] = None) -> None:
+                 choose: Optional[str] = None,
+                 redact: Optional[Iterable[str]] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
@@ -88,7 +90,7 @@ class PoolBase(Generic[R]):
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin
         self._response_ctx = ResponseContext(cfg.engine.decode_headers, cfg.engine.header_values,
-                                             cfg.origin)
+                                             cfg.origin, redact_names(redact))
         self._timeout = cfg.timeout
         self._retries = cfg.retries
         self._auth = auth
@@ -322,9 +324,14 @@ class PoolBase(Generic[R]):
         if target is None or getattr(target, "request", None) is not None:
             return
         try:
+            names = self._response_ctx.redact
+            if prepared is not None:  # what was (or would have been) sent
+                shown, sent = self._origin.url(prepared.target, names), prepared.target
+            else:
+                shown = redact_url(f"{self.url}{url}" if url.startswith("/") else url, names)
+                sent = b""
             target.request = Request(  # type: ignore[union-attr]
-                method.upper() if isinstance(method, str) else str(method),
-                f"{self.url}{url}" if url.startswith("/") else url,
+                method.upper() if isinstance(method, str) else str(method), shown, sent,
                 client_order_id=_client_order_id(params, data, json),
                 expires_ms=prepared.expires_ms if prepared is not None else None)
         except Exception:  # noqa: BLE001 - the failure itself must surface, not this

@@ -57,7 +57,7 @@ def _wake(waiters: Any) -> None:
 
 
 class Pool(PoolBase[Response]):
-    """A pool of pre-opened keep-alive connections to one origin (see DESIGN.md).
+    """A pool of pre-opened keep-alive connections to one origin.
 
     Construction resolves the host once and opens ``connections`` connections in parallel
     (TCP, and the TLS handshake for https) before it returns, or raises a ConnectError /
@@ -94,6 +94,23 @@ class Pool(PoolBase[Response]):
       max_lifetime       seconds a connection lives before it is replaced make-before-break
                          (jittered down by up to 20 %); rotate() replaces all now.
       max_requests       requests a connection carries before it is replaced likewise.
+      rate_limits        fastpool.RateLimit windows mirroring the exchange's (weights, order
+                         counts, fixed or sliding, on the server's clock): a request waits
+                         (or raises RateLimitedError, NotSent) rather than exceed one.
+      rate_ledger        fastpool.SharedLedger: the same budgets shared by processes.
+      on_limit           "wait" (default) or "raise" when a budget has no room now.
+      auth               a fastpool.HmacSigner / Ed25519Signer for ``signed=True`` requests.
+      cooldowns          True (default: 429 and 418 start one), False, or {status: seconds}:
+                         after such an answer requests fail fast (RateLimitedError, NotSent)
+                         until the exchange's Retry-After has passed.
+      addresses          "resolved" (every address the host resolves to) or a list of IP
+                         addresses / host names: connections spread over all of them (the
+                         URL's host still names the TLS certificate and the Host header).
+      choose             "hottest" (the most recently used idle connection) or "fastest"
+                         (the smallest smoothed round trip; persistently slow connections are
+                         replaced). Default: "fastest" with several addresses, else "hottest".
+      redact             more query parameter names whose values logs and errors hide (the
+                         defaults: signature, apiKey, secret, token, ...).
     """
 
     _tends = True

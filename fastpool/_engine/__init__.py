@@ -28,7 +28,7 @@ Parsing and writing (csrc/fp_http.h is the specification of both):
         fields: sequence of (name: bytes, value: bytes); validated like fp_check_field.
     build_request(method, target, block, fields, body) -> bytes
         body None: no body and no Content-Length; bytes (b"" included): Content-Length.
-    encode_query(params) -> bytes     the query string (see _pure/_query.py for the rules).
+    encode_query(params) -> bytes     the query string (rules: _pure/_query.py, _model/params.py).
     decode_headers(head, spans) -> [(name, value)] latin-1 str pairs.
     header_values(head, spans, lower_name) -> [value] of the fields named lower_name (ASCII
         case-insensitive), without decoding the others.

@@ -29,7 +29,8 @@ cdef _check_kinds():
              (FP_CE_PROTOCOL, _failures.PROTOCOL), (FP_CE_NOMEM, _failures.NOMEM)]
     for c_value, py_value in pairs:
         if c_value != py_value:
-            raise ImportError("csrc/fp_conn.h and fastpool/_failures.py disagree on error kinds")
+            raise ImportError("csrc/fp_conn.h and fastpool/_model/failures.py disagree on "
+                              "error kinds")
 
 _check_kinds()
 

@@ -1,4 +1,4 @@
-# Binding of csrc/fp_hist.h: Histogram (the pure twin is fastpool/_pure/_hist.py).
+# Binding of csrc/fp_hist.h: Histogram (the pure twin is fastpool/_engine/_pure/_hist.py).
 
 from libc.stdint cimport int64_t, uint64_t
 

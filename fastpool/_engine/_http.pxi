@@ -23,7 +23,7 @@ cdef _check_codes():
         if not (-70 <= code <= -2):
             raise ImportError(f"fastpool._model.codes has a code outside the C range: {code}")
     if FP_NEED_MORE != -1 or FP_E_BUFFER != -70:
-        raise ImportError("csrc/fp_http.h and fastpool/_codes.py disagree")
+        raise ImportError("csrc/fp_http.h and fastpool/_model/codes.py disagree")
 
 _check_codes()
 

@@ -3,7 +3,13 @@
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.math cimport isfinite
 from collections.abc import Mapping as _Mapping
+
+from fastpool._model.params import (
+    bad_item as _bad_item, bad_params as _bad_params, not_ascii as _not_ascii,
+    not_utf8 as _not_utf8, param_text as _param_text,
+)
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
@@ -77,7 +83,11 @@ cdef inline int _qput_char(_qbuf *b, char c) except -1:
     return 0
 
 
-cdef str _qtext(object value):
+cdef str _qtext(object value, str name, bint in_list):
+    # The common kinds here; every other (and every error) in the shared rule, so that both
+    # engines send and refuse the same (fastpool/_model/params.py).
+    cdef double d
+    cdef str text
     if type(value) is str:
         return <str>value
     if value is True:
@@ -86,41 +96,74 @@ cdef str _qtext(object value):
         return "false"
     if value is None:
         return ""
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        return str(value)
-    raise TypeError("query parameter values must be str, int, float, bool or None, "
-                    f"got {type(value).__name__}")
+    if type(value) is int:
+        try:
+            return str(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits()
+            pass
+    elif type(value) is float:
+        d = value
+        if isfinite(d):
+            text = repr(value)
+            if "e" not in text:
+                return text
+    return _param_text(value, name, in_list)
+
+
+cdef int _qvalue(_qbuf *b, str k, object value) except -1:
+    if type(value) is str:
+        return _qpair(b, k, <str>value)
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _qpair(b, k, _qtext(v, k, True))
+        return 0
+    return _qpair(b, k, _qtext(value, k, False))
 
 
 def encode_query(params):
     """params as a query string (bytes): see fastpool._engine._pure._query.encode_query."""
     cdef char stack[512]
     cdef _qbuf b
+    cdef str k = ""
+    items = None
     if type(params) is dict:
-        items = (<dict>params).items()
+        pass
     elif params is None:
         return b""
     elif isinstance(params, str):
+        if not (<str>params).isascii():
+            raise _not_ascii()
         return params.lstrip("?").encode("ascii")
-    elif isinstance(params, (bytes, bytearray)):
+    elif isinstance(params, (bytes, bytearray, memoryview)):
         return bytes(params).lstrip(b"?")
+    elif isinstance(params, _Mapping):
+        items = params.items()
     else:
-        items = params.items() if isinstance(params, _Mapping) else params
+        try:
+            items = iter(params)
+        except TypeError:
+            raise _bad_params(params) from None
     b.data = stack
     b.stack = stack
     b.len = 0
     b.cap = sizeof(stack)
     try:
-        for key, value in items:
-            k = _qtext(key)
-            if isinstance(value, (list, tuple)):
-                for v in value:
-                    _qpair(&b, k, _qtext(v))
-            else:
-                _qpair(&b, k, _qtext(value))
+        if type(params) is dict:
+            for key, value in (<dict>params).items():
+                k = <str>key if type(key) is str else _param_text(key, None, False)
+                _qvalue(&b, k, value)
+        else:
+            for item in items:
+                # A pair: a str item of length 2 would unpack too, and mean nothing.
+                if (type(item) is not tuple and not isinstance(item, (tuple, list))
+                        or len(item) != 2):
+                    raise _bad_item(item)
+                key, value = item
+                k = <str>key if type(key) is str else _param_text(key, None, False)
+                _qvalue(&b, k, value)
         return PyBytes_FromStringAndSize(b.data, b.len)
+    except UnicodeEncodeError:
+        raise _not_utf8(k) from None
     finally:
         if b.data != b.stack:
             free(b.data)

@@ -10,9 +10,18 @@ able to tell which:
 
 The concrete classes below carry the phase and cause. Timeouts additionally derive from
 ``TimeoutException`` (httpx's name) and say which phase ran out in ``.phase``.
+
+One error is neither: ``HTTPStatusError``, raised by ``Response.raise_for_status()``, is the
+server's answer (a 4xx or 5xx), not a failure to get one; see its docstring for what it
+says about an order.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .response import Response
 
 
 class FastpoolError(Exception):
@@ -141,6 +150,36 @@ class RateLimitedError(NotSentError):
         self.scope = scope
 
 
+# --- the server answered --------------------------------------------------------------------
+
+
+class HTTPStatusError(FastpoolError):
+    """``raise_for_status()`` on a 4xx or 5xx response: the request arrived and the server
+    answered. Neither NotSentError nor MaybeSentError: nothing failed in transport, so an
+    ``except MaybeSentError`` handler that reconciles orders does not fire on a clean
+    rejection. ``response`` is the Response, ``status_code`` its status.
+
+    What the status says about an order (Binance's REST conventions; most exchanges follow
+    them):
+
+    * 4xx: the server refused the request; the order was not placed (a malformed or
+      unsigned request, a rule broken, an unknown order to cancel). 429 and 418 are rate
+      limits (``Retry-After`` says how long). One exception: Binance answers 409 when a
+      cancel-replace half succeeded (read the body).
+    * 5xx: the gateway or the matching engine failed to answer. For an order the outcome is
+      UNKNOWN: it may have been placed. Treat a 5xx on an order like a MaybeSentError:
+      query the order (by its client order id) before acting again.
+    """
+
+    def __init__(self, message: str, *, response: Response) -> None:
+        super().__init__(message)
+        self.response = response
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+
 # --- maybe sent ----------------------------------------------------------------------------
 
 
@@ -207,6 +246,7 @@ __all__ = [
     "InterruptedNotSent",
     "InterruptedMaybeSent",
     "RateLimitedError",
+    "HTTPStatusError",
     "WriteError",
     "WriteTimeout",
     "ReadError",

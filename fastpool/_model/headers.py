@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, KeysView, Mapping, Sequence, Tuple, Union
 
+from .errors import InvalidRequestError
+
 HeaderTypes = Union["Headers", Mapping[Any, Any], Sequence[Tuple[Any, Any]], None]
 _Decode = Callable[[bytes, bytes], "list[tuple[str, str]]"]
 _Find = Callable[[bytes, bytes, bytes], "list[str]"]
@@ -126,8 +128,11 @@ def _text(value: Any) -> str:
 def encode_fields(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
     """Request headers as (name, value) bytes for the writer (which validates them).
 
-    Names must be ASCII; str values are sent as ASCII when they can be, else UTF-8 (what
-    httpx does); bytes are sent as given."""
+    Names are str (sent as ASCII; a non-ASCII name fails the writer's token check) or bytes;
+    str values are sent as ASCII when they can be, else UTF-8 (what httpx does), bytes as
+    given, int and float values as their decimal text. Anything else (None, a bool, a
+    list, an object) is an InvalidRequestError (NotSent) naming the header: a None value is
+    the classic missing API key, and must not go out as "None"."""
     pairs: Iterable[Tuple[Any, Any]]
     if type(headers) is dict:  # the common case; isinstance(x, Mapping) costs an ABC check
         pairs = headers.items()
@@ -137,19 +142,71 @@ def encode_fields(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
         pairs = headers.multi_items()
     elif isinstance(headers, Mapping):
         pairs = headers.items()
+    elif isinstance(headers, (str, bytes, bytearray, memoryview)):
+        raise _bad_headers(headers)
     else:
-        pairs = headers
+        try:
+            pairs = _pairs_of(headers, iter(headers))
+        except TypeError:
+            raise _bad_headers(headers) from None
     out = []
     for name, value in pairs:
-        if isinstance(name, str):
+        if type(name) is str:
             name = name.encode("utf-8", "replace")  # a non-ASCII name fails the writer's check
-        elif not isinstance(name, bytes):
+        elif isinstance(name, (bytes, bytearray, memoryview)):
             name = bytes(name)
-        if isinstance(value, str):
-            value = value.encode("ascii") if value.isascii() else value.encode("utf-8")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value).encode("ascii")
-        elif not isinstance(value, bytes):
+        elif isinstance(name, str):
+            name = str.__str__(name).encode("utf-8", "replace")
+        else:
+            raise InvalidRequestError(
+                f"a header name must be str or bytes, got {_kind(name)}",
+                code="header_name_invalid")
+        if type(value) is str:
+            value = value.encode("ascii") if value.isascii() else _utf8(name, value)
+        elif isinstance(value, (bytes, bytearray, memoryview)):
             value = bytes(value)
+        elif isinstance(value, str):
+            value = _utf8(name, str.__str__(value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (int.__repr__(value) if isinstance(value, int)
+                     else float.__repr__(value)).encode("ascii")
+        else:
+            raise InvalidRequestError(
+                f"header {_shown(name)}: a value must be str, bytes, int or float, got "
+                f"{_kind(value)}" + (" (omit the header, or pass its value)"
+                                     if value is None else ""),
+                code="header_value_invalid")
         out.append((name, value))
     return out
+
+
+def _pairs_of(headers: Any, items: Iterator[Any]) -> Iterator[Tuple[Any, Any]]:
+    """The items of a sequence of headers, each checked to be a (name, value) pair (a str
+    of length 2 would unpack too, and mean nothing)."""
+    for item in items:
+        if (type(item) is not tuple and not isinstance(item, (tuple, list))) or len(item) != 2:
+            raise _bad_headers(headers, item)
+        yield item[0], item[1]
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _shown(name: bytes) -> str:
+    return repr(name.decode("latin-1"))
+
+
+def _utf8(name: bytes, value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        raise InvalidRequestError(f"header {_shown(name)}: the value cannot be encoded as "
+                                  "UTF-8 (a lone surrogate)",
+                                  code="header_value_invalid") from None
+
+
+def _bad_headers(headers: Any, *item: Any) -> InvalidRequestError:
+    got = f"an item of type {_kind(item[0])}" if item else _kind(headers)
+    return InvalidRequestError("headers must be a mapping, a fastpool.Headers or a sequence of "
+                               f"(name, value) pairs; got {got}", code="header_name_invalid")

@@ -7,18 +7,13 @@ writer assembles everything into one contiguous buffer.
 
 from __future__ import annotations
 
-import json as _json
 from typing import Any, NamedTuple, Optional
 
+from . import jsoncodec
 from .errors import InvalidRequestError
 from .forms import FORM_CONTENT_TYPE, encode_form
 from .headers import HeaderTypes, encode_fields
 from .url import Origin, ParamsTypes, build_target
-
-try:
-    from orjson import dumps as _orjson_dumps  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson_dumps = None
 
 USER_AGENT = b"fastpool/0.1.0"
 #: Methods whose request carries content: without any, they still say Content-Length: 0
@@ -42,9 +37,9 @@ _tuple_new = tuple.__new__
 
 
 def _dumps(value: Any) -> bytes:
-    if _orjson_dumps is not None:
-        return _orjson_dumps(value)  # type: ignore[no-any-return,unused-ignore]
-    return _json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The body for ``json=``: the same bytes with or without orjson (fastpool._model.jsoncodec);
+    InvalidRequestError for a value with no JSON form (NaN, a Decimal, ...)."""
+    return jsoncodec.dumps(value)
 
 
 #: Endpoints (method + path as called) with a latency histogram of their own; beyond, the
@@ -109,8 +104,8 @@ class RequestBuilder:
     def path(self, url: str) -> bytes:
         """The target for url without a query of params (cached: a strategy calls a handful
         of paths)."""
-        target = self._targets.get(url)
-        if target is None:
+        target = self._targets.get(url) if type(url) is str else None
+        if target is None:  # (not a str: build_target raises InvalidURL, NotSent)
             target = build_target(self._origin, url)
             if len(self._targets) >= _TARGET_CACHE_SIZE:
                 self._targets.clear()
@@ -121,16 +116,9 @@ class RequestBuilder:
         """params encoded as the query (b"" for none)."""
         if not params:
             return b""
-        try:
-            encoded: bytes = self._encode_query(params)
-        except UnicodeEncodeError:
-            # A str query is sent as given (already encoded), so it must be ASCII; the
-            # engines' ascii encode would otherwise escape as a bare UnicodeEncodeError,
-            # outside the error model.
-            raise InvalidRequestError(
-                "a str query string is sent as given and must be ASCII (percent-encode "
-                "it, or pass a dict or pairs to have it encoded)",
-                code="target_invalid") from None
+        # (Both engines raise InvalidRequestError, naming the parameter, for what cannot be
+        # sent — a non-ASCII str query included: fastpool._model.params.)
+        encoded: bytes = self._encode_query(params)
         return encoded
 
     def target(self, url: str, params: ParamsTypes) -> bytes:
@@ -150,7 +138,7 @@ class RequestBuilder:
         A bare request (no params, headers or body: a poll of the same endpoint) is built
         once and reused."""
         if (params is None and headers is None and content is None and json is None
-                and data is None):
+                and data is None and type(method) is str and type(url) is str):
             prepared = self._plain.get((method, url))
             if prepared is None:
                 prepared = self._build(method, url, None, None, None, None, None)

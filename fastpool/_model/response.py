@@ -6,16 +6,13 @@ import datetime
 import json as _json
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
-from .errors import MaybeSentError
+from . import jsoncodec
+from .errors import HTTPStatusError as HTTPStatusError  # its home before; still importable
 from .headers import Headers
+from .redact import DEFAULT_REDACT
 
 if TYPE_CHECKING:
     from .url import Origin
-
-try:  # orjson parses exchange JSON several times faster; it is optional
-    from orjson import loads as _loads  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    _loads = _json.loads
 
 
 class RawExchange(NamedTuple):
@@ -71,27 +68,26 @@ class Timings(NamedTuple):
         return self.first_byte - self.written
 
 
-class HTTPStatusError(MaybeSentError):
-    """raise_for_status() on a 4xx or 5xx response (the server received the request)."""
-
-    def __init__(self, message: str, *, response: Response) -> None:
-        super().__init__(message)
-        self.response = response
-
-
 class Request:
-    """What was sent, for error messages and logs (as httpx's response.request). A request
-    that failed carries one as ``error.request``, with what a strategy needs to find out what
+    """What was sent, for error messages and logs (as httpx's response.request).
+
+    ``url`` is safe to log: the values of secret query parameters (signature, apiKey, ...:
+    fastpool._model.redact.DEFAULT_REDACT, plus a pool's own) read "[redacted]".
+    ``target`` is the request target exactly as sent (bytes, query and signature
+    included), for the rare caller that needs it: keep it out of logs. A request that
+    failed carries one as ``error.request``, with what a strategy needs to find out what
     became of it: the caller's client order id (``newClientOrderId`` and the like, when one
     was given) and, for a signed request, ``expires_ms``: the server time after which the
     exchange refuses it (timestamp + recvWindow) — see Pool.resolve()."""
 
-    __slots__ = ("method", "url", "client_order_id", "expires_ms")
+    __slots__ = ("method", "url", "target", "client_order_id", "expires_ms")
 
-    def __init__(self, method: str, url: str, *, client_order_id: Optional[str] = None,
+    def __init__(self, method: str, url: str, target: bytes = b"", *,
+                 client_order_id: Optional[str] = None,
                  expires_ms: Optional[int] = None) -> None:
         self.method = method
         self.url = url
+        self.target = target
         self.client_order_id = client_order_id
         self.expires_ms = expires_ms
 
@@ -157,9 +153,11 @@ class Response:
             return self._text
 
     def json(self, **kwargs: Any) -> Any:
+        """The body parsed as JSON: what json.loads returns, with orjson when installed and
+        it agrees (fastpool._model.jsoncodec); ``kwargs`` go to json.loads."""
         if kwargs:
             return _json.loads(self.content, **kwargs)
-        return _loads(self.content)
+        return jsoncodec.loads(self.content)
 
     @property
     def head(self) -> bytes:
@@ -178,11 +176,14 @@ class Response:
 
     @property
     def url(self) -> str:
-        return self._ctx.pool.origin.url(self._ctx.target)
+        """The URL requested, safe to log: secret query values read "[redacted]" (see
+        Request; ``response.request.target`` has the target as sent)."""
+        ctx = self._ctx
+        return ctx.pool.origin.url(ctx.target, ctx.pool.redact)
 
     @property
     def request(self) -> Request:
-        return Request(self._ctx.method, self.url)
+        return Request(self._ctx.method, self.url, self._ctx.target)
 
     @property
     def is_success(self) -> bool:
@@ -193,6 +194,8 @@ class Response:
         return self.status_code >= 400
 
     def raise_for_status(self) -> Response:
+        """HTTPStatusError for a 4xx or 5xx status (what it means for an order: its
+        docstring), else the response itself."""
         if self.status_code >= 400:
             kind = "Client error" if self.status_code < 500 else "Server error"
             raise HTTPStatusError(
@@ -203,16 +206,19 @@ class Response:
 
 
 class ResponseContext:
-    """What a pool's responses share: the engine's header decoder and finder, and the origin
-    (for .url)."""
+    """What a pool's responses share: the engine's header decoder and finder, the origin
+    (for .url) and the names of the query parameters whose values .url and messages hide
+    (lower-case; a pool's ``redact=`` through fastpool._model.redact.redact_names)."""
 
-    __slots__ = ("decode", "find", "origin")
+    __slots__ = ("decode", "find", "origin", "redact")
 
     def __init__(self, decode: Callable[[bytes, bytes], list[tuple[str, str]]],
-                 find: Callable[[bytes, bytes, bytes], list[str]], origin: Origin) -> None:
+                 find: Callable[[bytes, bytes, bytes], list[str]], origin: Origin,
+                 redact: frozenset[str] = DEFAULT_REDACT) -> None:
         self.decode = decode
         self.find = find
         self.origin = origin
+        self.redact = redact
 
 
 _new = object.__new__

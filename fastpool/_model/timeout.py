@@ -5,8 +5,30 @@ from __future__ import annotations
 import math
 from typing import Union
 
-_UNSET = object()
 _NS = 1_000_000_000
+
+
+class _Sentinel:
+    """A default that means "not given", with a repr that says what happens then (it is
+    what help() and signatures show)."""
+
+    __slots__ = ("_name", "_text")
+
+    def __init__(self, name: str, text: str) -> None:
+        self._name = name
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+    def __reduce__(self) -> str:  # copy and pickle keep the identity `is` tests rely on
+        return self._name
+
+
+#: The verbs' ``timeout=`` default: the pool's timeout applies.
+_UNSET = _Sentinel("_UNSET", "<the pool's timeout>")
+#: Timeout()'s own defaults: a phase not given takes the default (or the total).
+_DEFAULT = _Sentinel("_DEFAULT", "<unset>")
 
 
 def _check(name: str, value: object) -> float | None:
@@ -26,6 +48,12 @@ class Timeout:
     ``total`` bounds the whole request, retries and waits for a connection included.
     Each phase bounds one wait: ``read`` is the longest silence while a response arrives
     (as in httpx), ``write`` the longest stall while the request is sent.
+
+    ``Timeout(total=0.5)`` alone is enough: each phase not given then defaults to the total
+    (as if ``Timeout(0.5, total=0.5)``). No wait of a request can outlast its total anyway,
+    and the connections the pool opens in the background, which no request's total
+    covers, are bounded by the same 0.5 s rather than by nothing. Without a total, give a
+    default or every one of connect, write, read and pool.
     """
 
     __slots__ = ("connect", "write", "read", "pool", "total",
@@ -41,25 +69,27 @@ class Timeout:
     read_ns: int
     total_ns: int
 
-    def __init__(self, default: float | None | object = _UNSET, *, connect: object = _UNSET,
-                 write: object = _UNSET, read: object = _UNSET, pool: object = _UNSET,
-                 total: float | None = None) -> None:
+    def __init__(self, default: float | None | object = _DEFAULT, *,
+                 connect: object = _DEFAULT, write: object = _DEFAULT, read: object = _DEFAULT,
+                 pool: object = _DEFAULT, total: float | None = None) -> None:
         if isinstance(default, Timeout):
             connect, write, read, pool, total = (default.connect, default.write, default.read,
                                                  default.pool, default.total)
             default = None
-        elif default is _UNSET:
-            missing = [n for n, v in (("connect", connect), ("write", write), ("read", read),
-                                      ("pool", pool)) if v is _UNSET]
-            if missing:
-                raise ValueError(
-                    "Timeout needs a default or all of connect, write, read and pool "
-                    f"(missing: {', '.join(missing)}); e.g. Timeout(5.0, connect=1.0)")
-        self.connect = _check("connect", default if connect is _UNSET else connect)
-        self.write = _check("write", default if write is _UNSET else write)
-        self.read = _check("read", default if read is _UNSET else read)
-        self.pool = _check("pool", default if pool is _UNSET else pool)
         self.total = _check("total", total)
+        if default is _DEFAULT:
+            missing = [n for n, v in (("connect", connect), ("write", write), ("read", read),
+                                      ("pool", pool)) if v is _DEFAULT]
+            if missing and self.total is None:
+                raise ValueError(
+                    "Timeout needs a default, a total, or all of connect, write, read and "
+                    f"pool (missing: {', '.join(missing)}); e.g. Timeout(5.0, connect=1.0) "
+                    "or Timeout(total=0.5)")
+            default = self.total
+        self.connect = _check("connect", default if connect is _DEFAULT else connect)
+        self.write = _check("write", default if write is _DEFAULT else write)
+        self.read = _check("read", default if read is _DEFAULT else read)
+        self.pool = _check("pool", default if pool is _DEFAULT else pool)
         # Nanosecond forms for the engines: -1 = no limit (per wait), 0 = no deadline (total).
         self.connect_ns = -1 if self.connect is None else int(self.connect * _NS)
         self.write_ns = -1 if self.write is None else int(self.write * _NS)
