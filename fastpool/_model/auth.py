@@ -103,6 +103,8 @@ class _ParamSigner:
     __slots__ = ("_key_header", "_api_key", "_fingerprint", "_recv", "_ts_name", "_rw_name",
                  "_sig_name", "_where", "recv_window")
 
+    recv_window: Optional[int]  #: ms the exchange accepts a signed request for (None: unsent)
+
     def __init__(self, api_key: SecretTypes, recv_window: Optional[int], key_header: str,
                  timestamp_param: str, recv_window_param: str, signature_param: str,
                  params_in: str) -> None:
