@@ -4,10 +4,17 @@ The C engine (fastpool._engine._core: Cython over csrc/) is built when a compile
 OpenSSL headers are present. When it cannot be built, installation still succeeds with the
 pure-Python engine and says so; FASTPOOL_NO_EXTENSIONS=1 skips the attempt.
 
+The engine builds on POSIX systems (Linux; macOS and the BSDs through csrc/'s POSIX
+fallbacks); the embedded benchmark and test server (fastpool._bench._server: epoll, eventfd,
+accept4) on Linux only. Why the engine was not built is kept in the package
+(fastpool/_engine/C_ENGINE_NOT_BUILT.txt), for the warning at import and `python -m fastpool
+info`: pip shows a build's output only when the build fails.
+
 Environment knobs (build time):
   FASTPOOL_NO_EXTENSIONS=1   build nothing, install the pure engine only
   FASTPOOL_REQUIRE_C=1       fail the build instead of falling back (CI uses this)
   FASTPOOL_CFLAGS / FASTPOOL_LDFLAGS   extra flags (make asan passes the sanitizers here)
+  FASTPOOL_OPENSSL_DIR       OpenSSL's prefix (include/, lib/) when not in the default paths
 """
 
 import os
@@ -17,12 +24,19 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The production engine: parser and writer, connections, TLS, latency histogram.
 CORE_SOURCES = ["csrc/fp_http.c", "csrc/fp_conn.c", "csrc/fp_tls.c", "csrc/fp_hist.c"]
 #: The embedded benchmark and test server, a separate extension (not in the engine's).
 SERVER_SOURCES = ["csrc/fp_server.c"]
+CORE = "fastpool._engine._core"
+SERVER = "fastpool._bench._server"
+#: fastpool/_engine/__init__.py reads it (the same name there).
+NOT_BUILT_MARKER = "C_ENGINE_NOT_BUILT.txt"
+#: Why no C engine is built at all (set by _ext_modules), or None.
+NOT_BUILDING = None
 
 
 def _cpu_has(flag):
@@ -36,6 +50,19 @@ def _cpu_has(flag):
         return False
 
 
+def _openssl_dirs():
+    """(include_dirs, library_dirs) for OpenSSL: FASTPOOL_OPENSSL_DIR (a prefix holding
+    include/ and lib/), else on macOS Homebrew's or MacPorts' (the system has no OpenSSL
+    headers there), else the compiler's default paths (Linux: libssl-dev)."""
+    prefixes = [os.environ["FASTPOOL_OPENSSL_DIR"]] if os.environ.get("FASTPOOL_OPENSSL_DIR") \
+        else (["/opt/homebrew/opt/openssl@3", "/usr/local/opt/openssl@3", "/opt/local"]
+              if sys.platform == "darwin" else [])
+    for prefix in prefixes:
+        if os.path.exists(os.path.join(prefix, "include", "openssl", "ssl.h")):
+            return [os.path.join(prefix, "include")], [os.path.join(prefix, "lib")]
+    return [], []
+
+
 def _extension(name, pyx, sources):
     cflags = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
               "-Wno-unused-function", "-Wno-missing-field-initializers", "-fvisibility=hidden"]
@@ -43,15 +70,32 @@ def _extension(name, pyx, sources):
         cflags.append("-msse4.2")
     cflags += shlex.split(os.environ.get("FASTPOOL_CFLAGS", ""))
     ldflags = shlex.split(os.environ.get("FASTPOOL_LDFLAGS", ""))
+    ssl_include, ssl_lib = _openssl_dirs()
     return Extension(
         name,
         sources=[pyx] + sources,
-        include_dirs=["csrc"],
+        include_dirs=["csrc", *ssl_include],
+        library_dirs=ssl_lib,
         libraries=["ssl", "crypto", "pthread"],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
         define_macros=[("_GNU_SOURCE", "1")],
     )
+
+
+def _not_built(directory, reason):
+    """Records next to where the C engine would be why it is not (the import-time warning
+    and `python -m fastpool info` name it: pip shows a build's output only on failure)."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, NOT_BUILT_MARKER), "w", encoding="utf-8") as f:
+        f.write(reason.strip().replace("\n", " ")[:2000] + "\n")
+
+
+def _built(directory):
+    try:
+        os.remove(os.path.join(directory, NOT_BUILT_MARKER))
+    except FileNotFoundError:
+        pass
 
 
 class OptionalBuildExt(build_ext):
@@ -61,50 +105,97 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # compiler missing, headers missing, Cython missing
-            self._fallback(exc)
+            self._fallback(self.extensions[0] if self.extensions else None, exc)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:
-            self._fallback(exc)
+            self._fallback(ext, exc)
+        else:
+            if ext.name == CORE:
+                _built(self._engine_dir())
 
-    def _fallback(self, exc):
+    def _engine_dir(self):
+        return os.path.dirname(self.get_ext_fullpath(CORE))
+
+    def _fallback(self, ext, exc):
         if os.environ.get("FASTPOOL_REQUIRE_C") == "1":
             raise exc
+        cause = f"{type(exc).__name__}: {exc}"
         bar = "*" * 78
+        if ext is not None and ext.name != CORE:
+            sys.stderr.write(f"\n{bar}\n fastpool: {ext.name} (the embedded benchmark and test "
+                             f"server) could not be built ({cause}).\n{bar}\n\n")
+            return
+        _not_built(self._engine_dir(), cause)
         sys.stderr.write(
-            f"\n{bar}\n fastpool: the C engine could not be built ({exc}).\n"
+            f"\n{bar}\n fastpool: the C engine could not be built ({cause}).\n"
             " Installing the pure-Python engine (fastpool.BACKEND == 'python'): same API and\n"
             " behaviour, higher latency. Install gcc, python3-dev and libssl-dev, then\n"
-            " reinstall to get the C engine.\n"
+            " reinstall to get the C engine; `python -m fastpool info` tells which engine runs.\n"
             f"{bar}\n\n"
         )
 
 
+class BuildPy(build_py):
+    """Records, in the built package, why no C engine is built at all (no Cython,
+    FASTPOOL_NO_EXTENSIONS=1, an unsupported platform)."""
+
+    def run(self):
+        super().run()
+        if NOT_BUILDING is not None and not self.editable_mode:
+            _not_built(os.path.join(self.build_lib, "fastpool", "_engine"), NOT_BUILDING)
+
+
+def extension_specs(platform=sys.platform):
+    """(name, pyx, sources) of the extensions this platform builds: the engine on POSIX
+    systems, the embedded server (epoll, eventfd, accept4) on Linux only."""
+    if platform.startswith("win"):
+        return []
+    specs = [(CORE, "fastpool/_engine/_core.pyx", CORE_SOURCES)]
+    if platform.startswith("linux"):
+        specs.append((SERVER, "fastpool/_bench/_server.pyx", SERVER_SOURCES))
+    return specs
+
+
 def _ext_modules():
+    """The extensions to build; sets NOT_BUILDING when the C engine is not even tried."""
+    global NOT_BUILDING
     if os.environ.get("FASTPOOL_NO_EXTENSIONS") == "1":
+        NOT_BUILDING = "FASTPOOL_NO_EXTENSIONS=1 was set when fastpool was built"
         sys.stderr.write("fastpool: FASTPOOL_NO_EXTENSIONS=1, building the pure engine only\n")
+        return []
+    specs = extension_specs()
+    if not specs:
+        NOT_BUILDING = f"the C engine is built on POSIX systems only, not on {sys.platform}"
+        sys.stderr.write(f"fastpool: {NOT_BUILDING}; installing the pure engine only\n")
         return []
     try:
         from Cython.Build import cythonize
-    except ImportError:
+    except ImportError as exc:
         if os.environ.get("FASTPOOL_REQUIRE_C") == "1":
             raise
+        NOT_BUILDING = f"Cython is not installed ({exc})"
         sys.stderr.write("fastpool: Cython is not installed; installing the pure engine only\n")
         return []
     return cythonize(
-        [_extension("fastpool._engine._core", "fastpool/_engine/_core.pyx", CORE_SOURCES),
-         _extension("fastpool._bench._server", "fastpool/_bench/_server.pyx", SERVER_SOURCES)],
+        [_extension(name, pyx, sources) for name, pyx, sources in specs],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,
             "wraparound": False,
             "cdivision": True,
             "initializedcheck": False,
+            # freethreading_compatible stays False (Cython's default): the engine and the
+            # pool's hot path rely on the GIL, so on a free-threaded CPython importing the
+            # engine turns the GIL on, and fastpool/__init__.py refuses an interpreter that
+            # runs without it.
         },
         annotate=os.environ.get("FASTPOOL_ANNOTATE") == "1",
     )
 
 
-setup(ext_modules=_ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
+if __name__ == "__main__":
+    setup(ext_modules=_ext_modules(),
+          cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPy})

@@ -50,7 +50,11 @@ class Signer(Protocol):
     """What ``auth=`` takes."""
 
     def sign(self, method: str, path: bytes, query: bytes, body: Optional[bytes],
-             timestamp_ms: int) -> Signed: ...
+             timestamp_ms: int) -> Signed:
+        """The query and body to send for this request (signature included) and the headers
+        to add, called just before the request is written with the final method, path,
+        encoded query and body, and the server time in ms."""
+        ...
 
 
 def _fingerprint(api_key: bytes) -> str:

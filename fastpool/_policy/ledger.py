@@ -122,6 +122,7 @@ class SharedLedger:
             raise
 
     def unlock(self) -> None:
+        """Give the ledger back (what lock() took)."""
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
 
