@@ -20,6 +20,7 @@ Environment knobs (build time):
 import os
 import platform
 import shlex
+import subprocess
 import sys
 
 from setuptools import Extension, setup
@@ -98,31 +99,85 @@ def _built(directory):
         pass
 
 
+def _first_error(cmd):
+    """What a failed compiler or linker command says, in one line: run again with its output
+    captured (a failure is quick), the first line that names an error."""
+    tool = os.path.basename(str(cmd[0]))
+    try:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             errors="replace", timeout=300)
+    except OSError as exc:
+        return f"{tool}: {exc.strerror or exc}"
+    except subprocess.TimeoutExpired:
+        return f"{tool} did not finish"
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    detail = (errors or lines or [f"exit status {out.returncode}"])[0]
+    return f"{tool} failed: {detail}"
+
+
 class OptionalBuildExt(build_ext):
     """Falls back to the pure engine, loudly, when the C engine cannot be built."""
 
     def run(self):
+        self._failed = set()
+        self._inplace = self.inplace  # setuptools clears it while it builds, then copies
         try:
             super().run()
         except Exception as exc:  # compiler missing, headers missing, Cython missing
-            self._fallback(self.extensions[0] if self.extensions else None, exc)
+            if CORE not in self._failed:  # else its own failure is the one to report
+                self._fallback(None, exc)
 
     def build_extension(self, ext):
+        self._tool_error = None
+        # distutils runs the compiler through spawn() (older) or call() (newer), the linker
+        # through spawn()
+        runners = {name: getattr(self.compiler, name) for name in ("spawn", "call")
+                   if hasattr(self.compiler, name)}
+        for name, run in runners.items():
+            setattr(self.compiler, name,
+                    lambda cmd, *a, _run=run, **kw: self._spawn(_run, cmd, *a, **kw))
         try:
             super().build_extension(ext)
         except Exception as exc:
+            self._failed.add(ext.name)
             self._fallback(ext, exc)
         else:
             if ext.name == CORE:
                 _built(self._engine_dir())
+        finally:
+            for name in runners:
+                delattr(self.compiler, name)  # the class's own again
+
+    def _spawn(self, run, cmd, *args, **kwargs):
+        """The compiler's own run; when it fails, its first error line is kept for the
+        marker (distutils' exception has only the command and its exit status; the
+        compiler's message, "openssl/ssl.h: No such file or directory", is the cause)."""
+        try:
+            return run(cmd, *args, **kwargs)
+        except Exception:
+            self._tool_error = _first_error(cmd)
+            raise
+
+    def copy_extensions_to_source(self):
+        # --inplace (and editable installs): only what was built can be copied.
+        built = self.extensions
+        self.extensions = [ext for ext in built if ext.name not in self._failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = built
 
     def _engine_dir(self):
+        """Where the engine goes: the source tree (--inplace, editable) or the build's."""
+        if getattr(self, "_inplace", self.inplace):
+            return self.get_finalized_command("build_py").get_package_dir("fastpool._engine")
         return os.path.dirname(self.get_ext_fullpath(CORE))
 
     def _fallback(self, ext, exc):
         if os.environ.get("FASTPOOL_REQUIRE_C") == "1":
             raise exc
-        cause = f"{type(exc).__name__}: {exc}"
+        cause = getattr(self, "_tool_error", None) or f"{type(exc).__name__}: {exc}"
         bar = "*" * 78
         if ext is not None and ext.name != CORE:
             sys.stderr.write(f"\n{bar}\n fastpool: {ext.name} (the embedded benchmark and test "

@@ -12,7 +12,7 @@ from ._drivers.aio import AsyncPool
 from ._drivers.connect import InsecureWarning, ResolveError
 from ._drivers.sync import Pool
 from ._engine import BACKEND, EngineWarning
-from ._engine import engine as _engine
+from ._engine import engine as _default_engine
 from ._model import forms as _forms
 from ._model.auth import Ed25519Signer, HmacSigner, Signed, Signer
 from ._model.errors import *  # noqa: F401,F403
@@ -51,13 +51,13 @@ _refuse_free_threading()
 def encode_query(params: _Any) -> str:
     """params (dict, pairs, or an already encoded str) as the query string a pool sends
     (without the "?"): exactly the bytes a signature over the query must cover."""
-    return _forms.encode_query(params, _engine.encode_query)
+    return _forms.encode_query(params, _default_engine.encode_query)
 
 
 def encode_form(data: _Any) -> bytes:
     """``data=`` (dict, pairs, str or bytes) as the application/x-www-form-urlencoded body a
     pool sends."""
-    return _forms.encode_form(data, _engine.encode_query)
+    return _forms.encode_form(data, _default_engine.encode_query)
 
 
 __all__ = [
