@@ -2,7 +2,7 @@
 #
 #   make bench         the latency benchmark against the embedded server (the main job)
 #   make test          build, lint, then the whole suite on both engines (C and pure Python)
-#   make lint          ruff and mypy (--strict on the package)
+#   make lint          ruff, mypy (--strict on the package) and pyright (a user's script)
 #   make asan          the suite again with the C engine built under ASan + UBSan
 #   make bench-micro   pytest-benchmark microbenchmarks (parser, writer; peers when present)
 #   make bench-c       the C parser's own benchmark (ns and callgrind instructions)
@@ -21,7 +21,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "setuptools>=64" wheel "Cython>=3.0"
+	$(VPY) -m pip install -q "setuptools>=77" "Cython>=3.0"
 	$(VPY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	touch $@
 
@@ -30,8 +30,9 @@ build: venv
 	FASTPOOL_REQUIRE_C=1 $(VPY) setup.py -q build_ext --inplace
 
 lint: venv
-	$(VPY) -m ruff check fastpool tests bench
+	$(VPY) -m ruff check fastpool tests bench setup.py
 	$(VPY) -m mypy
+	$(VPY) -m pyright
 
 # Both engines run in one session (every behaviour test is parametrized over them);
 # FASTPOOL_EXPECT_C=1 turns "C engine missing" into a failure instead of a skip.
@@ -45,7 +46,7 @@ test: build lint
 # Leak checking is off: CPython keeps memory until exit by design.
 asan: venv
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
-	cp -r fastpool csrc setup.py pyproject.toml README.md $(ASAN_DIR)/
+	cp -r fastpool csrc setup.py pyproject.toml README.md LICENSE $(ASAN_DIR)/
 	find $(ASAN_DIR)/fastpool \( -name '*.so' -o -name '_core.c' -o -name '_server.c' \) -delete
 	cd $(ASAN_DIR) && FASTPOOL_REQUIRE_C=1 \
 		FASTPOOL_CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \

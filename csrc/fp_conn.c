@@ -17,6 +17,18 @@
 
 #include "fp_clock.h"
 
+/* Linux has ppoll(2), socket(2)'s SOCK_NONBLOCK / SOCK_CLOEXEC and send(2)'s MSG_NOSIGNAL;
+ * macOS lacks all three, so other systems get POSIX equivalents: poll(2) with the timeout
+ * rounded up to a millisecond, fcntl(2) after socket(2), and SO_NOSIGPIPE where it exists
+ * (else the process's SIGPIPE disposition applies: CPython ignores SIGPIPE at start-up).
+ * FP_POSIX_ONLY builds the equivalents on Linux too, to test them there. */
+#if defined(__linux__) && !defined(FP_POSIX_ONLY)
+#define FP_LINUX_IO 1
+#define FP_SEND_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL)
+#else
+#define FP_SEND_FLAGS MSG_DONTWAIT
+#endif
+
 /* ST_BEGUN: an exchange started; the check that the peer is silent is not made yet. */
 enum { ST_IDLE, ST_BEGUN, ST_SENDING, ST_RECEIVING, ST_DONE, ST_BROKEN };
 
@@ -148,10 +160,15 @@ static ssize_t io_recv(fp_conn *c, char *buf, size_t len)
 static int wait_writable(int fd, int64_t left_ns)
 {
     struct pollfd p = {fd, POLLOUT, 0};
+#ifdef FP_LINUX_IO
     struct timespec ts;
     ts.tv_sec = (time_t)(left_ns / 1000000000);
     ts.tv_nsec = (long)(left_ns % 1000000000);
     return ppoll(&p, 1, left_ns == NO_LIMIT ? NULL : &ts, NULL);
+#else
+    int64_t ms = left_ns == NO_LIMIT ? -1 : (left_ns + 999999) / 1000000; /* never early */
+    return poll(&p, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms);
+#endif
 }
 
 /* send() that never blocks in the kernel: a blocking socket's send timeout (SO_SNDTIMEO)
@@ -162,7 +179,7 @@ static ssize_t io_send(fp_conn *c, const char *buf, size_t len)
 {
     c->io_status = IO_OK;
     for (;;) {
-        ssize_t n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, buf, len, FP_SEND_FLAGS);
         int64_t left;
         if (n >= 0) {
             c->progressed |= n > 0;
@@ -420,11 +437,26 @@ int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
         set_err(err, FP_CE_CONNECT, 0, "invalid address %s", ip);
         return -1;
     }
+#ifdef FP_LINUX_IO
     c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         set_err(err, FP_CE_CONNECT, errno, "socket: %s", strerror(errno));
         return -1;
     }
+#else
+    c->fd = socket(family, SOCK_STREAM, 0);
+    if (c->fd < 0) {
+        set_err(err, FP_CE_CONNECT, errno, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (fcntl(c->fd, F_SETFD, FD_CLOEXEC) < 0 || set_blocking(c->fd, 0) < 0) {
+        set_err(err, FP_CE_CONNECT, errno, "fcntl: %s", strerror(errno));
+        goto fail;
+    }
+#ifdef SO_NOSIGPIPE
+    setsockopt(c->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+#endif
     /* Requests are single small writes: Nagle would hold them for the previous ACK. */
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     rc = connect(c->fd, (struct sockaddr *)&ss, sl);

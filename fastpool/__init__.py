@@ -4,6 +4,8 @@
         r = pool.get("/api/v3/ticker", params={"symbol": "BTCUSDT"})
 """
 
+import sys as _sys
+import sysconfig as _sysconfig
 from typing import Any as _Any
 
 from ._drivers.aio import AsyncPool
@@ -26,6 +28,25 @@ from ._model.url import InvalidURL
 from ._policy.ledger import SharedLedger
 
 __version__ = "0.1.0"
+
+
+def _refuse_free_threading() -> None:
+    """Free-threaded CPython (3.13t) without its GIL is refused, not run unchecked: the pools'
+    hot paths and both engines rely on the GIL for their shared state. Loading the C engine
+    turns the GIL back on (it does not declare itself free-threading compatible), so this
+    refuses the pure engine without the GIL, and PYTHON_GIL=0 forced over the C engine."""
+    if not _sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return
+    is_enabled = getattr(_sys, "_is_gil_enabled", None)
+    if is_enabled is None or is_enabled():
+        return
+    raise ImportError(
+        "fastpool does not support free-threaded CPython running without the GIL: its pools "
+        "and engines rely on the GIL. Run with the GIL on (PYTHON_GIL=1 or python -X gil=1) "
+        "or use a standard (GIL) build of CPython.")
+
+
+_refuse_free_threading()
 
 
 def encode_query(params: _Any) -> str:

@@ -59,6 +59,13 @@ def run(argv: Sequence[str]) -> int:
                    f"is part of the C engine, and the C engine did not load ({exc}). Build it "
                    f"(make build), or pass the URL of a server to measure.")
             return opts.EXIT_USAGE
+        try:
+            from . import _server  # noqa: F401
+        except ImportError as exc:
+            _error(f"without a URL, fastpool bench measures against its embedded server, which "
+                   f"is built on Linux only (epoll, eventfd) and did not load here ({exc}). "
+                   f"Pass the URL of a server to measure.")
+            return opts.EXIT_USAGE
     seed = o.seed if o.seed is not None else random.SystemRandom().randrange(2 ** 31)
     progress = Progress(o.progress if o.progress is not None else sys.stderr.isatty())
     previous_term = signal.signal(signal.SIGTERM, _on_sigterm) \

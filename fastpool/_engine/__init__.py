@@ -63,23 +63,66 @@ The C engine alone also has floor_latencies
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
+import select
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from .protocol import Engine
+
+#: Written by setup.py next to where the C engine would be when it could not be built (the
+#: compiler's or Cython's error, FASTPOOL_NO_EXTENSIONS=1): pip shows a build's output only
+#: when the build fails, so the reason is kept for the import-time warning and
+#: ``python -m fastpool info``. A successful build removes it.
+NOT_BUILT_MARKER = "C_ENGINE_NOT_BUILT.txt"
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class EngineWarning(UserWarning):
     """The C engine is not available: fastpool runs on the pure-Python engine."""
 
 
+def _not_built_reason() -> Optional[str]:
+    """What setup.py recorded when it could not build the C engine, or None."""
+    try:
+        with open(os.path.join(_HERE, NOT_BUILT_MARKER), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _has_compiled_core() -> bool:
+    return any(os.path.exists(os.path.join(_HERE, "_core" + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _why_not_loaded(exc: ImportError) -> str:
+    """Why the C engine did not load, in the terms a user can act on: not built at install
+    time (and setup.py's reason), or built but failing to load (the loader's error)."""
+    if _has_compiled_core():
+        return f"it is installed but failed to load: {type(exc).__name__}: {exc}"
+    reason = _not_built_reason()
+    if reason is not None:
+        return f"it was not built when fastpool was installed: {reason}"
+    return ("this installation has no compiled C engine (no fastpool/_engine/_core extension "
+            f"in {_HERE}): it was installed or checked out without building it")
+
+
+#: Why the pure engine cannot run here (it waits in select.poll, as POSIX systems have it:
+#: Linux, macOS, the BSDs), or None. Importing fastpool works regardless; opening a pool on
+#: the pure engine raises this.
+PURE_UNSUPPORTED: Optional[str] = (
+    None if hasattr(select, "poll") else
+    "fastpool's pure-Python engine needs select.poll(), which this platform lacks "
+    "(fastpool runs on POSIX systems: Linux, macOS, the BSDs)")
+
 if os.environ.get("FASTPOOL_NO_EXTENSIONS") == "1":
     from . import _pure as engine
 
     BACKEND = "python"
-    LOAD_ERROR: str | None = "FASTPOOL_NO_EXTENSIONS=1"
+    LOAD_ERROR: Optional[str] = "FASTPOOL_NO_EXTENSIONS=1 is set"
 else:
     try:
         from . import _core as engine  # type: ignore[no-redef]
@@ -90,21 +133,26 @@ else:
         from . import _pure as engine
 
         BACKEND = "python"
-        LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+        LOAD_ERROR = _why_not_loaded(exc)
         # pip hides the build's own message when the fallback install succeeds: say it here,
         # once per process, since latency is what fastpool is for.
         warnings.warn(
             f"fastpool: the C engine is not available ({LOAD_ERROR}); using the pure-Python "
             "engine (same behaviour, higher latency). Install a C compiler, Python headers and "
-            "OpenSSL's headers (libssl-dev), then reinstall; FASTPOOL_NO_EXTENSIONS=1 selects "
-            "the pure engine without this warning.", EngineWarning, stacklevel=2)
+            "OpenSSL's headers (libssl-dev), then reinstall; `python -m fastpool info` says "
+            "more; FASTPOOL_NO_EXTENSIONS=1 selects the pure engine without this warning.",
+            EngineWarning, stacklevel=2)
 
 
 def get_engine(name: str | None = None) -> Engine:
     """The engine module for "c", "python", or None (the one chosen at import)."""
     if name is None:
-        return engine
+        name = BACKEND
+        if name == "c":
+            return engine
     if name == "python":
+        if PURE_UNSUPPORTED is not None:
+            raise RuntimeError(PURE_UNSUPPORTED)
         from . import _pure
 
         return _pure
@@ -112,6 +160,6 @@ def get_engine(name: str | None = None) -> Engine:
         try:
             from . import _core
         except ImportError as exc:
-            raise ImportError(f"the C engine is not available: {exc}") from None
+            raise ImportError(f"the C engine is not available: {_why_not_loaded(exc)}") from None
         return _core
     raise ValueError(f"engine must be 'c', 'python' or None, got {name!r}")

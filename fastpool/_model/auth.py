@@ -50,7 +50,11 @@ class Signer(Protocol):
     """What ``auth=`` takes."""
 
     def sign(self, method: str, path: bytes, query: bytes, body: Optional[bytes],
-             timestamp_ms: int) -> Signed: ...
+             timestamp_ms: int) -> Signed:
+        """The query and body to send for this request (signature included) and the headers
+        to add, called just before the request is written with the final method, path,
+        encoded query and body, and the server time in ms."""
+        ...
 
 
 def _fingerprint(api_key: bytes) -> str:
@@ -102,6 +106,8 @@ class _ParamSigner:
 
     __slots__ = ("_key_header", "_api_key", "_fingerprint", "_recv", "_ts_name", "_rw_name",
                  "_sig_name", "_where", "recv_window")
+
+    recv_window: Optional[int]  #: ms the exchange accepts a signed request for (None: unsent)
 
     def __init__(self, api_key: SecretTypes, recv_window: Optional[int], key_header: str,
                  timestamp_param: str, recv_window_param: str, signature_param: str,

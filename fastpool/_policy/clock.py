@@ -37,6 +37,9 @@ UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
 class ClockEstimate(NamedTuple):
+    """The server clock as estimated from the samples (Pool.calibrate()'s result): server
+    time = monotonic time + offset, within +- error_ns."""
+
     offset_ns: int  #: best estimate of server time - monotonic time (midpoint)
     error_ns: int  #: half the width of the interval the true offset lies in
     low_ns: int  #: the offset's lower bound (what server_time_* use: never early)

@@ -64,6 +64,8 @@ class SharedLedger:
 
     __slots__ = ("path", "_fd", "_map", "_words", "_thread_lock", "_size", "__weakref__")
 
+    path: str  #: the ledger file this one maps
+
     def __init__(self, name: str | os.PathLike[str], *, size: int = DEFAULT_SIZE) -> None:
         if fcntl is None:  # pragma: no cover - Windows
             raise OSError("SharedLedger needs flock(2), which this platform lacks")
@@ -120,6 +122,7 @@ class SharedLedger:
             raise
 
     def unlock(self) -> None:
+        """Give the ledger back (what lock() took)."""
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
 
