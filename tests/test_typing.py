@@ -80,10 +80,6 @@ def test_user_script_pyright_strict(installed):
     assert "0 errors" in out.stdout, out.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "77.6 % until the annotations of Request's four attributes (fastpool/_model/response.py) "
-    "and TimeoutException.phase (fastpool/_model/errors.py) land (100 % with them); remove "
-    "this marker with them"))
 def test_public_api_types_are_known(installed):
     work, env = installed
     out = _pyright(["--verifytypes", "fastpool", "--ignoreexternal", "--outputjson"], work,

@@ -330,7 +330,7 @@ class PoolBase(Generic[R]):
             else:
                 shown = redact_url(f"{self.url}{url}" if url.startswith("/") else url, names)
                 sent = b""
-            target.request = Request(  # type: ignore[union-attr]
+            target.request = Request(
                 method.upper() if isinstance(method, str) else str(method), shown, sent,
                 client_order_id=_client_order_id(params, data, json),
                 expires_ms=prepared.expires_ms if prepared is not None else None)

@@ -18,14 +18,18 @@ says about an order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from .response import Response
+    from .response import Request, Response
 
 
 class FastpoolError(Exception):
     """Base class of every error fastpool raises."""
+
+    #: A request's failure: what was sent (method, redacted url, exact target) and what a
+    #: strategy needs to reconcile it (client_order_id, expires_ms; see Pool.resolve()).
+    request: Optional[Request] = None
 
 
 class NotSentError(FastpoolError):
@@ -39,7 +43,7 @@ class MaybeSentError(FastpoolError):
 class TimeoutException(FastpoolError):
     """A deadline ran out. ``phase`` is one of "connect", "pool", "write", "read"."""
 
-    phase = ""
+    phase: str = ""
 
     def __init__(self, message: str = "", *, phase: str | None = None) -> None:
         super().__init__(message)
@@ -142,7 +146,8 @@ class RateLimitedError(NotSentError):
     """
 
     def __init__(self, message: str = "", *, retry_after: float = 0.0,
-                 response: object = None, status_code: int = 0, scope: str = "pool") -> None:
+                 response: Optional[Response] = None, status_code: int = 0,
+                 scope: str = "pool") -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.response = response

@@ -91,7 +91,8 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._lookup())
 
-    def keys(self) -> KeysView[str]:  # lower-cased names, as httpx
+    def keys(self) -> KeysView[str]:
+        """The header names, lower-cased (as httpx), once each."""
         return self._lookup().keys()
 
     def multi_items(self) -> list[tuple[str, str]]:

@@ -81,6 +81,11 @@ class Request:
     exchange refuses it (timestamp + recvWindow) — see Pool.resolve()."""
 
     __slots__ = ("method", "url", "target", "client_order_id", "expires_ms")
+    method: str
+    url: str
+    target: bytes
+    client_order_id: Optional[str]
+    expires_ms: Optional[int]
 
     def __init__(self, method: str, url: str, target: bytes = b"", *,
                  client_order_id: Optional[str] = None,

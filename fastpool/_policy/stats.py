@@ -66,6 +66,8 @@ class _PoolStats(TypedDict):
 
 
 class PoolStats(_PoolStats, total=False):
+    """What ``pool.stats()`` returns; ``endpoints`` only with ``by_endpoint=True``."""
+
     endpoints: dict[str, EndpointStats]  #: with stats(by_endpoint=True): per "METHOD path"
 
 

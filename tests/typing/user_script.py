@@ -100,6 +100,9 @@ def errors(pool: Pool) -> None:
         status: int = e.status_code
         scope: str = e.scope
         print(retry_after, status, scope)
+        if e.response is not None:
+            used: Optional[str] = e.response.headers.get("x-mbx-used-weight-1m")
+            print(used)
     except fastpool.HTTPStatusError as e:
         rejected: Response = e.response
         print(rejected.status_code)
@@ -121,6 +124,11 @@ def errors(pool: Pool) -> None:
     except fastpool.TimeoutException as e:
         print(e.phase)
     except fastpool.MaybeSentError as e:
+        if e.request is not None:
+            client_order_id: Optional[str] = e.request.client_order_id
+            expires_ms: Optional[int] = e.request.expires_ms
+            sent: bytes = e.request.target
+            print(e.request.method, e.request.url, client_order_id, expires_ms, len(sent))
         # Reconcile: wait until the exchange can no longer act on it, then look it up.
         print(pool.resolve(e, lambda: pool.get("/api/v3/order"), margin=1.0))
     except fastpool.NotSentError as e:
