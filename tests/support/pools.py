@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import fastpool
+from fastpool._policy import lifecycle
 
 MODES = ["sync", "asyncio", "uvloop"]
 #: Set by `make test` / CI: uvloop is installed there, a skip would hide it missing.
@@ -161,6 +162,24 @@ def waiting_requests(pool) -> int:
 def idle_connections(pool) -> list:
     """The pool's idle engine connections (read where they live)."""
     return on_pool_thread(pool, lambda: _policy(pool).connections())
+
+
+def serving_count(pool) -> int:
+    """Connections that serve requests now or within microseconds: the idle ones plus those
+    the maintenance schedule holds for a keep-warm request or a new connection's check (they
+    go back idle when it is done). Read under the pool's lock (a sync Pool's maintenance
+    thread moves connections between the two), so a connection is never counted twice or
+    missed on its way."""
+
+    def count() -> int:
+        policy = _policy(pool)
+        held = sum(1 for c in list(policy.live) if c.state == lifecycle.PINGING)
+        return len(policy.connections()) + held
+
+    if isinstance(pool, AsyncPoolFacade):
+        return on_pool_thread(pool, count)
+    with pool._lock:
+        return count()
 
 
 def open_count(pool) -> int:
