@@ -71,6 +71,24 @@ def test_idle_connections_are_pinged_every_interval_and_only_those():
     assert p.stats.pings == 1 and p.stats.ping_failures == 0
 
 
+def test_connections_idle_together_are_pinged_one_at_a_time():
+    # After a burst every connection goes idle at once; pinging them all at once would take
+    # them all off the idle stack together, and the next order would find none.
+    p = make(3, keep_warm_ns=25 * S)
+    (first,), _ = p.maintenance.due(30 * S)
+    assert len(p.idle[GENERAL]) == 2  # the others stay idle while it is pinged
+    assert p.maintenance.due(30 * S)[0] == []
+    first.conn.last_used_ns = 30 * S
+    p.ping_done(first.conn, None)
+    (second,), _ = p.maintenance.due(30 * S)
+    assert second.conn is not first.conn
+    p.ping_done(second.conn, ConnectionResetError("reset"))  # a failure frees the turn too
+    actions, _ = p.maintenance.due(30 * S)
+    pings = [a for a in actions if isinstance(a, Ping)]
+    assert Open(GENERAL) in actions and len(pings) == 1  # the refill, and the next ping
+    assert pings[0].conn not in (first.conn, second.conn)
+
+
 def test_a_failed_ping_replaces_the_connection_quietly():
     p = make(1, keep_warm_ns=25 * S)
     (action,), _ = p.maintenance.due(30 * S)

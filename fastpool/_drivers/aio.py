@@ -124,6 +124,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._maintenance_timer: Optional[asyncio.TimerHandle] = None
         self._maintenance_soon = False
         self._last_collect_ns = 0
+        self._interrupted = False  # a request ended by an interrupt since the last collect
         self._background: Set[asyncio.Task[None]] = set()  # tasks of background opens
 
     def _after_fork(self) -> None:
@@ -495,9 +496,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         """As Pool._reconcile_after_gc: at most once a second, collect cyclic garbage (a lost
         connection's frames) and give back the slots nothing holds."""
         now = monotonic_ns()
-        if now - self._last_collect_ns < 1_000_000_000:
+        if not self._interrupted or now - self._last_collect_ns < 1_000_000_000:
             return False
         self._last_collect_ns = now
+        self._interrupted = False
         gc.collect()
         return self._policy.reconcile()
 

@@ -319,6 +319,10 @@ class PoolBase(Generic[R]):
     def _failed_request(self, exc: BaseException, method: str, url: str, params: ParamsTypes,
                         json: Any, data: Any, prepared: Optional[Prepared]) -> None:
         """Attaches to a request's failure what the caller needs to reconcile it."""
+        if not isinstance(exc, FastpoolError):
+            # An interrupt or a cancellation: a connection may now be held by a reference
+            # cycle through its traceback, which only the cyclic collector frees.
+            self._interrupted = True
         target = exc if isinstance(exc, FastpoolError) else getattr(exc, "fastpool_error",
                                                                     None)
         if target is None or getattr(target, "request", None) is not None:

@@ -128,6 +128,7 @@ class Pool(PoolBase[Response]):
         self._maintainer: Optional[threading.Thread] = None
         self._maintenance_due = threading.Condition(self._lock)
         self._last_collect_ns = 0
+        self._interrupted = False  # a request ended by an interrupt since the last collect
         self._lane: Lane = cfg.engine.Lane(
             policy.idle[0], policy.idle[1], policy.queue.general, policy.queue.priority,
             cfg.timeout, policy.stats.latency, Response,
@@ -395,12 +396,15 @@ class Pool(PoolBase[Response]):
 
     def _reconcile_after_gc(self) -> bool:
         """reconcile() after collecting cyclic garbage: a connection lost by an interrupt can
-        stay referenced by a cycle (frames of the failed request's traceback) until then. At
-        most once a second: waiting for a slot is normal under load, a leak is not."""
+        stay referenced by a cycle (frames of the failed request's traceback) until then. Only
+        after such an interrupt, and at most once a second: waiting for a slot is normal
+        under load, and a collection (milliseconds with a large heap) must not land on the
+        request path of a pool that merely is busy."""
         now = monotonic_ns()
-        if now - self._last_collect_ns < 1_000_000_000:
+        if not self._interrupted or now - self._last_collect_ns < 1_000_000_000:
             return False
         self._last_collect_ns = now
+        self._interrupted = False
         gc.collect()
         return self._policy.reconcile()
 

@@ -67,7 +67,7 @@ class Maintenance:
     or on the event loop)."""
 
     __slots__ = ("slots", "idle", "backoff", "opening", "opening_lane", "keep_warm_ns",
-                 "tend_ns", "lifetime_ns", "live",
+                 "tend_ns", "lifetime_ns", "live", "pinging",
                  "max_requests", "retiring", "replacing", "_random", "last_error")
 
     def __init__(self, slots: Slots, idle: Sequence[List[Any]], *, keep_warm_ns: int = 0,
@@ -87,6 +87,9 @@ class Maintenance:
         self.replacing: List[Any] = []  # a replacement is opening for them
         self._random = rand or random.random
         self.last_error = ""          # why the last background open failed
+        #: keep-warm pings in flight per lane: one at a time, so that connections that went
+        #: idle together (after a burst) are never all away being pinged at once
+        self.pinging = [0, 0]
         #: with "fastest" choice: every connection, to find the persistently slow ones
         self.live: Optional[Any] = None
 
@@ -184,12 +187,13 @@ class Maintenance:
                             wakes.append(conn.born_ns + self.tend_ns)
                     if self.keep_warm_ns:
                         at = conn.last_used_ns + self.keep_warm_ns
-                        if at <= now:
+                        if at > now:
+                            wakes.append(at)
+                        elif not self.pinging[lane]:  # else: when that ping is done
                             self.idle[lane].remove(conn)  # not idle while it is pinged
                             lifecycle.move(conn, lifecycle.PINGING)
+                            self.pinging[lane] += 1
                             actions.append(Ping(conn))
-                        else:
-                            wakes.append(at)
         # Persistently slow connections are rotated out (their replacement goes elsewhere).
         if self.live is not None:
             wakes.append(now + _SLOW_CHECK_NS)
@@ -233,6 +237,10 @@ class Maintenance:
         if replacement and action.replaces.state == lifecycle.RETIRING:
             self.retiring.append(action.replaces)  # still in service: try again later
         return False
+
+    def ping_done(self, conn: Any) -> None:
+        """The keep-warm request on conn finished (the next one in its lane may start)."""
+        self.pinging[conn.lane] -= 1
 
     def forget(self, conn: Any) -> None:
         """conn left the pool (closed): no rotation is owed to it any more."""

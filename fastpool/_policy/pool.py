@@ -234,6 +234,7 @@ class PoolPolicy:
     def ping_done(self, conn: Any, error: Optional[BaseException]) -> Released:
         """The keep-warm request on conn finished (error None: answered)."""
         self.stats.pings += 1
+        self.maintenance.ping_done(conn)
         if error is None and conn.reusable and not self.closed:
             lifecycle.move(conn, lifecycle.IN_SERVICE)
             return Released(self.returned(conn, fresh=True), None, True)
