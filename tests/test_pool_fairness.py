@@ -122,3 +122,39 @@ def test_the_pool_refills_by_itself_after_an_outage(make_pool):
     finally:
         if server.running:
             server.stop()
+
+
+def test_waiting_for_a_connection_does_not_collect_garbage(fault_server, make_pool):
+    # A busy pool is normal: a request that finds no free connection must not pay for a
+    # full cyclic collection (milliseconds with a large heap) on its way to waiting. Only a
+    # request ended by an interrupt can leave a connection held by a reference cycle.
+    import gc
+
+    release = threading.Event()
+    server = fault_server(_gate(release))
+    pool = make_pool(server.url(), connections=1,
+                     timeout=fastpool.Timeout(10, pool=0.05))
+    holder = threading.Thread(target=lambda: pool.get("/hold"), daemon=True)
+    holder.start()
+    server.wait_for_requests(1)
+    collections = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            collections.append(info)
+
+    gc.callbacks.append(count)
+    enabled = gc.isenabled()
+    gc.disable()  # automatic collections would be counted too
+    try:
+        for _ in range(3):
+            with pytest.raises(fastpool.PoolTimeout):
+                pool.get("/waits")
+    finally:
+        if enabled:
+            gc.enable()
+        gc.callbacks.remove(count)
+        release.set()
+    holder.join(10)
+    assert collections == []
+    assert pool.get("/after").status_code == 200
