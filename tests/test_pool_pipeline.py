@@ -8,10 +8,13 @@ the retry rule allows is sent again.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from pool_helpers import tls_kwargs, wait_until
 from support import faults
-from support.pools import open_count
+from support.pools import is_async, open_count
 
 import fastpool
 
@@ -292,3 +295,69 @@ def test_pipeline_waits_for_a_connection_and_keeps_the_pool_whole(fault_server, 
     assert open_count(pool) == 2
     assert len(server.connections) == 2
     assert pool.stats()["requests"] == 15
+
+
+# --- a real server -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listener", ["plain", "tls13"])
+def test_nginx_answers_a_mixed_burst_in_order(nginx, certs, make_pool, listener):
+    tls = listener != "plain"
+    pool = make_pool(nginx.url(listener, ""), connections=1, **tls_kwargs(certs, tls))
+    items = [("GET", "/api/v3/ticker"), ("GET", "/chunked/ticker"), ("GET", "/204"),
+             ("HEAD", "/static/64k.bin"), ("GET", "/static/64k.bin"),
+             ("GET", "/chunked/64k.bin"), ("GET", "/api/v3/order", {"id": "7"}),
+             ("HEAD", "/api/v3/ticker")]
+    results = pool.pipeline(items)
+    assert all(isinstance(r, fastpool.Response) for r in results), results
+    uris = [r.headers["x-request-uri"] for r in results]
+    assert uris == ["/api/v3/ticker", "/chunked/ticker", "/204", "/static/64k.bin",
+                    "/static/64k.bin", "/chunked/64k.bin", "/api/v3/order?id=7",
+                    "/api/v3/ticker"]
+    assert len({r.headers["x-connection"] for r in results}) == 1
+    assert [r.status_code for r in results] == [200, 200, 204, 200, 200, 200, 200, 200]
+    assert results[0].content == results[1].content
+    assert results[3].content == b"" and len(results[4].content) == 64 * 1024
+    assert results[5].content == results[4].content
+    assert results[6].json()["uri"] == "/api/v3/order?id=7"
+    assert pool.stats()["requests"] == len(items)
+
+
+def test_nginx_close_in_the_middle_is_retried(nginx, make_pool):
+    pool = make_pool(nginx.url("plain", ""), connections=1)
+    items = [("GET", "/api/v3/order", {"id": "0"}), ("GET", "/close"),
+             ("GET", "/api/v3/order", {"id": "2"}), ("GET", "/api/v3/order", {"id": "3"})]
+    unretried = pool.pipeline(items, retries=0)
+    assert isinstance(unretried[0], fastpool.Response)
+    assert isinstance(unretried[1], fastpool.Response)
+    assert unretried[1].headers.get("connection") == "close"
+    assert isinstance(unretried[2], fastpool.ServerDisconnected)
+    assert isinstance(unretried[3], fastpool.PipelineAborted)
+    retried = pool.pipeline(items, retries=1)
+    assert [r.headers["x-request-uri"] for r in retried] == [
+        "/api/v3/order?id=0", "/close", "/api/v3/order?id=2", "/api/v3/order?id=3"]
+    assert retried[2].headers["x-connection"] != retried[1].headers["x-connection"]
+
+
+# --- async only: cancellation ---------------------------------------------------------------
+
+
+def test_cancelled_pipeline_discards_its_connection(fault_server, make_pool):
+    server = fault_server(_first_connection(_answer_then(1, close=False)))
+    pool = make_pool(server.url("/"), connections=1)
+    if not is_async(pool):
+        pytest.skip("cancellation is the async driver's")
+    apool = pool.pool
+
+    async def cancel_mid_burst():
+        task = asyncio.ensure_future(apool.pipeline([("GET", "/0"), ("GET", "/1")]))
+        deadline = time.monotonic() + 10
+        while len(server.requests) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # written, one response in, the second never comes
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    pool._lt.run(cancel_mid_burst())
+    assert pool.get("/after").status_code == 200
+    assert server.requests[-1].connection == 1  # never the half-read connection again
