@@ -79,7 +79,8 @@ class Histogram(Protocol):
 
 class Connection(Protocol):
     """One keep-alive connection. Blocking mode (sync pools): exchange(). Step mode (async
-    pools): begin(), step() until STEP_DONE, take()."""
+    pools): begin(), step() until STEP_DONE, take(). Pipelining: pipeline() (blocking), or
+    take_next() between the responses of a burst begun with begin() (steps)."""
 
     # The pool's bookkeeping, read by the lane on the hot path (fastpool._policy.lifecycle).
     lane: int
