@@ -9,6 +9,7 @@ the retry rule allows is sent again.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import pytest
@@ -245,11 +246,28 @@ def test_rate_limit_refuses_the_whole_burst(fault_server, make_pool):
     server = fault_server(faults.respond())
     pool = make_pool(server.url("/"), connections=1,
                      rate_limits=[fastpool.RateLimit(1, per=60)], on_limit="raise")
-    results = pool.pipeline([("GET", "/a"), ("GET", "/b")], weight=[2, 1])
-    assert all(isinstance(r, fastpool.NotSentError) for r in results)
-    assert results[0] is not results[1]
-    assert server.requests == []
+    assert isinstance(pool.pipeline([("GET", "/a")])[0], fastpool.Response)
+    results = pool.pipeline([("GET", "/b"), ("GET", "/c")])
+    assert all(isinstance(r, fastpool.RateLimitedError) for r in results)
+    assert results[0] is not results[1] and results[1].retry_after > 0
+    # a weight no budget could ever admit: refused too, typed, nothing sent
+    (too_heavy,) = pool.pipeline([("GET", "/d")], weight=[2])
+    assert isinstance(too_heavy, fastpool.InvalidRequestError)
+    assert [q.target for q in server.requests] == ["/a"]
+    s = pool.stats()
+    assert s["rate_limits"][0]["used"] == 1 and s["rate_limited"] == 2
+
+
+def test_admitted_items_that_never_left_get_their_weight_back(fault_server, make_pool):
+    server = fault_server(faults.respond())
+    pool = make_pool(server.url("/"), connections=1,
+                     rate_limits=[fastpool.RateLimit(10, per=60)])
+    pool.close()
+    results = pool.pipeline([("GET", f"/{i}") for i in range(3)], weight=2)
+    assert all(isinstance(r, fastpool.PoolClosed) for r in results)
+    assert len({id(r) for r in results}) == 3
     assert pool.stats()["rate_limits"][0]["used"] == 0
+    assert server.requests == []
 
 
 def test_a_429_in_the_burst_starts_the_cooldown(fault_server, make_pool):
@@ -361,3 +379,33 @@ def test_cancelled_pipeline_discards_its_connection(fault_server, make_pool):
     pool._lt.run(cancel_mid_burst())
     assert pool.get("/after").status_code == 200
     assert server.requests[-1].connection == 1  # never the half-read connection again
+
+
+# --- sync only: a signal handler's exception ------------------------------------------------
+
+
+class _Interrupt(KeyboardInterrupt):
+    pass
+
+
+def test_interrupted_pipeline_is_marked_and_discards_its_connection(fault_server, make_pool):
+    server = fault_server(_first_connection(_answer_then(1, close=False)))
+    pool = make_pool(server.url("/"), connections=1)
+    if is_async(pool):
+        pytest.skip("signal handlers interrupt the sync driver's blocking reads")
+
+    def handler(signum, frame):
+        raise _Interrupt()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_Interrupt) as info:
+            pool.pipeline([("GET", "/0"), ("GET", "/1")], timeout=5.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert isinstance(info.value.fastpool_error, fastpool.InterruptedMaybeSent)
+    assert pool.get("/after").status_code == 200
+    assert server.requests[-1].connection == 1
+    assert open_count(pool) == 1
