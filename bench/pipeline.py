@@ -1,7 +1,7 @@
 """A burst of 10 quotes: one pipeline vs 10 sequential requests vs 10 concurrent ones.
 
     .venv/bin/python bench/pipeline.py [-n 1000] [--rounds 3] [--burst 10] [--plain]
-                                       [--engine c|python] [--only NAME,...]
+                                       [--gap-ms 0] [--engine c|python] [--only NAME,...]
 
 The embedded server (HTTPS, TLS 1.3, unless --plain) runs in a child process, so its CPU is
 not counted. This process runs, in interleaved rounds of shuffled order, n bursts of `burst`
@@ -17,7 +17,9 @@ GETs of /api/v3/ticker (each with its own symbol) for each client:
 
 Wall time is per burst (the last response in hand), p50 and p99 over the round; CPU is this
 process's user + system time (getrusage, every thread) per burst. Printed: medians over
-rounds, and each p50 and CPU as a ratio to the floor's.
+rounds, and each p50 and CPU as a ratio to the floor's. --gap-ms sleeps between bursts (not
+counted): a strategy's bursts are sporadic, and the first request after an idle gap pays for
+cold caches and a sleeping CPU (the floor keeps no gap: it is one C loop).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ srv.stop()
 """
 PATH = "/api/v3/ticker"
 WARM = 200
+GAP = [0.0]  # seconds between bursts (--gap-ms)
 
 
 def _cpu() -> float:
@@ -90,12 +93,19 @@ def _timed(n: int, one: Callable[[], Any]) -> Tuple[List[int], float]:
     for _ in range(WARM):
         one()
     lat = []
+    gap = GAP[0]
+    cpu = 0.0
     c0 = _cpu()
     for _ in range(n):
+        if gap:  # the sleep's own CPU is not the burst's: read the clock around each burst
+            time.sleep(gap)
+            c0 = _cpu()
         t = time.perf_counter_ns()
         one()
         lat.append(time.perf_counter_ns() - t)
-    return lat, (_cpu() - c0) / n
+        if gap:
+            cpu += _cpu() - c0
+    return lat, (cpu if gap else _cpu() - c0) / n
 
 
 def _check(results: list, burst: int) -> None:
@@ -149,12 +159,19 @@ def run_async(url: str, ca: str, n: int, burst: int, engine: str, how: str,
             for _ in range(WARM):
                 await one()
             lat = []
+            gap = GAP[0]
+            cpu = 0.0
             c0 = _cpu()
             for _ in range(n):
+                if gap:  # as _timed: the clock around each burst only
+                    await asyncio.sleep(gap)
+                    c0 = _cpu()
                 t = time.perf_counter_ns()
                 await one()
                 lat.append(time.perf_counter_ns() - t)
-            return lat, (_cpu() - c0) / n
+                if gap:
+                    cpu += _cpu() - c0
+            return lat, (cpu if gap else _cpu() - c0) / n
 
     if loop_kind == "uvloop":
         import uvloop
@@ -191,9 +208,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--burst", type=int, default=10)
     ap.add_argument("--plain", action="store_true", help="HTTP instead of HTTPS (TLS 1.3)")
+    ap.add_argument("--gap-ms", type=float, default=0.0, help="idle gap between bursts")
     ap.add_argument("--engine", default="c", choices=["c", "python"])
     ap.add_argument("--only", default="", help="comma-separated client names")
     args = ap.parse_args()
+    GAP[0] = args.gap_ms / 1000
     names = [c for c in CLIENTS if not args.only or c in args.only.split(",")]
     try:
         import uvloop  # noqa: F401
@@ -228,7 +247,8 @@ def main() -> None:
     floor_cpu = statistics.median(results["floor"][2])
     print(f"{'HTTP' if args.plain else 'HTTPS (TLS 1.3)'}, embedded server in a child process, "
           f"engine {args.engine}, bursts of {args.burst}, n={args.n} bursts x {args.rounds} "
-          f"rounds, medians over rounds; per burst")
+          f"rounds{f', {args.gap_ms:g} ms idle between bursts' if args.gap_ms else ''}, "
+          f"medians over rounds; per burst")
     print(f"{'client':20} {'p50 us':>8} {'x floor':>8} {'p99 us':>8} {'CPU us':>8} "
           f"{'x floor':>8}")
     for name in names:
