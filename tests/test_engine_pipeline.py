@@ -155,6 +155,48 @@ def test_head_mixed_with_get(engine, fault_server, certs, tls, mode):
     conn.close()
 
 
+#: A burst's answers in every framing a response may have: Content-Length, HEAD (a length but
+#: no body), chunked with a trailer, an interim 100 before a 204, an empty body.
+MIXED = [("GET", "/len"), ("HEAD", "/head"), ("GET", "/chunked"), ("GET", "/interim"),
+         ("GET", "/empty")]
+MIXED_RESPONSES = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n2;x=1\r\nuv\r\n"
+    b"0\r\nX-Trailer: t\r\n\r\n"
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+def _drip(data: bytes, n: int, piece: int) -> faults.Behavior:
+    """Reads n requests, then sends data in pieces of `piece` bytes, a millisecond apart: the
+    boundaries between responses fall anywhere in the client's reads."""
+
+    def run(conn: faults.FaultConnection) -> None:
+        if all(conn.read_request() is not None for _ in range(n)):
+            for i in range(0, len(data), piece):
+                conn.send(data[i:i + piece])
+                conn.sleep(0.001)
+        conn.hold(10.0)
+        conn.close()
+
+    return faults.Behavior(f"drip[{piece}]", run)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("tls", [False, True], ids=TLS_IDS)
+@pytest.mark.parametrize("piece", [1, 7, 64, len(MIXED_RESPONSES)])
+def test_every_framing_split_anywhere(engine, fault_server, certs, tls, mode, piece):
+    server = fault_server(_drip(MIXED_RESPONSES, len(MIXED), piece),
+                          tls=certs.server if tls else None)
+    conn, raws, error = _pipeline(engine, server, certs, tls, mode, MIXED)
+    assert error is None
+    assert [(r.status, r.body) for r in raws] == [(200, b"abc"), (200, b""), (200, b"xyzuv"),
+                                                  (204, b""), (200, b"")]
+    assert conn.reusable
+    conn.close()
+
+
 # --- framing doubts end the pipeline -------------------------------------------------------
 
 
