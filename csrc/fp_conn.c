@@ -29,8 +29,9 @@
 #define FP_SEND_FLAGS MSG_DONTWAIT
 #endif
 
-/* ST_BEGUN: an exchange started; the check that the peer is silent is not made yet. */
-enum { ST_IDLE, ST_BEGUN, ST_SENDING, ST_RECEIVING, ST_DONE, ST_BROKEN };
+/* ST_BEGUN: an exchange started; the check that the peer is silent is not made yet.
+ * ST_PIPE_FAILED: fp_conn_next found the pipeline cannot go on; the next step reports why. */
+enum { ST_IDLE, ST_BEGUN, ST_SENDING, ST_RECEIVING, ST_DONE, ST_BROKEN, ST_PIPE_FAILED };
 
 /* io_status: why a blocking-mode socket call returned without moving a byte. */
 enum { IO_OK = 0, IO_TIMEOUT, IO_INTERRUPTED };
@@ -807,6 +808,8 @@ static int stopped(fp_conn *c, fp_cerr *err, int r, int timeout_kind)
     return timed_out(c, err, timeout_kind); /* STEP_TIMEOUT */
 }
 
+static int pipe_settled(fp_conn *c, fp_cerr *err);
+
 int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
                      int64_t write_timeout_ns, int64_t read_timeout_ns, int64_t deadline_ns,
                      fp_cerr *err)
@@ -837,6 +840,8 @@ int fp_conn_resume(fp_conn *c, fp_cerr *err)
         c->state = ST_RECEIVING;
     }
     if (c->state != ST_RECEIVING) {
+        if (c->state == ST_DONE || c->state == ST_PIPE_FAILED)  /* after fp_conn_next */
+            return pipe_settled(c, err) < 0 ? -1 : 0;
         set_err(err, FP_CE_READ, 0, "the connection is not in an exchange");
         return -1;
     }
@@ -885,6 +890,8 @@ int fp_conn_step(fp_conn *c, fp_cerr *err)
     }
     if (c->state == ST_DONE)
         return FP_STEP_DONE;
+    if (c->state == ST_PIPE_FAILED)
+        return pipe_settled(c, err);
     set_err(err, FP_CE_READ, 0, "the connection is not in an exchange");
     return FP_STEP_ERROR;
 }
@@ -913,6 +920,76 @@ int fp_conn_finish(fp_conn *c)
         }
     }
     return reusable;
+}
+
+/* ---- pipelining (RFC 9112 §9.3.2) ------------------------------------------------------------
+ * A burst of requests goes out as one exchange (fp_conn_exchange / fp_conn_begin with the
+ * requests concatenated); fp_conn_next moves on from each complete response to the next. The
+ * bytes received past a response are the start of the next one (a server may answer several
+ * requests in one segment, and OpenSSL may have decrypted them together), so they move to the
+ * front of the buffer and are parsed before anything more is read. The framing is the only
+ * thing that tells responses apart: whatever makes it doubtful ends the pipeline, and the
+ * connection is never reused after that (fp_conn_finish keeps its rule for the last one). */
+
+/* The failure fp_conn_next recorded, reported by the step (or resume) after it. A response
+ * that fp_conn_next found already complete in the buffer is reported done. */
+static int pipe_settled(fp_conn *c, fp_cerr *err)
+{
+    if (c->state == ST_DONE)
+        return FP_STEP_DONE;
+    *err = c->pipe_err;
+    c->state = ST_BROKEN;
+    return FP_STEP_ERROR;
+}
+
+static int pipe_failed(fp_conn *c, fp_cerr *err)
+{
+    err->sent = fp_conn_sent(c);
+    c->pipe_err = *err;
+    c->state = ST_PIPE_FAILED;
+    return FP_STEP_ERROR;
+}
+
+int fp_conn_next(fp_conn *c, int head_request, fp_cerr *err)
+{
+    size_t rest;
+    int64_t rc;
+    if (c->state != ST_DONE) {
+        set_err(err, FP_CE_READ, 0, "no complete response to go on from");
+        return pipe_failed(c, err);
+    }
+    if (!c->resp.keep_alive) {
+        /* Connection: close, HTTP/1.0 without keep-alive, or a body delimited by the close:
+         * the server answers nothing after this response (RFC 9112 §9.6). */
+        set_err(err, FP_CE_CLOSED, 0, "the server closed the connection after an earlier "
+                                      "response of the pipeline");
+        err->code = FP_E_NO_RESPONSE;
+        return pipe_failed(c, err);
+    }
+    rest = c->len - (size_t)c->end;
+    if (rest)
+        memmove(c->buf, c->buf + c->end, rest);
+    c->len = rest;
+    c->end = 0;
+    c->head_request = head_request;
+    fp_resp_init(&c->resp, &c->lim, head_request);
+    c->t_first_byte = rest ? fp_now_ns() : 0;
+    c->t_complete = 0;
+    c->state = ST_RECEIVING;
+    if (rest == 0)
+        return FP_STEP_WANT_READ;
+    rc = fp_resp_parse(&c->resp, c->buf, &c->len, c->spans);
+    if (rc > 0) {
+        c->end = rc;
+        c->t_complete = c->t_first_byte;
+        c->state = ST_DONE;
+        return FP_STEP_DONE;
+    }
+    if (rc == FP_NEED_MORE)
+        return FP_STEP_WANT_READ;
+    set_err(err, FP_CE_PROTOCOL, 0, "malformed response");
+    err->code = (int)rc;
+    return pipe_failed(c, err);
 }
 
 const char *fp_conn_tls_version(const fp_conn *c)

@@ -112,6 +112,7 @@ typedef struct fp_conn {
     /* CLOCK_MONOTONIC nanoseconds of the current exchange */
     int64_t t_start, t_written, t_first_byte, t_complete;
     int64_t t_idle;          /* when the connection last became idle (opened or finished) */
+    fp_cerr pipe_err;        /* why a pipeline cannot go on (fp_conn_next), reported next */
 } fp_conn;
 
 /* Prepares c (no socket yet): allocates the receive buffer (bufsize bytes) and spans. 0 or -1. */
@@ -164,6 +165,19 @@ uint64_t fp_conn_sent(const fp_conn *c);
  * and no unsolicited bytes after the response, in our buffer or in OpenSSL's). Also resets
  * the receive state. Never blocks. */
 int fp_conn_finish(fp_conn *c);
+
+/* Pipelining (RFC 9112 §9.3.2): the exchange wrote several requests at once (one buffer) and
+ * its response is complete (fp_conn_exchange returned 0, or a step FP_STEP_DONE; the caller
+ * took it from c->resp / c->buf). Goes on to the response of the next request (head_request:
+ * it is a HEAD), starting from the bytes already received after the one just taken:
+ * FP_STEP_DONE when they hold it whole, FP_STEP_WANT_READ when more must be read (blocking
+ * mode: fp_conn_resume; step mode: fp_conn_step, which reads OpenSSL's buffers first), or
+ * FP_STEP_ERROR with err when the pipeline cannot go on: the response just taken ends the
+ * connection (not keep-alive: FP_CE_CLOSED, code FP_E_NO_RESPONSE), or the next one is
+ * malformed (FP_CE_PROTOCOL). The error is also kept and reported by the next fp_conn_step or
+ * fp_conn_resume (so a step-mode caller may take the response first and learn it there); the
+ * connection is then broken. Never blocks, never reads the socket. */
+int fp_conn_next(fp_conn *c, int head_request, fp_cerr *err);
 
 /* TLS protocol version name ("TLSv1.3") or "" for plain TCP. */
 const char *fp_conn_tls_version(const fp_conn *c);

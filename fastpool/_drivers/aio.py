@@ -21,12 +21,13 @@ and handshaking), never on the loop.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import inspect
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
-from typing import Any, Callable, Coroutine, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .._engine.protocol import Connection
 from .._model import failures
@@ -47,9 +48,11 @@ from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
 from .._policy.clock import ClockEstimate
 from .._policy.maintenance import Action, Open, Ping, Tend
+from .._policy.pipelining import Burst, unanswered
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from .base import PoolBase, _check_samples
+from .pipeline import PipelineItem, PipelineResult, answered, assemble, check_items, weights_for
 
 log = logging.getLogger("fastpool")
 
@@ -284,6 +287,99 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 self._failed_request(error, method, url, params, json, data, prepared)
                 raise error
         return response
+
+    # ---- a pipeline (fastpool._drivers.pipeline) ---------------------------------------
+
+    async def pipeline(self, items: Sequence[PipelineItem], *, headers: HeaderTypes = None,
+                       timeout: Any = _UNSET, retries: Optional[int] = None,
+                       priority: bool = False, weight: Union[int, Sequence[int]] = 1,
+                       on_limit: Optional[str] = None, signed: bool = False) -> PipelineResult:
+        """As Pool.pipeline: GET/HEAD items as one HTTP/1.1 pipeline on one connection, one
+        Response or exception per item, in order."""
+        start = monotonic_ns()
+        specs = check_items(items)
+        if not specs:
+            return []
+        weights = weights_for(weight, len(specs))
+        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        deadline = start + tmo.total_ns if tmo.total_ns else 0
+        prepared = self._pipeline_prepare(specs, headers, signed)
+        if not self._opened:
+            await self.open()
+        elif asyncio.get_running_loop() is not self._loop:
+            self._rebind()  # before a byte is written: EventLoopError (NotSent) if it cannot
+        policy = self._policy
+        burst = Burst([p.method for p in prepared], self._retries if retries is None
+                      else retries, deadline)
+        granted = [0] * len(specs)
+        if self._exchange_needed(None, 0, signed, start):
+            await self._pipeline_admit(burst, weights, granted, priority, on_limit, deadline)
+        first = True
+        while burst.todo:
+            indices = list(burst.todo)
+            conn = policy.take_idle(priority) if not policy.closed else None
+            fresh = False
+            if conn is None:
+                try:
+                    conn, fresh = await self._acquire(tmo, deadline, priority)
+                except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                    burst.give_up(exc, policy.stats, copy.copy)
+                    break
+            if signed and not first:
+                self._pipeline_prepare(specs, headers, True, indices, prepared)
+            first = False
+            data, heads, offsets = assemble(prepared, indices)
+            try:
+                raws, error = await self._pipe(conn, data, heads, tmo, deadline)
+            except BaseException as exc:  # cancelled mid-burst: bytes may be unread
+                self._drop(conn, exc)
+                raise
+            responses = answered(self, conn, prepared, indices, raws, start)
+            errors: List[FastpoolError] = []
+            if error is not None:
+                errors = unanswered(error, offsets, len(raws), sent=conn.sent,
+                                    written=conn.written, tls=bool(conn.tls_version))
+                self._drop(conn, error)
+            elif (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
+                    and (not conn.retire_at_ns or raws[-1].t_complete < conn.retire_at_ns)):
+                _wake(policy.returned(conn))
+            else:
+                self._release(conn)
+            burst.attempted(indices, responses, errors, fresh=fresh, stats=policy.stats,
+                            closed=policy.closed, now=monotonic_ns())
+        return self._pipeline_results(burst, specs, prepared, weights, granted, start)
+
+    async def _pipe(self, conn: Connection, data: bytes, heads: List[bool], tmo: Timeout,
+                    deadline: int) -> Tuple[List[RawExchange], Optional[FastpoolError]]:
+        """One burst on conn, in steps (the twin of the engines' blocking pipeline()): the
+        responses that came, and the failure that ended it early (None: all came)."""
+        step_done = self._step_done
+        raws: List[RawExchange] = []
+        last = len(heads) - 1
+        try:
+            conn.begin(data, heads[0])
+            rc = conn.step()
+            while True:
+                while rc != step_done:
+                    rc = await self._park(conn, rc, tmo, deadline)
+                if len(raws) == last:
+                    raws.append(conn.take())
+                    return raws, None
+                raws.append(conn.take_next(heads[len(raws) + 1]))
+                # OpenSSL may hold the next response already: step before parking.
+                rc = conn.step()
+        except FastpoolError as exc:
+            return raws, exc
+
+    async def _pipeline_admit(self, burst: Burst, weights: List[int], granted: List[int],
+                              priority: bool, on_limit: Optional[str], deadline: int) -> None:
+        """As Pool._pipeline_admit, waiting on the loop."""
+        for i in list(burst.todo):
+            try:
+                granted[i] = await self._admit(weights[i], 0, priority, on_limit, deadline)
+            except FastpoolError as exc:  # RateLimitedError, InvalidRequestError: NotSent
+                self._pipeline_refused(burst, i, exc)
+                return
 
     async def _admit(self, weight: int, order: int, priority: bool, on_limit: Optional[str],
                      deadline: int) -> int:

@@ -10,16 +10,17 @@ R is what a verb returns.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
 import weakref
 from collections.abc import Mapping
 from time import monotonic_ns
-from typing import Any, Generic, Iterable, Optional, Sequence, TypeVar, Union
+from typing import Any, Generic, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from .._model.auth import Signer
-from .._model.errors import FastpoolError, InvalidRequestError, RateLimitedError
+from .._model.errors import FastpoolError, InvalidRequestError, NotSentError, RateLimitedError
 from .._model.headers import HeaderTypes
 from .._model.keepwarm import KeepWarm
 from .._model.limits import Limits
@@ -33,6 +34,7 @@ from .._policy.clock import ClockEstimate, ClockEstimator, server_time_field
 from .._policy.cooldown import Cooldown
 from .._policy.exchange import UNCALIBRATED_ERROR_NS, ExchangeGate
 from .._policy.ledger import SharedLedger
+from .._policy.pipelining import Burst
 from .._policy.ratelimit import RateLimiter
 from .._policy.stats import PoolStats
 from .._policy.stats import endpoint as endpoint_stats
@@ -282,6 +284,59 @@ class PoolBase(Generic[R]):
         """PATCH url (see request()); never re-sent by the pool once it may have left."""
         return self._send("PATCH", url, params, headers, content, json, data, timeout, retries,
                           priority, weight, order, signed, on_limit)
+
+    # ---- pipelining (both drivers; see fastpool._drivers.pipeline) ----------------------
+
+    def _pipeline_prepare(self, specs: Sequence[Tuple[str, str, ParamsTypes]],
+                          headers: HeaderTypes, signed: bool,
+                          indices: Optional[Sequence[int]] = None,
+                          prepared: Optional[List[Prepared]] = None) -> List[Prepared]:
+        """Every item built as the verbs build a request (signed with the server clock's
+        timestamp when asked); InvalidRequestError / InvalidURL before anything is sent. With
+        indices: those items built again into prepared (a signed retry's fresh timestamp)."""
+        if prepared is None:
+            return [self._prepare_exchange(m, u, p, headers, None, None, None, signed,
+                                           monotonic_ns()) for m, u, p in specs]
+        for i in indices or ():
+            m, u, p = specs[i]
+            prepared[i] = self._prepare_exchange(m, u, p, headers, None, None, None, signed,
+                                                 monotonic_ns())
+        return prepared
+
+    def _pipeline_refused(self, burst: Burst, index: int, error: FastpoolError) -> None:
+        """The gate refused item index: it and every item after it still to send are not
+        sent (a burst is not reordered), each with its own error instance."""
+        rest = [i for i in burst.todo if i >= index]
+        for n, i in enumerate(rest):
+            burst.refuse(i, error if n == 0 else copy.copy(error))
+            if n and isinstance(error, RateLimitedError):
+                self._gate.rate_limited += 1
+
+    def _pipeline_results(self, burst: Burst, specs: Sequence[Tuple[str, str, ParamsTypes]],
+                          prepared: Sequence[Prepared], weights: Sequence[int],
+                          granted: Sequence[int], start: int) -> List[Any]:
+        """The results, once every item is answered or given up: what the responses tell the
+        gate (usage headers; a 429/418 becomes that item's RateLimitedError and starts the
+        cooldown), the weight of every admitted item that certainly never left given back,
+        and each failure described (error.request)."""
+        gate = self._gate
+        results = burst.results
+        for i, result in enumerate(results):
+            method, url, params = specs[i]
+            if isinstance(result, Response):
+                if gate.limiter is not None or result.status_code in gate.statuses:
+                    with self._guard():
+                        error = self._rate_limited(result, granted[i] or start, 0,
+                                                   monotonic_ns())
+                    if error is not None:
+                        results[i] = result = error
+                if isinstance(result, Response):
+                    continue
+            if granted[i] and isinstance(result, NotSentError):
+                with self._guard():
+                    gate.refund(monotonic_ns(), weights[i], 0, granted[i])
+            self._failed_request(result, method, url, params, None, None, prepared[i])
+        return results
 
     # ---- what the exchange asks (both drivers) -----------------------------------------
 

@@ -13,12 +13,13 @@ scheduled.
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import threading
 import time
 from time import monotonic_ns
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from .._engine.protocol import Lane
 from .._model.errors import FastpoolError, NotSentError, OutageError, PoolClosed, PoolTimeout
@@ -31,9 +32,11 @@ from .._policy.attempts import Attempts
 from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
 from .._policy.maintenance import Action, Open, Ping, Tend
+from .._policy.pipelining import Burst, unanswered
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from .base import PoolBase, _check_samples
+from .pipeline import PipelineItem, PipelineResult, answered, assemble, check_items, weights_for
 
 log = logging.getLogger("fastpool")
 
@@ -261,6 +264,85 @@ class Pool(PoolBase[Response]):
             self._failed_request(error, method, url, params, json, data, prepared)
             raise error
         return response
+
+    # ---- a pipeline (fastpool._drivers.pipeline) ---------------------------------------
+
+    def pipeline(self, items: Sequence[PipelineItem], *, headers: HeaderTypes = None,
+                 timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False,
+                 weight: Union[int, Sequence[int]] = 1, on_limit: Optional[str] = None,
+                 signed: bool = False) -> PipelineResult:
+        """Sends GET/HEAD items as one HTTP/1.1 pipeline: one connection, one write, the
+        responses read in order. Returns one Response or exception (NotSent / MaybeSent) per
+        item, in order; raises InvalidRequestError before anything is sent for an item that
+        may not be pipelined (a POST, ...). See fastpool._drivers.pipeline for the rules:
+        framing doubts, retries, rate limits, stats."""
+        start = monotonic_ns()
+        specs = check_items(items)
+        if not specs:
+            return []
+        weights = weights_for(weight, len(specs))
+        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        deadline = start + tmo.total_ns if tmo.total_ns else 0
+        prepared = self._pipeline_prepare(specs, headers, signed)
+        burst = Burst([p.method for p in prepared], self._retries if retries is None
+                      else retries, deadline)
+        granted = [0] * len(specs)
+        if self._exchange_needed(None, 0, signed, start):
+            self._pipeline_admit(burst, weights, granted, priority, on_limit, deadline)
+        until = 0
+        first = True
+        while burst.todo:
+            indices = list(burst.todo)
+            if until == 0:
+                until = self._wait_until(tmo, deadline)
+            try:
+                conn, fresh = self._acquire(until, deadline, priority)
+            except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
+                with self._lock:
+                    burst.give_up(exc, self._policy.stats, copy.copy)
+                break
+            if signed and not first:
+                self._pipeline_prepare(specs, headers, True, indices, prepared)
+            first = False
+            data, heads, offsets = assemble(prepared, indices)
+            try:
+                raws, error = conn.pipeline(data, heads, tmo.write_ns, tmo.read_ns, deadline)
+            except BaseException as exc:  # a signal handler's: marked, propagated
+                conn.close()
+                self._on_release(conn, exc)
+                raise
+            responses = answered(self, conn, prepared, indices, raws, start)
+            errors: List[FastpoolError] = []
+            if error is not None:
+                errors = unanswered(error, offsets, len(raws), sent=conn.sent,
+                                    written=conn.written, tls=bool(conn.tls_version))
+            if error is not None or not conn.reusable:
+                conn.close()  # framing in doubt, or bytes after the last response
+            self._on_release(conn, error)
+            with self._lock:
+                burst.attempted(indices, responses, errors, fresh=fresh,
+                                stats=self._policy.stats, closed=self._policy.closed,
+                                now=monotonic_ns())
+        return self._pipeline_results(burst, specs, prepared, weights, granted, start)
+
+    def _pipeline_admit(self, burst: Burst, weights: List[int], granted: List[int],
+                        priority: bool, on_limit: Optional[str], deadline: int) -> None:
+        """Each item through the exchange gate, in order, as a request of its own (waiting
+        when the budget says so); the first refusal refuses the rest."""
+        gate = self._gate
+        for i in list(burst.todo):
+            while True:
+                try:
+                    with self._lock:
+                        now = monotonic_ns()
+                        wait = gate.admit(now, weights[i], 0, priority, on_limit, deadline)
+                except FastpoolError as exc:  # RateLimitedError, InvalidRequestError: NotSent
+                    self._pipeline_refused(burst, i, exc)
+                    return
+                if not wait:
+                    granted[i] = now
+                    break
+                time.sleep(wait / 1e9)
 
     def calibrate(self, path: str = "/api/v3/time", field: str = "serverTime", *,
                   samples: int = 5, unit: str = "ms") -> ClockEstimate:

@@ -49,6 +49,16 @@ Connections (csrc/fp_tls.h and fp_conn.h are the specification of both):
         followed by more bytes (ours or TLS-buffered) leaves .reusable False. An exception
         from outside the model (a signal handler's) escaping an exchange closes the
         connection and is marked by fastpool._model.failures.interrupted.
+        Pipelining (fp_conn_next): several requests concatenated, written as one exchange,
+        their responses read in order, the bytes after one the start of the next:
+        .pipeline(burst, heads, write_timeout_ns, read_timeout_ns, deadline_ns)
+            -> (raws, error)           blocking mode: the responses that came, and the
+                                   failure that ended it early (None: all came)
+        .begin(burst, heads[0]); .step() ...; .take_next(heads[i + 1]) -> raw tuple; ...
+            .step(); .take()           step mode: take_next takes a response and goes on to
+                                   the next; a doubt about the framing (the response ends
+                                   keep-alive, the next is malformed) is the next step()'s
+                                   failure. Either way the connection is then not reusable.
         .stale() -> bool, .reusable, .resumed, .sent, .written, .tls_version, .fileno(),
         .close(), .idle_since
         raw tuple: (status, http_minor, head, spans, body, reason_off, reason_len,

@@ -41,6 +41,11 @@ STEP_WANT_WRITE = FP_STEP_WANT_WRITE
 _CLIENT_TLS_VERSIONS = {None: 0, "1.2": TLS1_2_VERSION, "1.3": TLS1_3_VERSION}
 
 
+cdef object _cerr_error(fp_cerr *err):
+    return _failure(err.kind, err.msg.decode("utf-8", "replace"), sent=err.sent,
+                    code=err.code, verify=err.verify)
+
+
 cdef object _raise_cerr(fp_cerr *err):
     raise _failure(err.kind, err.msg.decode("utf-8", "replace"), sent=err.sent,
                    code=err.code, verify=err.verify)
@@ -223,6 +228,12 @@ cdef class Connection:
 
     cdef object _take(self):
         """The RawExchange of the response just completed (fastpool._model.response)."""
+        cdef object raw = self._raw()
+        self.reusable = fp_conn_finish(&self.c) != 0
+        return raw
+
+    cdef object _raw(self):
+        """The response just completed, as a RawExchange; the connection stays as it is."""
         cdef const fp_resp *r = &self.c.resp
         cdef const char *buf = self.c.buf
         cdef object raw = _alloc_named(_RawExchange, 11)
@@ -238,8 +249,63 @@ cdef class Connection:
         _set_item(raw, 8, self.c.t_written)
         _set_item(raw, 9, self.c.t_first_byte)
         _set_item(raw, 10, self.c.t_complete)
-        self.reusable = fp_conn_finish(&self.c) != 0
         return raw
+
+    # ---- pipelining (fp_conn_next) ----------------------------------------------------
+
+    def take_next(self, bint head):
+        """Step mode, pipelining: the RawExchange once step() returned STEP_DONE, as take(),
+        but the exchange goes on to the response of the burst's next request (head: it is a
+        HEAD), from the bytes already received after this one. Call step() next: STEP_DONE
+        when they held it whole; the failure when the pipeline cannot go on (this response
+        ended keep-alive: ServerDisconnected; the next is malformed: ProtocolError)."""
+        cdef fp_cerr err
+        cdef object raw = self._raw()
+        if fp_conn_next(&self.c, head, &err) < 0:
+            self.reusable = False  # the failure is step()'s to report
+        return raw
+
+    def pipeline(self, bytes burst, heads, int64_t write_timeout_ns, int64_t read_timeout_ns,
+                 int64_t deadline_ns):
+        """Blocking, pipelining: writes burst (len(heads) requests, concatenated; heads[i]:
+        request i is a HEAD) in one exchange under the limits of exchange(), then reads the
+        responses in order. Returns (raws, error): the RawExchanges of the responses that
+        came, in order, and None when all did, else the failure that ended the pipeline at
+        response len(raws) (the connection is then not reusable; nothing after it can be
+        trusted). A signal handler that raises propagates as in exchange()."""
+        cdef const char *p = PyBytes_AS_STRING(burst)
+        cdef size_t n = PyBytes_GET_SIZE(burst)
+        cdef Py_ssize_t count = len(heads), i = 0
+        cdef list raws = []
+        cdef fp_cerr err
+        cdef int rc, head
+        if count < 1:
+            raise ValueError("a pipeline has at least one request")
+        head = 1 if heads[0] else 0
+        with nogil:
+            rc = fp_conn_exchange(&self.c, p, n, head, write_timeout_ns, read_timeout_ns,
+                                  deadline_ns, &err)
+        while True:
+            while rc == FP_INTERRUPTED:
+                self._run_signal_handlers()
+                with nogil:
+                    rc = fp_conn_resume(&self.c, &err)
+            if rc < 0:
+                self.reusable = False
+                return raws, _cerr_error(&err)
+            if i == count - 1:
+                raws.append(self._take())
+                return raws, None
+            raws.append(self._raw())
+            i += 1
+            rc = fp_conn_next(&self.c, 1 if heads[i] else 0, &err)
+            if rc == FP_STEP_ERROR:
+                self.reusable = False
+                return raws, _cerr_error(&err)
+            if rc == FP_STEP_WANT_READ:
+                with nogil:
+                    rc = fp_conn_resume(&self.c, &err)
+            # else FP_STEP_DONE (0): complete from the bytes already received
 
     @property
     def received(self):

@@ -56,4 +56,5 @@ cdef extern from "fp_conn.h" nogil:
     int fp_conn_step(fp_conn *c, fp_cerr *err)
     uint64_t fp_conn_sent(const fp_conn *c)
     int fp_conn_finish(fp_conn *c)
+    int fp_conn_next(fp_conn *c, int head_request, fp_cerr *err)
     const char *fp_conn_tls_version(const fp_conn *c)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Protocol, Sequence, Tuple
 
+from .._model.errors import FastpoolError
 from .._model.limits import Limits
 from .._model.response import RawExchange, Response
 
@@ -78,7 +79,8 @@ class Histogram(Protocol):
 
 class Connection(Protocol):
     """One keep-alive connection. Blocking mode (sync pools): exchange(). Step mode (async
-    pools): begin(), step() until STEP_DONE, take()."""
+    pools): begin(), step() until STEP_DONE, take(). Pipelining: pipeline() (blocking), or
+    take_next() between the responses of a burst begun with begin() (steps)."""
 
     # The pool's bookkeeping, read by the lane on the hot path (fastpool._policy.lifecycle).
     lane: int
@@ -98,6 +100,10 @@ class Connection(Protocol):
     def begin(self, request: bytes, head: bool) -> None: ...
     def step(self) -> int: ...
     def take(self) -> RawExchange: ...
+    def take_next(self, head: bool) -> RawExchange: ...     # pipelining (fp_conn_next)
+    def pipeline(self, burst: bytes, heads: Sequence[bool], write_timeout_ns: int,
+                 read_timeout_ns: int, deadline_ns: int
+                 ) -> Tuple[list[RawExchange], Optional[FastpoolError]]: ...
     def stale(self) -> bool: ...
     def fileno(self) -> int: ...
     def close(self) -> None: ...

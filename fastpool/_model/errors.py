@@ -112,6 +112,11 @@ class WriteTimeoutNotSent(NotSentError, TimeoutException):
     phase = "write"
 
 
+class PipelineNotSent(NotSentError):
+    """A request of ``pool.pipeline()`` that was never written: the pipeline failed (its
+    ``__cause__`` says how) before any byte of this request reached the socket."""
+
+
 class EventLoopError(NotSentError, RuntimeError):
     """An AsyncPool was used from an event loop other than the one it is bound to while that
     one is still alive (running in another thread, or holding requests in flight). Nothing
@@ -215,6 +220,12 @@ class ServerDisconnected(ReadError):
         self.code = code
 
 
+class PipelineAborted(MaybeSentError):
+    """A request of ``pool.pipeline()`` that was written but never answered: an earlier
+    response of the same pipeline failed (its ``__cause__`` says how) and the connection was
+    discarded. The server may have processed it — or none of the requests after the failure."""
+
+
 class ReadTimeout(MaybeSentError, TimeoutException):
     """The response did not arrive (completely) within the read or total deadline."""
 
@@ -246,6 +257,7 @@ __all__ = [
     "InvalidRequestError",
     "StaleConnection",
     "WriteTimeoutNotSent",
+    "PipelineNotSent",
     "EventLoopError",
     "Interrupted",
     "InterruptedNotSent",
@@ -258,4 +270,5 @@ __all__ = [
     "ServerDisconnected",
     "ReadTimeout",
     "ProtocolError",
+    "PipelineAborted",
 ]

@@ -95,6 +95,9 @@ class AsyncPoolFacade:
     def patch(self, *a, **kw):
         return self._run("patch", *a, **kw)
 
+    def pipeline(self, *a, **kw):
+        return self._run("pipeline", *a, **kw)
+
     def stats(self, *a, **kw) -> dict:
         return self._lt.run(_call(self.pool.stats, *a, **kw))
 

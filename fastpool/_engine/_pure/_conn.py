@@ -178,6 +178,7 @@ class Connection:
         self._exchanging = False
         self._t_start = self._t_written = self._t_first_byte = self._t_idle = 0
         self.received = 0
+        self._pipe_error: Optional[FastpoolError] = None  # take_next's, for the next step()
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -478,6 +479,9 @@ class Connection:
     def _step(self) -> int:
         if not self._exchanging:
             self.reusable = False
+            error, self._pipe_error = self._pipe_error, None
+            if error is not None:  # take_next found the pipeline cannot go on
+                raise error
             raise F.failure(F.READ, "the connection is not in an exchange")
         io = self._io
         request_view = self._request
@@ -542,11 +546,7 @@ class Connection:
     def _take(self, parser: ResponseParser) -> RawExchange:
         t_complete = monotonic_ns()
         res = parser.result()
-        reason_len = len(res.reason)
-        raw = _tuple_new(RawExchange, (
-            res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
-            res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
-            self._t_first_byte, t_complete))
+        raw = self._raw(res, t_complete)
         # Bytes after the response, in our buffer or decrypted in ssl's: never reused (the
         # socket will not show the latter to the next request's check).
         tsock = self._tls_sock
@@ -559,6 +559,97 @@ class Connection:
         if self._tls_sock is not None and not self._session_kept:
             self._keep_session()
         return raw
+
+    def _raw(self, res, t_complete: int) -> RawExchange:
+        reason_len = len(res.reason)
+        return _tuple_new(RawExchange, (
+            res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
+            res.body, 13 if reason_len else 12, reason_len, self._t_start, self._t_written,
+            self._t_first_byte, t_complete))
+
+    # ---- pipelining (fp_conn_next's twin) ---------------------------------------------
+
+    def take_next(self, head: bool) -> RawExchange:
+        """Step mode, pipelining: the response step() completed, as take(), and the exchange
+        goes on to the next request's (see the C engine's Connection.take_next)."""
+        res = self._parser.result()
+        raw = self._raw(res, monotonic_ns())
+        self._pipe_error = self._follow(res, head)
+        if self._pipe_error is not None:
+            self.reusable = False
+            self._exchanging = False  # step() raises it
+        return raw
+
+    def _follow(self, res, head: bool) -> Optional[FastpoolError]:
+        """Moves on to the next response of a burst, from the bytes received after res (the
+        twin of fp_conn_next; see csrc/fp_conn.h). The failure when the pipeline cannot go
+        on: res ended keep-alive, or the next response is malformed."""
+        if not res.keep_alive:
+            return F.failure(F.CLOSED, "the server closed the connection after an earlier "
+                             "response of the pipeline", sent=self.sent,
+                             code=PARSE_CODES["no_response"])
+        parser = self._parser = ResponseParser(head, self._limits)
+        self._head = head
+        rest = res.trailing
+        self._t_first_byte = monotonic_ns() if rest else 0
+        if rest:
+            try:
+                parser.feed(rest)
+            except ProtocolError as exc:
+                return F.failure(F.PROTOCOL, "malformed response", sent=self.sent,
+                                 code=PARSE_CODES[exc.code])
+        return None
+
+    def pipeline(self, burst: bytes, heads, write_timeout_ns: int, read_timeout_ns: int,
+                 deadline_ns: int):
+        """Blocking, pipelining: the twin of the C engine's Connection.pipeline (see there):
+        (raws, error)."""
+        count = len(heads)
+        if count < 1:
+            raise ValueError("a pipeline has at least one request")
+        raws: list = []
+        self.begin(burst, heads[0])
+        try:
+            try:
+                self._check_quiet()
+                if deadline_ns and self._t_start >= deadline_ns:
+                    raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+                if self._tls_sock is None:
+                    self._send_plain(write_timeout_ns, deadline_ns)
+                else:
+                    self._send_tls(write_timeout_ns, deadline_ns)
+                self._t_written = monotonic_ns()
+                for i in range(count):
+                    parser = self._parser
+                    self._receive(parser, read_timeout_ns, deadline_ns)
+                    if i == count - 1:
+                        raws.append(self._take(parser))
+                        break
+                    res = parser.result()
+                    raws.append(self._raw(res, monotonic_ns()))
+                    error = self._follow(res, heads[i + 1])
+                    if error is not None:
+                        raise error
+            except FastpoolError as exc:
+                self.reusable = False
+                self._exchanging = False
+                return raws, exc
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
+        return raws, None
+
+    def _receive(self, parser: ResponseParser, read_timeout_ns: int, deadline_ns: int) -> None:
+        """Blocking: reads until parser's response is complete (it may be already)."""
+        io = self._io
+        try:
+            while not parser.complete:
+                self._arm_read(read_timeout_ns, deadline_ns)
+                self._received(parser, io.recv(_RECV_SIZE))
+        except (BlockingIOError, socket.timeout):
+            raise self._fail(F.READ_TIMEOUT, deadline_ns) from None
+        except OSError as exc:
+            raise self._fail_read(exc) from None
 
     def _keep_session(self) -> None:
         # TLS 1.3 tickets arrive after the handshake; by the first response they are in.
