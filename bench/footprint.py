@@ -1,6 +1,6 @@
 """Footprint: resident memory of one pool holding many idle TLS connections.
 
-    .venv/bin/python bench/footprint.py [--connections 1000] [--drivers sync,asyncio]
+    .venv/bin/python bench/footprint.py [--connections 1000] [--drivers sync,asyncio,uvloop]
                                         [--engines c,python] [--plain]
 
 The embedded server runs in this process; each measurement runs in a fresh child process
@@ -62,16 +62,25 @@ def child(url: str, ca: str, n: int, driver: str, engine: str) -> dict:
                 gc.collect()
                 return rss_bytes(), len(os.listdir("/proc/self/fd"))
 
-        after, fds = asyncio.run(run())
+        if driver == "uvloop":
+            import uvloop
+
+            after, fds = uvloop.run(run())
+        else:
+            after, fds = asyncio.run(run())
     return {"driver": driver, "engine": engine, "connections": n, "rss_before": before,
             "rss_after": after, "fds": fds}
 
 
 def measure(url: str, ca: str, n: int, driver: str, engine: str) -> dict:
-    """Runs the child (this file with --child) and returns what it measured."""
+    """Runs the child (this file with --child) and returns what it measured. The child
+    imports the same fastpool as this process (sys.path[0] is bench/ there)."""
+    import fastpool
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--child", url, ca or "-", str(n), driver,
-         engine], check=True, capture_output=True, text=True, timeout=600)
+         engine], check=True, capture_output=True, text=True, timeout=600, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -82,7 +91,7 @@ def main() -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=1000)
-    ap.add_argument("--drivers", default="sync,asyncio")
+    ap.add_argument("--drivers", default="sync,asyncio,uvloop")
     ap.add_argument("--engines", default="c,python")
     ap.add_argument("--plain", action="store_true")
     args = ap.parse_args()
