@@ -9,15 +9,21 @@ the machine for the others):
 
     floor                  the raw C client on one pre-opened connection (C-timed exchange)
     floor + ping 1ms       the same, while a thread pings a second raw connection every 1 ms
+    floor + wake 1ms       the same, while a thread only wakes up every 1 ms (no I/O): how
+                           much of what a ping buys is this CPU kept out of deep idle
+    floor + server busy    the same, while another process pings the server every 1 ms: how
+                           much is the (loopback) server kept awake, which a real gateway
+                           serving others always is
     Pool                   fastpool.Pool(connections=2), keep-warm off
     Pool keep-warm 10ms    keep_warm=KeepWarm("/api/v3/ping", every=0.01)
     Pool keep-warm 1ms     keep_warm=KeepWarm("/api/v3/ping", every=0.001)
 
 The server is the embedded one in a child process. For each gap, each configuration sleeps
 the gap and makes one GET, ``count`` times, over ``rounds`` rounds in a shuffled order
-(drift spreads over all). Printed: the warm p50 (back-to-back), and per gap the p50 and p90
-after the gap with the ratio of the p50 to the floor's warm p50; and the CPU the process used
-per second of wall time over the gap series (what keep-warm costs while the strategy idles).
+(drift spreads over all). Printed: the warm p50 (100 back-to-back requests before each
+series), and per gap the p50 and p90 after the gap with the ratio of the p50 to the floor's
+warm p50; and the CPU the process used per second of wall time over the gap series (what
+keep-warm costs while the strategy idles).
 fastpool's samples are timed in Python around pool.get(); the floor's in C.
 """
 
@@ -31,7 +37,7 @@ import threading
 import time
 from typing import Callable
 
-from idle_common import FloorConn, ServerProcess, pct
+from idle_common import FloorConn, PingerProcess, ServerProcess, pct
 
 import fastpool
 
@@ -63,16 +69,20 @@ class Config:
         if self.name.startswith("floor"):
             floor = FloorConn(s)
             self._close.append(floor.close)
-            if "ping" in self.name:
-                other, stop = FloorConn(s), threading.Event()
+            if "server busy" in self.name:
+                self._close[:0] = [PingerProcess(s, 0.001).close]
+            elif "ping" in self.name or "wake" in self.name:
+                other = FloorConn(s) if "ping" in self.name else None
+                stop = threading.Event()
 
                 def pinger() -> None:
                     while not stop.wait(0.001):
-                        other.once()
+                        if other is not None:
+                            other.once()
 
                 t = threading.Thread(target=pinger, daemon=True)
                 t.start()
-                self._close[:0] = [stop.set, t.join, other.close]
+                self._close[:0] = [stop.set, t.join] + ([other.close] if other else [])
             floor.once()
             return floor.once
         kw: dict = dict(s.pool_kwargs(), connections=2, engine=self.engine)
@@ -115,20 +125,14 @@ def main() -> int:
     counts = [int(c) for c in args.counts.split(",")]
     if len(counts) != len(gaps):
         raise SystemExit("--counts needs one count per gap")
-    names = ["floor", "floor + ping 1ms", "Pool", "Pool keep-warm 10ms", "Pool keep-warm 1ms"]
+    names = ["floor", "floor + ping 1ms", "floor + wake 1ms", "floor + server busy", "Pool",
+             "Pool keep-warm 10ms", "Pool keep-warm 1ms"]
     rng = random.Random(args.seed)
     samples: dict = {(n, g): [] for n in names for g in gap_names}
     cpu: dict = {(n, g): [0.0, 0.0] for n in names for g in gap_names}
     warm: dict = {n: [] for n in names}
     pings: dict = {n: 0 for n in names}
     with ServerProcess(args.plain) as server:
-        for n in names:  # warm p50: back to back, as the latency table
-            c = Config(n, server, args.engine)
-            req = c.open()
-            for _ in range(200):
-                req()
-            warm[n] = [req() for _ in range(1000)]
-            c.close()
         for r in range(args.rounds):
             for g, gap, count in zip(gap_names, gaps, counts):
                 per = count // args.rounds + (1 if r < count % args.rounds else 0)
@@ -139,6 +143,9 @@ def main() -> int:
                           flush=True)
                     c = Config(n, server, args.engine)
                     req = c.open()
+                    # Warm p50 (back to back) in every block: noise from other tenants
+                    # spreads over it as over the gaps.
+                    warm[n] += [req() for _ in range(100)]
                     c0, w0 = cpu_s(), time.perf_counter()
                     for _ in range(per):
                         time.sleep(gap)

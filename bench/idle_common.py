@@ -59,6 +59,48 @@ class ServerProcess:
         self.proc.wait(10)
 
 
+def ping_forever(url: str, port: int, ca: str, every: float) -> None:
+    """In a child: a raw connection pinging the server every ``every`` seconds until stdin
+    closes (keeps the server, not this client, awake)."""
+    import threading
+    import time
+
+    class _S:
+        pass
+
+    s = _S()
+    s.url, s.port, s.ca, s.tls = url, port, ca, bool(ca)  # type: ignore[attr-defined]
+    conn = FloorConn(s)  # type: ignore[arg-type]
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    while not stop.is_set():
+        time.sleep(every)
+        conn.once()
+    conn.close()
+
+
+class PingerProcess:
+    """Another process pinging the server every ``every`` seconds on its own connection."""
+
+    def __init__(self, server: ServerProcess, every: float) -> None:
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+             "import idle_common; idle_common.ping_forever(sys.argv[2], int(sys.argv[3]), "
+             "sys.argv[4], float(sys.argv[5]))",
+             os.path.dirname(os.path.abspath(__file__)), server.url, str(server.port),
+             server.ca, str(every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=env)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
 class FloorConn:
     """The floor: one raw C engine connection, exchanges run in C (fastpool._bench's Floor)."""
 

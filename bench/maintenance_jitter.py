@@ -2,7 +2,7 @@
 (issue 11, item 1: a caller's request never waits behind maintenance).
 
     .venv/bin/python bench/maintenance_jitter.py [--requests 20000] [--blocks 5]
-                                                 [--drivers sync,asyncio] [--engine c]
+                                                 [--drivers sync,asyncio,uvloop] [--engine c]
                                                  [--plain] [--every 0.01,0.001]
 
 One caller (a thread, or a task) sends GETs back to back through a pool of 4 connections to
@@ -51,7 +51,13 @@ def block_sync(url: str, kw: dict, n: int) -> tuple[list[int], float, int]:
         return lat, used, pool.stats()["pings"]
 
 
-def block_async(url: str, kw: dict, n: int) -> tuple[list[int], float, int]:
+def block_uvloop(url: str, kw: dict, n: int) -> tuple[list[int], float, int]:
+    import uvloop
+
+    return block_async(url, kw, n, uvloop.run)
+
+
+def block_async(url: str, kw: dict, n: int, runner=asyncio.run) -> tuple[list[int], float, int]:
     async def run() -> tuple[list[int], float, int]:
         async with fastpool.AsyncPool(url, **kw) as pool:
             get, pc = pool.get, time.perf_counter_ns
@@ -66,14 +72,14 @@ def block_async(url: str, kw: dict, n: int) -> tuple[list[int], float, int]:
             used = cpu_s() - c0
             return lat, used, pool.stats()["pings"]
 
-    return asyncio.run(run())
+    return runner(run())  # type: ignore[no-any-return]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=20000, help="per block")
     ap.add_argument("--blocks", type=int, default=5, help="blocks per setting")
-    ap.add_argument("--drivers", default="sync,asyncio")
+    ap.add_argument("--drivers", default="sync,asyncio,uvloop")
     ap.add_argument("--engine", default="c", choices=["c", "python"])
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--every", default="0.01,0.001", help="keep-warm intervals, seconds")
@@ -89,7 +95,7 @@ def main() -> int:
         print(f"{'driver':<8} {'keep-warm':<10} {'p50':>7} {'p99':>7} {'p99.9':>7} {'max':>8} "
               f"{'CPU us/req':>10} {'pings':>7}")
         for driver in args.drivers.split(","):
-            run = block_sync if driver == "sync" else block_async
+            run = {"sync": block_sync, "asyncio": block_async, "uvloop": block_uvloop}[driver]
             lat: dict = {s: [] for s in settings}
             cpu: dict = {s: 0.0 for s in settings}
             pings: dict = {s: 0 for s in settings}

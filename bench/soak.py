@@ -90,7 +90,7 @@ class Sampler:
         first, mid, last = self.rows[0], self.rows[len(self.rows) // 2], self.rows[-1]
         return (f"{self.label}: RSS {first[1]:.1f} / {mid[1]:.1f} / {last[1]:.1f} MiB, "
                 f"fds {first[2]} / {mid[2]} / {last[2]}, threads {first[3]} / {mid[3]} / "
-                f"{last[3]} (start / middle / end, after {first[0]}, {mid[0]}, {last[0]} "
+                f"{last[3]} (start / middle / end: after the warm-up, then {mid[0]} and {last[0]} "
                 f"requests); connections accepted {last[4]}")
 
 
@@ -185,8 +185,7 @@ def main() -> int:
                     failed += runner(run_async(url, kw, chunks, warm, args.concurrency,
                                                sampler))
                 summaries.append(sampler.summary())
-    print("\nsummary (fastpool", fastpool.__version__ if hasattr(fastpool, "__version__")
-          else "", f"engine {fastpool.BACKEND if args.engine == 'c' else 'python'})")
+    print(f"\nsummary (warm-up: {warm} requests before the first sample)")
     for line in summaries:
         print(" ", line)
     if failed:
