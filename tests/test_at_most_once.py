@@ -68,13 +68,16 @@ class Tally:
         self.problems: list[str] = []          # another exception, a wrong answer, twice
         self.errors: Counter[str] = Counter()  # exception class name -> count
         self.slowest_ns = 0                    # the longest request, for the counts line
+        self.slowest = ""
 
     def more(self, deadline: float) -> bool:
         """Whether to start another request: before the deadline, or until MIN_DONE ended."""
         return time.monotonic() < deadline or len(self.outcome) < MIN_DONE
 
-    def took(self, t0: int) -> None:
-        self.slowest_ns = max(self.slowest_ns, time.perf_counter_ns() - t0)
+    def took(self, t0: int, rid: str) -> None:
+        ns = time.perf_counter_ns() - t0
+        if ns > self.slowest_ns:
+            self.slowest_ns, self.slowest = ns, rid
 
     def end(self, rid: str, method: str, kind: str, problem: str = "") -> None:
         with self.lock:
@@ -157,7 +160,7 @@ def _storm(make_pool, fault_server, certs, transport: str, count: int, *,
                         tally.failed(rid, method, exc)
                     else:
                         tally.check_answer(rid, method, r)
-                    tally.took(t0)
+                    tally.took(t0, rid)
 
             await asyncio.gather(*(worker() for _ in range(WORKERS)))
 
@@ -181,7 +184,7 @@ def _storm(make_pool, fault_server, certs, transport: str, count: int, *,
                     tally.failed(rid, method, exc)
                 else:
                     tally.check_answer(rid, method, r)
-                tally.took(t0)
+                tally.took(t0, rid)
 
         run_threads(worker, WORKERS, timeout=SECONDS + 300 if SECONDS else 3600)
     stats = pool.stats()
@@ -201,7 +204,9 @@ def _verify(tally: Tally, storm: Storm, stats: dict, received: bytes) -> str:
             f"ok={kinds['ok']} not_sent={kinds['not_sent']} maybe_sent={kinds['maybe_sent']} "
             f"(processed {maybe_processed}, not processed {len(maybe) - maybe_processed}) "
             f"processed={sum(processed.values())} retries={stats['retries']} "
-            f"slowest={tally.slowest_ns / 1e9:.2f}s "
+            f"slowest={tally.slowest_ns / 1e9:.2f}s"
+            f"({tally.method.get(tally.slowest)} {tally.outcome.get(tally.slowest)}, processed "
+            f"{processed[tally.slowest]}) "
             f"faults={dict(sorted(storm.faults.items()))} errors={dict(tally.errors)}")
     replay = f"\n{line}\nreplay: FASTPOOL_STORM_SEED={tally.seed}"
     assert not tally.problems, "\n".join(tally.problems[:20]) + replay
