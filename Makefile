@@ -6,6 +6,8 @@
 #   make asan          the suite again with the C engine built under ASan + UBSan
 #   make bench-micro   pytest-benchmark microbenchmarks (parser, writer; peers when present)
 #   make bench-c       the C parser's own benchmark (ns and callgrind instructions)
+#   make at-most-once  the at-most-once proof at full size (STORM_COUNT requests per mode)
+#   make soak          a million requests per driver: RSS, fds, threads sampled; footprint
 #   make fuzz          libFuzzer on the C parser (FUZZ_SECONDS each for two builds)
 #   make deps          system packages (apt-get; CI runs it): compilers, OpenSSL, nginx, clang
 PYTHON ?= python3
@@ -14,7 +16,8 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 ASAN_DIR := build/asan
 
-.PHONY: venv build lint test asan bench bench-micro bench-c fuzz deps clean test-c-api-asan
+.PHONY: venv build lint test asan bench bench-micro bench-c fuzz deps clean test-c-api-asan \
+	at-most-once soak
 
 venv: $(VENV)/.installed
 
@@ -75,6 +78,23 @@ bench-micro: build
 
 bench-c:
 	bench/c_bench.sh
+
+# tests/test_at_most_once.py without its time bound: STORM_COUNT POSTs (and PUTs) per mode,
+# both engines, Pool and AsyncPool on asyncio and uvloop, plain and TLS, under the seeded
+# storm of faults; prints the counts per mode (STORM_SEED=n replays a run). About 17 min on
+# 2 cores at 20 000.
+STORM_COUNT ?= 20000
+at-most-once: build
+	FASTPOOL_EXPECT_C=1 FASTPOOL_STORM_COUNT=$(STORM_COUNT) FASTPOOL_STORM_SEED=$(STORM_SEED) \
+		$(PYTEST) tests/test_at_most_once.py -p no:randomly -p no:cacheprovider -q -s
+
+# SOAK_REQUESTS GETs per driver through one pool (RSS, fds and threads sampled as it runs),
+# then the RSS of one pool holding FOOTPRINT_CONNECTIONS idle TLS connections.
+SOAK_REQUESTS ?= 1000000
+FOOTPRINT_CONNECTIONS ?= 1000
+soak: build
+	$(VPY) bench/soak.py --requests $(SOAK_REQUESTS) --drivers sync,asyncio,uvloop
+	$(VPY) bench/footprint.py --connections $(FOOTPRINT_CONNECTIONS)
 
 # The C parser's cffi tests under ASan+UBSan (part of `make asan` via the suite too).
 test-c-api-asan: venv

@@ -833,6 +833,68 @@ def test_fault_reset_after_request(fault_server):
     assert len(srv.requests) == 1 and srv.connections[0].ended == "rst"
 
 
+def test_storm_answers_with_the_id_and_counts_each_handler_run(fault_server):
+    storm = faults.Storm(1, {"answer": 1.0})
+    srv = fault_server(storm)
+    with RawConn.open(srv.address) as c:
+        r1 = c.request("POST", "/o", headers=[("X-Request-Id", "a")], body=b"{}")
+        r2 = c.request("PUT", "/o", headers=[("X-Request-Id", "b")], body=b"{}")
+    assert (r1.body, r1.get("x-request-id"), r2.body) == (b"a", "a", b"b")
+    srv.close()
+    assert storm.processed == {"a": 1, "b": 1} and storm.faults["answer"] >= 2
+
+
+@pytest.mark.parametrize("fault,processed", [
+    ("close_before_read", 0), ("read_then_close", 1), ("read_then_reset", 1),
+    ("partial_then_close", 1), ("stall", 1)])
+def test_storm_faults_run_the_handler_or_not(fault_server, fault, processed):
+    storm = faults.Storm(7, {fault: 1.0}, stall_hold=5.0)
+    srv = fault_server(storm)
+    with RawConn.open(srv.address) as c:
+        c.send_request("POST", "/o", headers=[("X-Request-Id", "x")], body=b"{}")
+        if fault == "stall":
+            srv.wait_for_requests(1)
+        else:
+            with pytest.raises((ConnectionResetError, EOFError)):
+                c.response()
+    srv.wait_idle()  # the stall ends when its client closes, well before stall_hold
+    srv.close()
+    assert storm.processed["x"] == processed and dict(storm.faults) == {fault: 1}
+
+
+def test_storm_close_idle_closes_before_a_request(fault_server):
+    storm = faults.Storm(3, {"close_idle": 1.0})
+    srv = fault_server(storm)
+    with RawConn.open(srv.address) as c:
+        assert c.wait_eof() == b""
+    srv.close()
+    assert not storm.processed and srv.received == b""
+
+
+def test_storm_draws_the_same_faults_for_the_same_seed(fault_server):
+    def draws(seed: int) -> list[str]:
+        storm = faults.Storm(seed, {"answer": 0.5, "read_then_close": 0.5})
+        srv = fault_server(storm)
+        seen = []
+        for _ in range(3):  # three connections, each until its first fault
+            with RawConn.open(srv.address) as c:
+                for i in range(20):
+                    c.send_request("POST", "/o", headers=[("X-Request-Id", str(i))], body=b"")
+                    try:
+                        c.response()
+                    except (EOFError, ConnectionResetError):
+                        break
+                    seen.append("answer")
+                seen.append("|")
+        srv.close()
+        return seen
+
+    assert draws(11) == draws(11)
+    assert faults.Storm(0).name == "storm[0]"
+    with pytest.raises(ValueError):
+        faults.Storm(0, {"meteor": 1.0})
+
+
 def test_fault_garbage(fault_server):
     srv = fault_server(faults.garbage(b"\x00\x01 not http\r\n\r\n"))
     conn = http.client.HTTPConnection(*srv.address, timeout=IO_TIMEOUT)

@@ -33,6 +33,9 @@ Behaviors (each factory returns a Behavior; ``name`` makes readable test ids):
                                  request arrives; FIN or RST
     handshake_stall(hold)        TLS servers: accept TCP, never answer the ClientHello
     handshake_close()            TLS servers: read the ClientHello, close
+    Storm(seed, ...)             a fault chosen at random for every request (seeded, so a
+                                 failure is reproducible): the at-most-once test's server;
+                                 it counts, per request id, how often its handler ran
 
 Pass ``tls=certs.server`` (a CertKey) or an ``ssl.SSLContext`` to make any behavior run over
 TLS: the server completes the handshake before the behavior runs (except for behaviors with
@@ -41,12 +44,15 @@ TLS: the server completes the handshake before the behavior runs (except for beh
 
 from __future__ import annotations
 
+import random
+import select
 import socket
 import ssl
 import struct
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Union
 
@@ -61,6 +67,8 @@ __all__ = [
     "FaultConnection",
     "FaultServer",
     "RecordedRequest",
+    "STORM_FAULTS",
+    "Storm",
     "close_after_request",
     "close_on_accept",
     "delay",
@@ -410,6 +418,121 @@ def handshake_close() -> Behavior:
         conn.close()
 
     return Behavior("handshake_close", run, auto_handshake=False)
+
+
+#: Storm's faults, one drawn per request turn; see Storm. "answer" is the control case.
+STORM_FAULTS: dict[str, float] = {
+    "answer": 0.65,
+    "close_idle": 0.05,         # close before the next request arrives (a stale connection)
+    "close_before_read": 0.07,  # the request's bytes arrived, close without reading them
+    "read_then_close": 0.07,    # processed, then FIN without a byte of answer
+    "read_then_reset": 0.07,    # processed, then RST (SO_LINGER 0)
+    "partial_then_close": 0.07, # processed, part of the head or of the body, then FIN
+    "stall": 0.02,              # processed, never answered: the client's read timeout ends it
+}
+
+
+class Storm:
+    """A behavior drawing a fault at random for each request turn of each connection.
+
+    The draws come from ``random.Random(f"{seed}/{connection index}")``: which requests meet
+    which fault depends on thread scheduling, but each connection's sequence of faults is
+    fixed by the seed, so a failing run names its seed and can be replayed.
+
+    The *handler* is what a real gateway would do with a request: it runs once the whole
+    request was read, before the fault decides what (if anything) goes back. It counts the
+    request's id (header ``id_header``) in ``processed``; ``faults`` counts the faults drawn.
+    An answered request gets 200 with the id echoed in the same header and as the body, so
+    the client can check it got its own answer.
+    """
+
+    auto_handshake = True
+    rcvbuf = None
+
+    def __init__(self, seed: int, weights: dict[str, float] | None = None, *,
+                 id_header: str = "X-Request-Id", stall_hold: float = 20.0) -> None:
+        weights = dict(STORM_FAULTS if weights is None else weights)
+        unknown = set(weights) - set(STORM_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown storm faults: {sorted(unknown)}")
+        self.seed = seed
+        self.name = f"storm[{seed}]"
+        self.id_header = id_header
+        self.stall_hold = stall_hold  #: a stalled connection is closed by then at the latest
+        self._names = list(weights)
+        self._weights = [weights[n] for n in self._names]
+        self._lock = threading.Lock()
+        self.processed: Counter[str] = Counter()  #: request id -> handler runs
+        self.faults: Counter[str] = Counter()     #: fault name -> times drawn
+
+    def _handle(self, req: RecordedRequest) -> str:
+        rid = req.header(self.id_header) or ""
+        with self._lock:
+            self.processed[rid] += 1
+        return rid
+
+    def __call__(self, conn: FaultConnection) -> None:
+        rng = random.Random(f"{self.seed}/{conn.record.index}")
+        while True:
+            fault = rng.choices(self._names, self._weights)[0]
+            with self._lock:
+                self.faults[fault] += 1
+            if fault == "close_idle":
+                conn.close()
+                return
+            if fault == "close_before_read":
+                # Wait for the request's first bytes and close with them unread: the client
+                # has written, the handler never ran (Linux answers unread data with RST).
+                self._wait_readable(conn)
+                conn.close()
+                return
+            req = conn.read_request()
+            if req is None:
+                conn.close()
+                return
+            rid = self._handle(req)
+            if fault == "answer":
+                conn.send(http_response(200, rid.encode(), [
+                    ("Content-Type", "text/plain"), (self.id_header, rid)]))
+                continue
+            if fault == "read_then_close":
+                conn.close()
+            elif fault == "read_then_reset":
+                conn.reset()
+            elif fault == "partial_then_close":
+                full = http_response(200, rid.encode() + b"x" * 64, [(self.id_header, rid)])
+                head_len = full.index(b"\r\n\r\n") + 4
+                cut = rng.randrange(1, len(full))  # somewhere in the head or in the body
+                conn.send(full[: min(cut, head_len - 1) if rng.random() < 0.5 else
+                               max(cut, head_len)])
+                conn.close()
+            elif fault == "stall":
+                # Never answer; read on until the client gives up (its read timeout), so the
+                # connection ends when the client's does, not at the server's lifetime.
+                end = time.monotonic() + self.stall_hold
+                while time.monotonic() < end and not conn.stopping:
+                    if self._wait_readable(conn, end) and not conn.read_raw():
+                        break
+                conn.close()
+            return
+
+    @staticmethod
+    def _wait_readable(conn: FaultConnection, end: float | None = None) -> bool:
+        """True once the connection has bytes (or EOF) to read; False when stopping or past
+        ``end``. A TLS socket with decrypted bytes pending is readable without its fd."""
+        while not conn.stopping and (end is None or time.monotonic() < end):
+            if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+                return True
+            try:
+                ready, _, _ = select.select([conn.sock], [], [], _POLL)
+            except (OSError, ValueError):
+                return False
+            if ready:
+                return True
+        return False
+
+    def __repr__(self) -> str:
+        return f"<Storm seed={self.seed}>"
 
 
 def server_tls_context(

@@ -1,0 +1,136 @@
+"""Shared by bench/after_idle.py and bench/maintenance_jitter.py: the embedded server in a
+child process (so the client's sleeps and wake-ups are its own, as against a real gateway),
+the floor's raw C connection, and percentiles.
+
+The server child prints one JSON line (url, port, CA file) and serves until its stdin
+closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import fastpool
+
+
+def serve(plain: bool) -> None:
+    """In the child: run the embedded server until stdin closes."""
+    import tempfile
+
+    from fastpool._bench._server import EmbeddedServer
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(tls=not plain) as srv:
+        ca = "" if plain else srv.write_ca(os.path.join(tmp, "ca.pem"))
+        print(json.dumps({"url": srv.url, "port": srv.port, "ca": ca}), flush=True)
+        sys.stdin.read()
+
+
+class ServerProcess:
+    """The embedded server, in a child process (``with ServerProcess(plain) as s``)."""
+
+    def __init__(self, plain: bool = False) -> None:
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+             "import idle_common; idle_common.serve(sys.argv[2] == '1')",
+             os.path.dirname(os.path.abspath(__file__)), "1" if plain else "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.url: str = info["url"]
+        self.port: int = info["port"]
+        self.ca: str = info["ca"]
+        self.tls = not plain
+
+    def pool_kwargs(self) -> dict:
+        return {"verify": self.ca} if self.tls else {}
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def ping_forever(url: str, port: int, ca: str, every: float) -> None:
+    """In a child: a raw connection pinging the server every ``every`` seconds until stdin
+    closes (keeps the server, not this client, awake)."""
+    import threading
+    import time
+
+    class _S:
+        pass
+
+    s = _S()
+    s.url, s.port, s.ca, s.tls = url, port, ca, bool(ca)  # type: ignore[attr-defined]
+    conn = FloorConn(s)  # type: ignore[arg-type]
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    while not stop.is_set():
+        time.sleep(every)
+        conn.once()
+    conn.close()
+
+
+class PingerProcess:
+    """Another process pinging the server every ``every`` seconds on its own connection."""
+
+    def __init__(self, server: ServerProcess, every: float) -> None:
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+             "import idle_common; idle_common.ping_forever(sys.argv[2], int(sys.argv[3]), "
+             "sys.argv[4], float(sys.argv[5]))",
+             os.path.dirname(os.path.abspath(__file__)), server.url, str(server.port),
+             server.ca, str(every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=env)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+class FloorConn:
+    """The floor: one raw C engine connection, exchanges run in C (fastpool._bench's Floor)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        from fastpool._engine import _core
+        from fastpool._model.request import RequestBuilder
+        from fastpool._model.url import parse_origin
+
+        self.core = _core
+        origin = parse_origin(server.url)
+        self.data = RequestBuilder(origin, _core, None).prepare(
+            "GET", "/api/v3/ticker", None, None, None, None)[0]
+        tls = _core.TLSContext(verify=True, ca_file=server.ca) if server.tls else None
+        self.conn = _core.Connection(None)
+        self.conn.open(int(socket.AF_INET), "127.0.0.1", server.port, tls, "127.0.0.1", True, 0)
+
+    def once(self) -> int:
+        """One exchange; its latency in ns as the C loop timed it."""
+        lat, bad = self.core.floor_latencies(self.conn, self.data, 1, False, 200, -1)
+        if bad or len(lat) != 1:
+            raise RuntimeError("the floor's exchange failed")
+        return int(lat[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def pct(values: Any, q: float) -> float:
+    """The q-quantile (0..1) of values, nearest rank."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    return float(s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))])
