@@ -2,7 +2,7 @@
 warm and after idle gaps, beside the floor.
 
     .venv/bin/python bench/busy_poll.py [--busy 20e-6,100e-6] [--gaps 0,0.001,0.01]
-                                        [-n 20000] [--rounds 3] [--plain] [--hogs N]
+                                        [-n 20000] [--rounds 3] [--plain] [--hogs N] [--pin]
 
 The embedded server runs in a child process (its CPU is not counted). This process runs, for
 each idle gap (0: back to back) and in interleaved rounds of shuffled order: the floor (a raw
@@ -13,8 +13,10 @@ Printed per gap: p50, p99, p99.9 over every round's samples pooled (us), CPU per
 (this process's user + system time, median over rounds, us; the sleeps cost none) and the
 p50 against the floor's. --hogs N starts N processes that burn a core each for the whole run:
 with the 2 cores of a small VM, the spinning client then competes with the server it waits
-for. Requests per gap: n back to back, n/4 with a gap under 5 ms, n/20 otherwise (a 10 ms
-gap makes 1000 requests last 10 s); the tail of fewer samples is coarser, say so with it.
+for; --pin puts the client and the server on CPUs of their own (as a strategy that dedicates
+a core would; other processes may still run there). Requests per gap: n back to back, n/4
+with a gap under 5 ms, n/20 otherwise (a 10 ms gap makes 1000 requests last 10 s); the tail
+of fewer samples is coarser: p99.9 of 5 x 1000 is the 5th largest.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 import fastpool  # noqa: E402
 
 SERVER = """
-import sys
+import os, sys
+if {pin}:
+    os.sched_setaffinity(0, {{{server_cpu}}})
 from fastpool._bench._server import EmbeddedServer
 srv = EmbeddedServer(tls={tls}, body_size=137).start()
 if {tls}:
@@ -118,13 +122,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--plain", action="store_true", help="HTTP instead of HTTPS (TLS 1.3)")
     ap.add_argument("--hogs", type=int, default=0, help="CPU-burning processes meanwhile")
+    ap.add_argument("--pin", action="store_true",
+                    help="the client on the first CPU, the server on the last (Linux)")
     args = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0)) if args.pin else [0]
+    if args.pin:
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs 2 CPUs")
+        os.sched_setaffinity(0, {cpus[0]})
     busies = [0.0] + [float(b) for b in args.busy.split(",") if b]
     gaps = [float(g) for g in args.gaps.split(",") if g]
     tmp = tempfile.mkdtemp()
     ca = "" if args.plain else os.path.join(tmp, "ca.pem")
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(tls=not args.plain, ca=ca)],
+        [sys.executable, "-c", SERVER.format(tls=not args.plain, ca=ca, pin=args.pin,
+                                             server_cpu=cpus[-1])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
     hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(args.hogs)]
     names = ["floor"] + [_label(b) for b in busies]
@@ -154,7 +166,8 @@ def main() -> None:
         server.stdin.close()
         server.wait(10)
     print(f"{'HTTP' if args.plain else 'HTTPS (TLS 1.3)'}, embedded server in a child process, "
-          f"{os.cpu_count()} CPUs, {args.hogs} hog process(es), {args.rounds} rounds; "
+          f"{os.cpu_count()} CPUs{', client and server pinned apart' if args.pin else ''}, "
+          f"{args.hogs} hog process(es), {args.rounds} rounds; "
           f"latency percentiles over all rounds' samples, CPU: median over rounds")
     for gap, (n, res) in out.items():
         print(f"\ngap {'none (back to back)' if gap == 0 else f'{gap * 1e3:g} ms'}, "
