@@ -118,9 +118,43 @@ static int arm_rcvtimeo(fp_conn *c, int64_t left)
     return 0;
 }
 
+/* spin_recv: nothing arrived during the spin; the caller sleeps for the time left. */
+#define SPIN_OVER (-2)
+
+/* Busy-poll (fp_conn_set_busy_poll): non-blocking recv() until bytes come or busy_ns (or the
+ * time left, if less) has passed. The bytes read (0: EOF), -1 as io_recv, or SPIN_OVER with
+ * the last clock reading left in t_hint for the sleep that follows. A non-blocking recv()
+ * costs a syscall per turn either way, so the loop needs no pause instruction to yield. */
+static ssize_t spin_recv(fp_conn *c, char *buf, size_t len)
+{
+    int64_t now = wait_clock(c), left = time_left(c, now), end;
+    if (left <= 0)
+        return SPIN_OVER; /* io_recv takes what is there and times out */
+    end = now + (c->busy_ns < left ? c->busy_ns : left);
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+        if (n >= 0) {
+            c->progressed |= n > 0;
+            return n;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            c->io_errno = errno;
+            if (errno == EINTR)
+                c->io_status = IO_INTERRUPTED;
+            return -1;
+        }
+        now = fp_now_ns();
+        if (now >= end) {
+            c->t_hint = now;
+            return SPIN_OVER;
+        }
+    }
+}
+
 /* recv(): in blocking mode one kernel wait bounded by the time left (a limit that ran out
- * still takes what is already there), -1 with io_status IO_TIMEOUT when the limit is reached
- * or IO_INTERRUPTED when a signal handler must run. io_errno holds a failure's errno. */
+ * still takes what is already there), after a busy-poll spin when one is set; -1 with
+ * io_status IO_TIMEOUT when the limit is reached or IO_INTERRUPTED when a signal handler must
+ * run. io_errno holds a failure's errno. */
 static ssize_t io_recv(fp_conn *c, char *buf, size_t len)
 {
     c->io_status = IO_OK;
@@ -129,6 +163,11 @@ static ssize_t io_recv(fp_conn *c, char *buf, size_t len)
         if (n < 0)
             c->io_errno = errno;
         return n;
+    }
+    if (c->busy_ns > 0) {
+        ssize_t n = spin_recv(c, buf, len);
+        if (n != SPIN_OVER)
+            return n;
     }
     for (;;) {
         int64_t left = time_left(c, wait_clock(c));
@@ -155,6 +194,11 @@ static ssize_t io_recv(fp_conn *c, char *buf, size_t len)
         }
         /* woke on an armed timeout shorter than the need (see arm_rcvtimeo): wait again */
     }
+}
+
+void fp_conn_set_busy_poll(fp_conn *c, int64_t busy_ns)
+{
+    c->busy_ns = busy_ns > 0 ? busy_ns : 0;
 }
 
 /* Waits until fd is writable, at most left_ns. 1 ready, 0 timeout, -1 with errno (EINTR). */

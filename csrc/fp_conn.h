@@ -20,6 +20,15 @@
  * TLS goes through a BIO of ours (fp_tls's method) so that OpenSSL's own retries of a partial
  * record obey the same limits: each socket call it makes is bounded by the time left.
  *
+ * Busy-poll (fp_conn_set_busy_poll, off by default; blocking mode only): each time a blocking
+ * read would sleep in the kernel, it first repeats non-blocking reads for at most busy_ns,
+ * then sleeps for whatever the limits leave. The spin counts against the read limit and the
+ * deadline like any wait, so they end the exchange at the same moment with or without it.
+ * It buys the wake-up (the scheduler's latency to run a sleeping thread again) for a core
+ * kept busy; it costs that core, and on a machine with fewer cores than busy threads it
+ * delays the very peer it waits for. A signal that arrives during the spin itself (no
+ * syscall is sleeping to return EINTR) is handled when the exchange returns.
+ *
  * Signals: Python's handlers are installed without SA_RESTART, so a blocking call returns
  * EINTR when one arrives. A blocking exchange then returns FP_INTERRUPTED with its state kept:
  * the caller runs the handlers and either resumes (fp_conn_resume: the limits go on from
@@ -109,6 +118,7 @@ typedef struct fp_conn {
     int io_status;           /* why the last blocking socket call moved nothing (fp_conn.c) */
     int io_errno;            /* errno of the last failed socket call */
     int64_t rcvtimeo_us;     /* SO_RCVTIMEO on the fd, in microseconds (0 = none, -1 = unknown) */
+    int64_t busy_ns;         /* busy-poll before each blocking read (see above; 0 = off) */
     /* CLOCK_MONOTONIC nanoseconds of the current exchange */
     int64_t t_start, t_written, t_first_byte, t_complete;
     int64_t t_idle;          /* when the connection last became idle (opened or finished) */
@@ -129,6 +139,10 @@ void fp_conn_close(fp_conn *c);
  * 0 = none). blocking selects the mode of the exchange that follows. 0, or -1 with err. */
 int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
                  const char *host, int blocking, int64_t deadline_ns, fp_cerr *err);
+
+/* Blocking mode: spin on non-blocking reads for at most busy_ns before each read would sleep
+ * (0 = off, the default; see above). Kept across fp_conn_open; step mode ignores it. */
+void fp_conn_set_busy_poll(fp_conn *c, int64_t busy_ns);
 
 /* Whether an idle connection is unusable: the peer closed it, reset it, or sent bytes nobody
  * asked for. TLS records that are not application data (TLS 1.3 session tickets) are

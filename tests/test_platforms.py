@@ -9,8 +9,6 @@ import runpy
 import subprocess
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -41,9 +39,6 @@ except RuntimeError as exc:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs H2b's change to fastpool/_engine/_pure/_conn.py and _tlsio.py (their module-level "
-    "select.POLL* and socket.MSG_DONTWAIT read through getattr); remove this marker with it"))
 def test_import_without_select_poll():
     out = _run(WITHOUT_POLL)
     assert out.returncode == 0, out.stderr[-3000:]

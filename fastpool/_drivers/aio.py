@@ -102,7 +102,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     ``async with AsyncPool(url, connections=4) as pool`` opens the connections before the
     body runs (``await pool.open()`` does the same without a context manager). Requests
     beyond the connections available wait in arrival order, up to the pool timeout. The
-    parameters are Pool's.
+    parameters are Pool's, but for ``busy_poll``, which it refuses (ValueError): a spin
+    would stall the event loop.
     """
 
     _kind = "AsyncPool"

@@ -80,14 +80,15 @@ class PoolBase(Generic[R]):
                  cooldowns: Union[None, bool, Mapping[int, float]] = None,
                  addresses: Union[None, str, Sequence[str]] = None,
                  choose: Optional[str] = None,
-                 redact: Optional[Iterable[str]] = None) -> None:
+                 redact: Optional[Iterable[str]] = None,
+                 busy_poll: Optional[float] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
             tls_min=tls_min, tls_max=tls_max, stale_check_after=stale_check_after,
             engine=engine, reserved=reserved, keep_warm=keep_warm, tcp_keepalive=tcp_keepalive,
             max_lifetime=max_lifetime, max_requests=max_requests, addresses=addresses,
-            choose=choose)
+            choose=choose, busy_poll=busy_poll, driver=self._kind)
         self._policy = cfg.new_policy(self._tends)
         self._prepare = cfg.builder.prepare
         self._origin = cfg.origin

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from .._engine import get_engine
 from .._model.headers import HeaderTypes
@@ -26,6 +26,9 @@ from .connect import (
     tls_context,
 )
 
+if TYPE_CHECKING:
+    from .._engine import _core
+
 
 class PoolConfig:
     """A pool's fixed settings and the objects derived from them."""
@@ -38,8 +41,11 @@ class PoolConfig:
                  reserved: int = 0, keep_warm: Optional[KeepWarm] = None,
                  tcp_keepalive: Optional[float] = None, max_lifetime: Optional[float] = None,
                  max_requests: Optional[int] = None, addresses: Any = None,
-                 choose: Optional[str] = None) -> None:
+                 choose: Optional[str] = None, busy_poll: Optional[float] = None,
+                 driver: str = "Pool") -> None:
         self.engine = get_engine(engine)
+        #: Nanoseconds each blocking read spins before it sleeps (csrc/fp_conn.h); 0: off.
+        self.busy_poll_ns = _busy_poll_ns(busy_poll, self.engine.__name__, driver)
         self.origin = parse_origin(url)
         self.timeout = Timeout.of(timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -106,6 +112,9 @@ class PoolConfig:
         conn = open_connection(self.engine, self.addrs, self.origin, self.tls, self.limits,
                                blocking, self.timeout.connect_ns, deadline_ns,
                                address if self.spread else 0)
+        if blocking and self.busy_poll_ns:
+            # only the C engine's connections get here (_busy_poll_ns refuses the others)
+            cast("_core.Connection", conn).busy_poll_ns = self.busy_poll_ns
         if self.tcp_keepalive:
             try:
                 set_tcp_keepalive(conn.fileno(), self.tcp_keepalive)
@@ -129,3 +138,27 @@ def _seconds(name: str, value: Optional[float], minimum: float) -> Optional[floa
         raise ValueError(f"{name} must be seconds > 0{f' and >= {minimum:g}' if minimum else ''} "
                          f"or None, got {value!r}")
     return float(value)
+
+
+def _busy_poll_ns(value: Optional[float], engine: str, driver: str) -> int:
+    """busy_poll= in nanoseconds, refused where it could not act: a trader who dedicates a
+    core to it must not believe it spins when it does not. Only the sync Pool on the C engine
+    waits in a blocking read it can replace by a spin with the GIL released; the pure engine
+    would spin holding the GIL, and AsyncPool waits in the event loop, whose other tasks a
+    spin would stall."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"busy_poll must be seconds (a number) or None, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"busy_poll must be finite seconds >= 0 or None, got {value!r}")
+    ns = int(value * 1e9)
+    if ns == 0:
+        return 0
+    if driver != "Pool":
+        raise ValueError(f"busy_poll is for the sync Pool only: {driver} waits in the event "
+                         "loop, where a spin would stall every other task")
+    if not engine.endswith("._core"):
+        raise ValueError("busy_poll needs the C engine: this pool runs on the pure-Python "
+                         "engine, which would spin holding the GIL")
+    return ns

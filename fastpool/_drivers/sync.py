@@ -114,6 +114,13 @@ class Pool(PoolBase[Response]):
                          replaced). Default: "fastest" with several addresses, else "hottest".
       redact             more query parameter names whose values logs and errors hide (the
                          defaults: signature, apiKey, secret, token, ...).
+      busy_poll          seconds (e.g. 50e-6), C engine only; default None (off): each
+                         blocking read first spins on the non-blocking socket that long before
+                         it sleeps, buying the scheduler's wake-up for a dedicated core. The
+                         spin counts against the read timeout and the total deadline. It
+                         costs a core per waiting request, and on a machine with fewer cores
+                         than busy threads it slows everything (README: Busy-poll). AsyncPool
+                         and the pure engine refuse it (ValueError): they cannot spin.
     """
 
     _tends = True

@@ -161,6 +161,15 @@ cdef class Connection:
     def tls_version(self):
         return fp_conn_tls_version(&self.c).decode()
 
+    @property
+    def busy_poll_ns(self):
+        """Blocking mode: how long each read spins before it sleeps (0: off; csrc/fp_conn.h)."""
+        return self.c.busy_ns
+
+    @busy_poll_ns.setter
+    def busy_poll_ns(self, int64_t ns):
+        fp_conn_set_busy_poll(&self.c, ns)
+
     def stale(self):
         """Whether the idle connection is unusable (closed, reset, unsolicited bytes)."""
         return fp_conn_stale(&self.c) != 0

@@ -114,6 +114,8 @@ class Connection:
     def received(self) -> int: ...
     @property
     def last_used_ns(self) -> int: ...
+    # C engine only (the pure engine cannot spin without the GIL; pools refuse it there).
+    busy_poll_ns: int
 
 class Lane:
     closed: bool

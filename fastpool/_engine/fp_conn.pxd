@@ -41,12 +41,14 @@ cdef extern from "fp_conn.h" nogil:
         fp_span *spans
         int64_t t_start, t_written, t_first_byte, t_complete
         int64_t t_idle
+        int64_t busy_ns
 
     int fp_conn_init(fp_conn *c, const fp_limits *lim, size_t bufsize)
     void fp_conn_free(fp_conn *c)
     void fp_conn_close(fp_conn *c)
     int fp_conn_open(fp_conn *c, int family, const char *ip, int port, fp_tls *tls,
                      const char *host, int blocking, int64_t deadline_ns, fp_cerr *err)
+    void fp_conn_set_busy_poll(fp_conn *c, int64_t busy_ns)
     int fp_conn_stale(fp_conn *c)
     int fp_conn_exchange(fp_conn *c, const char *req, size_t len, int head_request,
                          int64_t write_timeout_ns, int64_t read_timeout_ns,

@@ -42,6 +42,7 @@ from ..._model.errors import FastpoolError, ProtocolError, TLSError
 from ..._model.limits import DEFAULT_LIMITS
 from ..._model.response import RawExchange, RequestInfo, Response
 from ..._model.tls_policy import TLS12_CIPHERS
+from . import _pollbits
 from ._http import ResponseParser
 
 STEP_DONE = 0
@@ -50,10 +51,10 @@ STEP_WANT_WRITE = 2
 
 _TLS_VERSIONS = {None: None, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _RECV_SIZE = 65536
-_POLLIN = select.POLLIN
-_POLLOUT = select.POLLOUT
-_STALE_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
-_MSG_DONTWAIT = socket.MSG_DONTWAIT
+_POLLIN = _pollbits.POLLIN
+_POLLOUT = _pollbits.POLLOUT
+_STALE_EVENTS = _POLLIN | _pollbits.POLLERR | _pollbits.POLLHUP | _pollbits.POLLRDHUP
+_MSG_DONTWAIT = _pollbits.MSG_DONTWAIT
 #: A TLS request is written a record at a time, so a write stall is timed per record.
 _TLS_CHUNK = 16384
 _CLOSED_NO_RESPONSE = "the server closed the connection without responding"
@@ -315,7 +316,7 @@ class Connection:
         events = self._poller.poll(0)
         if not events:
             return _PEER_QUIET
-        if events[0][1] & ~select.POLLIN:
+        if events[0][1] & ~_POLLIN:
             return _PEER_CLOSED
         if tsock is None:
             return _PEER_SPOKE  # an idle HTTP/1.1 connection has nothing to say but EOF

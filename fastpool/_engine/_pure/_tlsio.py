@@ -67,6 +67,7 @@ from typing import Optional
 
 from ..._model import failures as F
 from ..._model.tls_policy import TLS12_CIPHERS
+from . import _pollbits
 
 __all__ = ["TLSTransport", "client_context"]
 
@@ -76,14 +77,16 @@ _RBUF_SIZE = 65536 + 1024
 _SO_RCVTIMEO = socket.SO_RCVTIMEO
 _SO_SNDTIMEO = socket.SO_SNDTIMEO
 _SOL_SOCKET = socket.SOL_SOCKET
-_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_MSG_DONTWAIT = _pollbits.MSG_DONTWAIT
 _TLS_VERSIONS = {None: None, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _WantRead = ssl.SSLWantReadError
 _ZeroReturn = ssl.SSLZeroReturnError
 # Post-handshake records an idle check processes before it calls the connection stale.
 _IDLE_READS = 8
-_IDLE_EVENTS = (select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
-                | getattr(select, "POLLRDHUP", 0))
+_POLLIN = _pollbits.POLLIN
+_POLLOUT = _pollbits.POLLOUT
+_IDLE_EVENTS = (_POLLIN | _pollbits.POLLPRI | _pollbits.POLLERR | _pollbits.POLLHUP
+                | _pollbits.POLLRDHUP)
 
 
 def client_context(*, verify=True, ca_file=None, ca_pem=None, cert_file=None, key_file=None,
@@ -216,7 +219,7 @@ class TLSTransport:
                         n = sock.recv_into(self._rbuf)
                         break
                     except BlockingIOError:
-                        if not _wait(sock, select.POLLIN, deadline_ns):
+                        if not _wait(sock, _POLLIN, deadline_ns):
                             raise F.failure(F.CONNECT_TIMEOUT,
                                             f"TLS handshake with {host} timed out") from None
             except OSError as exc:
@@ -246,7 +249,7 @@ class TLSTransport:
             try:
                 view = view[self.sock.send(view):]
             except BlockingIOError:
-                if not _wait(self.sock, select.POLLOUT, deadline_ns):
+                if not _wait(self.sock, _POLLOUT, deadline_ns):
                     raise F.failure(F.CONNECT_TIMEOUT,
                                     f"TLS handshake with {self.host} timed out") from None
 
