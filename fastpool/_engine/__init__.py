@@ -37,7 +37,7 @@ Connections (csrc/fp_tls.h and fp_conn.h are the specification of both):
 
     TLSContext(*, verify, ca_file, ca_pem, cert_file, key_file, min_version, max_version)
         one TLS configuration and its resumable session; .forget_session().
-    Connection(limits=None, bufsize=16384)
+    Connection(limits=None, bufsize=4096)
         .open(family, ip, port, tls, host, blocking, deadline_ns)   raises Connect/TLS errors
         .exchange(request, head, write_timeout_ns, read_timeout_ns, deadline_ns,
                   stale_after_ns=-1) -> raw tuple      blocking mode (sync pools); write =

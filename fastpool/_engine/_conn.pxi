@@ -118,7 +118,7 @@ cdef class Connection:
     #: the smoothed round trip, written to first byte (RFC 6298's SRTT, gain 1/8); 0: none
     cdef public int64_t rtt_ns
 
-    def __cinit__(self, limits=None, Py_ssize_t bufsize=16384):
+    def __cinit__(self, limits=None, Py_ssize_t bufsize=4096):
         cdef fp_limits lim
         _limits_from(limits, &lim)
         if fp_conn_init(&self.c, &lim, bufsize) < 0:
