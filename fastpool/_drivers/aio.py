@@ -46,10 +46,12 @@ from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
 from .._policy.clock import ClockEstimate
+from .._policy.hedging import hedge_for
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
-from .base import PoolBase, _check_samples
+from . import aio_race
+from .base import HedgeTypes, PoolBase, _check_samples
 
 log = logging.getLogger("fastpool")
 
@@ -245,7 +247,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     async def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
                     content: Any, json: Any, data: Any, timeout: Any, retries: Optional[int],
                     priority: bool, weight: int, order: int, signed: bool,
-                    on_limit: Optional[str]) -> Response:
+                    on_limit: Optional[str], hedge: HedgeTypes = None) -> Response:
         start = monotonic_ns()
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         deadline = start + tmo.total_ns if tmo.total_ns else 0
@@ -261,15 +263,21 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         granted = 0
         prepared: Optional[Prepared] = None
         try:
+            race = (hedge_for(method, self._hedge, hedge)
+                    if hedge is not None or self._hedge is not None else None)
             if exchange:
                 granted = await self._admit(weight, order, priority, on_limit, deadline)
                 prepared = self._prepare_exchange(method, url, params, headers, content, json,
                                                   data, signed, monotonic_ns())
             else:
                 prepared = self._prepare(method, url, params, headers, content, json)
-            response = await self._carry(
-                prepared, tmo, start, deadline, retries, priority,
-                (method, url, params, headers, content, json, data) if signed else None)
+            resign = (method, url, params, headers, content, json, data) if signed else None
+            if race is None:
+                response = await self._carry(prepared, tmo, start, deadline, retries, priority,
+                                             resign)
+            else:  # raced with a copy (fastpool._drivers.aio_race)
+                response = await aio_race.carry(self, race, prepared, tmo, start, deadline,
+                                                retries, priority, resign, weight, order)
         except BaseException as exc:
             if granted and (isinstance(exc, NotSentError) or isinstance(
                     getattr(exc, "fastpool_error", None), NotSentError)):
