@@ -269,6 +269,8 @@ class Pool(PoolBase[Response]):
                     gate.refund(monotonic_ns(), weight, order, granted)
             self._failed_request(exc, method, url, params, json, data, prepared)
             raise
+        if gate.limiter is None and response.status_code not in gate.statuses:
+            return response  # nothing to tell the gate (a hedged request, a form body)
         with self._lock:
             error = self._rate_limited(response, granted, order, monotonic_ns())
         if error is not None:

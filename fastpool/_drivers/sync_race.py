@@ -84,20 +84,53 @@ def send(pool: Pool, hedge: Hedge, prepared: Prepared, tmo: Timeout, start: int,
                         deadline)
     until = 0
     while True:
-        if until == 0:
-            until = pool._wait_until(tmo, deadline)
-        try:
-            conn, fresh = pool._acquire(until, deadline, priority)
-        except FastpoolError as exc:
-            with pool._lock:
-                error = attempts.give_up(exc, policy.stats)
-            raise error
+        conn, fresh = _take_idle(pool, priority), False
+        if conn is None:
+            if until == 0:
+                until = pool._wait_until(tmo, deadline)
+            try:
+                conn, fresh = pool._acquire(until, deadline, priority)
+            except FastpoolError as exc:
+                with pool._lock:
+                    error = attempts.give_up(exc, policy.stats)
+                raise error
         try:
             return _Race(pool, hedge, prepared, tmo, start, deadline, delay, priority, weight,
                          order).run(conn)
         except BaseException as exc:
             pool._failed(attempts, exc, fresh=fresh)  # raises unless it may go again
             del exc
+
+
+def _take_idle(pool: Pool, priority: bool) -> Any:
+    """An idle connection without the lock, as the engine's Lane takes one (an atomic list
+    pop) when no request waits before this one; else None (Pool._acquire decides)."""
+    policy = pool._policy
+    queue = policy.queue
+    if policy.closed or queue.priority or (queue.general and not priority):
+        return None
+    try:
+        return policy.take_idle(priority)
+    except IndexError:  # taken by another thread meanwhile
+        return None
+
+
+def _give_back(pool: Pool, conn: Any, t_complete: int) -> None:
+    """A connection that carried its request, back as the engine's Lane gives one back: on
+    top of its idle stack without the lock when nothing else is due, else through the
+    policy (a waiter, a rotation, a drop)."""
+    policy = pool._policy
+    queue = policy.queue
+    if (conn.reusable and not policy.closed and not queue.priority and not queue.general
+            and conn.uses < conn.retire_uses
+            and (not conn.retire_at_ns or t_complete < conn.retire_at_ns)):
+        policy.idle[conn.lane].append(conn)
+        if policy.closed or queue.priority or queue.general:
+            pool._settle()  # a request queued (or the pool closed) as it went idle
+        return
+    if not conn.reusable:
+        conn.close()
+    pool._on_release(conn, None)
 
 
 class _Race:
@@ -133,6 +166,16 @@ class _Race:
         hedged = False  # the copy was decided (sent, or not admitted)
         try:
             primary = self._begin(conn, copy=False)
+            poll = self.poller.poll
+            while primary.live:  # the common case, alone until the delay: the least work
+                now = monotonic_ns()
+                until = hedge_at if not primary.at or hedge_at < primary.at else primary.at
+                if now >= until:
+                    break
+                if poll(math.ceil((until - now) / 1e6)):
+                    self._step(primary)
+            if primary.raw is not None and settles(primary.raw.status, self.hedge):
+                return self._won(primary, t0)
             while True:
                 for leg in legs:
                     if leg.raw is not None and leg not in answered:
@@ -264,9 +307,7 @@ class _Race:
                 conn.set_blocking(True)
             except OSError:
                 conn.close()
-        else:
-            conn.close()
-        self.pool._on_release(conn, None)
+        _give_back(self.pool, conn, raw.t_complete)
 
     def _fail(self, leg: _Leg, exc: BaseException, *, close: bool) -> None:
         leg.error = exc
@@ -297,11 +338,11 @@ class _Race:
         assert raw is not None
         prepared = self.prepared
         pool = self.pool
-        with pool._lock:
-            stats = pool._policy.stats
-            stats.latency.record(raw.t_complete - t0)
-            prepared.hist.record(raw.t_complete - t0)
-            if winner.copy:
+        stats = pool._policy.stats
+        stats.latency.record(raw.t_complete - t0)  # without the lock, as the Lane records
+        prepared.hist.record(raw.t_complete - t0)
+        if winner.copy:
+            with pool._lock:
                 stats.hedge_wins += 1
         return make_response(raw, request_info(pool._response_ctx, prepared.method,
                                                prepared.target, self.start))
