@@ -63,6 +63,7 @@ _READ_AT_ONCE_NS = 100_000
 # What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
 _READY = -1      # its fd is writable: step again
 _EXPIRED = -2    # its phase's timeout ran out
+_WOKEN = -3      # its hedge's delay passed (fastpool._drivers.aio_race): step on later
 
 
 def _resolve(fut: asyncio.Future[int], why: int) -> None:
@@ -415,6 +416,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             return why  # the reader stepped the exchange
         if why == _READY:
             return conn.step()
+        if why == _WOKEN:
+            return want
         raise failures.timed_out(written=written, sent=conn.sent,
                                  total=bool(deadline) and monotonic_ns() >= deadline)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from time import monotonic_ns
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Coroutine, Dict, List, Optional, Tuple
 
 from .._model.errors import FastpoolError, NotSentError
 from .._model.hedge import Hedge
@@ -35,6 +35,9 @@ from .._policy.hedging import admit_copy, delay_ns, outcome_error, settles
 
 if TYPE_CHECKING:
     from .aio import AsyncPool
+
+#: What AsyncPool._park returns when the hedge's delay woke it (fastpool._drivers.aio).
+_WOKEN = -3
 
 
 async def carry(pool: AsyncPool, hedge: Hedge, prepared: Prepared, tmo: Timeout, start: int,
@@ -96,15 +99,33 @@ class _Race:
         self.due = False
 
     async def run(self, conn: Any, delay: int) -> Response:
-        loop = self.pool._loop
+        pool = self.pool
+        loop = pool._loop
         assert loop is not None
         t0 = monotonic_ns()
-        primary = self._begin(conn, False, 0)
-        timer = loop.call_later(delay / 1e9, self._fire)
-        hedged = False
+        timer = loop.call_later(delay / 1e9, self._fire, conn)
+        # The common case first: the primary alone, inline (no task) until the delay.
+        step_done = pool._step_done
+        try:
+            conn.begin(self.prepared.data, self.prepared.head)
+            rc = conn.step()
+            while rc != step_done and not self.due:
+                rc = await pool._park(conn, rc, self.tmo, self.deadline)
+            if rc == step_done:
+                timer.cancel()
+                raw = conn.take()
+                self._answered(conn, raw)
+                return self._won(raw, False, t0)  # settled, or nothing else is in flight
+        except BaseException as exc:
+            timer.cancel()
+            pool._drop(conn, exc)
+            raise
+        # The delay passed: the primary goes on in a task, raced with its copy.
         answered: List[Tuple[asyncio.Task[RawExchange], RawExchange]] = []
         ended = 0  # how many copies' ends the race has seen
         try:
+            self._begin(conn, False, 0, self._rest(conn, rc))
+            self._copy()
             while True:
                 if sum(task.done() for task in self.legs) == ended:
                     # (A done future would not yield: wait only when nothing is new.)
@@ -121,15 +142,12 @@ class _Race:
                 winner = next((pair for pair in answered
                                if settles(pair[1].status, self.hedge)), None)
                 live = [task for task in self.legs if not task.done()]
-                if winner is None and not live and (hedged or primary.done()):
+                if winner is None and not live:
                     winner = answered[0] if answered else None
                     if winner is None:
                         raise self._error()
                 if winner is not None:
-                    return self._won(winner[0], winner[1], t0)
-                if not hedged and not primary.done() and self.due:
-                    hedged = True
-                    self._copy()
+                    return self._won(winner[1], self.legs[winner[0]][1], t0)
         except BaseException:
             for task in self.legs:
                 task.cancel()  # their done callbacks close the connections
@@ -141,19 +159,35 @@ class _Race:
                     self.pool._background.add(task)  # type: ignore[arg-type]
                     task.add_done_callback(self.pool._background.discard)
 
-    def _fire(self) -> None:
+    def _fire(self, conn: Any) -> None:
+        """The delay passed: the race sends the copy (the primary, parked inline, is woken
+        to go on in a task)."""
         self.due = True
+        park = self.pool._parked.get(conn)
+        if self.wake is None and park is not None and not park.fut.done():
+            park.fut.set_result(_WOKEN)
         self._wake_up()
+
+    async def _rest(self, conn: Any, rc: int) -> RawExchange:
+        """The primary's exchange after the delay, in its task."""
+        pool = self.pool
+        while rc != pool._step_done:
+            rc = await pool._park(conn, rc, self.tmo, self.deadline)
+        raw: RawExchange = conn.take()
+        return raw
 
     def _wake_up(self, *_: Any) -> None:
         if self.wake is not None and not self.wake.done():
             self.wake.set_result(None)
 
-    def _begin(self, conn: Any, copy: bool, granted: int) -> asyncio.Task[RawExchange]:
+    def _begin(self, conn: Any, copy: bool, granted: int,
+               exchange: Optional[Coroutine[Any, Any, RawExchange]] = None,
+               ) -> asyncio.Task[RawExchange]:
         loop = self.pool._loop
         assert loop is not None
-        task = loop.create_task(self.pool._exchange(conn, self.prepared, self.tmo,
-                                                    self.deadline))
+        if exchange is None:
+            exchange = self.pool._exchange(conn, self.prepared, self.tmo, self.deadline)
+        task = loop.create_task(exchange)
         self.legs[task] = (conn, copy)
         task.add_done_callback(lambda t: self._settle(t, conn, granted))
         task.add_done_callback(self._wake_up)
@@ -189,11 +223,21 @@ class _Race:
                     getattr(exc, "fastpool_error", None), NotSentError)):
                 pool._gate.refund(monotonic_ns(), self.weight, self.order, granted)
             return
-        raw = task.result()
+        self._answered(conn, task.result())
+
+    def _answered(self, conn: Any, raw: RawExchange) -> None:
+        """A copy's response was read to its end: its connection goes back (as _carry)."""
         rtt = raw.t_first_byte - raw.t_written  # smoothed as TCP's SRTT (RFC 6298: 1/8)
         conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
         conn.uses += 1
-        pool._release(conn)
+        policy = self.pool._policy
+        if (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
+                and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
+            woken = policy.returned(conn)
+            if woken is not None and not woken.handle.done():
+                woken.handle.set_result(None)
+        else:
+            self.pool._release(conn)
 
     def _error(self) -> BaseException:
         """Both copies failed (or the only one did): the attempt's error."""
@@ -205,13 +249,13 @@ class _Race:
             return outcome_error(errors[0], errors[1])  # type: ignore[arg-type]
         return errors[0]  # type: ignore[return-value]
 
-    def _won(self, task: asyncio.Task[RawExchange], raw: RawExchange, t0: int) -> Response:
+    def _won(self, raw: RawExchange, copy: bool, t0: int) -> Response:
         pool = self.pool
         prepared = self.prepared
         stats = pool._policy.stats
         stats.latency.record(raw.t_complete - t0)
         prepared.hist.record(raw.t_complete - t0)
-        if self.legs[task][1]:
+        if copy:
             stats.hedge_wins += 1
         return make_response(raw, request_info(pool._response_ctx, prepared.method,
                                                prepared.target, self.start))
