@@ -305,3 +305,41 @@ def test_hedged_requests_under_concurrency_each_get_their_own_answer(fault_serve
     assert stats["requests"] == 18 and stats["errors"] == 0
     if not is_async(pool):
         assert stats["hedges"] >= 1
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_connection_switches_between_blocking_and_step_mode(fault_server, engine_name,
+                                                              certs, tls):
+    # What the sync pool's race relies on (Connection.set_blocking, both engines): steps on
+    # a connection opened blocking, then blocking exchanges again; never inside an exchange.
+    import select
+
+    server = fault_server(faults.respond(), tls=certs.server if tls else None)
+    with fastpool.Pool(server.url(), connections=1, engine=engine_name,
+                       **tls_kwargs(certs, tls)) as pool:
+        from fastpool._engine import get_engine
+
+        engine = get_engine(engine_name)
+        conn = pool._policy.idle[0].pop()
+        request = b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n"
+        assert conn.blocking
+        conn.set_blocking(False)
+        assert not conn.blocking
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        conn.begin(request, False)
+        rc = conn.step()
+        with pytest.raises(OSError):
+            conn.set_blocking(True)  # inside an exchange
+        for _ in range(1000):
+            if rc == engine.STEP_DONE:
+                break
+            poller.poll(1000)
+            rc = conn.step()
+        assert rc == engine.STEP_DONE and conn.take().status == 200
+        conn.set_blocking(True)
+        raw = conn.exchange(request, False, -1, 5_000_000_000, 0)
+        assert raw.status == 200 and conn.reusable
+        conn.close()
+        with pytest.raises(OSError):
+            conn.set_blocking(False)
