@@ -129,11 +129,14 @@ def test_a_deduplicated_post_is_hedged_and_its_duplicates_refusal_is_not_the_out
 
     server = fault_server(_first_of_each_target(
         _stall_then_answer(0.5, 200, b'{"status":"NEW"}'), duplicate))
-    pool = make_pool(server.url(), connections=3)
-    r = pool.post("/stall-order", content=b"newClientOrderId=a1",
+    pool = make_pool(server.url(), connections=3,
+                     auth=fastpool.HmacSigner(api_key="k", secret="s"))
+    r = pool.post("/stall-order", data={"newClientOrderId": "a1"}, signed=True,
                   hedge=_hedge(deduplicated=True))
     assert r.status_code == 200 and r.content == b'{"status":"NEW"}'
-    assert _targets(server, "POST") == ["/stall-order", "/stall-order"]
+    posts = [req for req in server.requests if req.method == "POST"]
+    assert [req.target.split("?")[0] for req in posts] == ["/stall-order"] * 2
+    assert posts[0].raw == posts[1].raw  # the very same request: same id, same signature
     stats = pool.stats()
     assert stats["hedges"] == 1 and stats["hedge_wins"] == 0
 

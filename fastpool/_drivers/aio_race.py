@@ -52,6 +52,7 @@ async def carry(pool: AsyncPool, hedge: Hedge, prepared: Prepared, tmo: Timeout,
     if not delay:
         return await pool._carry(prepared, tmo, start, deadline, retries, priority, resign)
     attempts: Optional[Attempts] = None
+    built = monotonic_ns()
     while True:
         conn = policy.take_idle(priority) if not policy.closed else None
         fresh = False
@@ -62,6 +63,14 @@ async def carry(pool: AsyncPool, hedge: Hedge, prepared: Prepared, tmo: Timeout,
                 attempts = attempts or Attempts(
                     prepared.method, pool._retries if retries is None else retries, deadline)
                 raise attempts.give_up(exc, policy.stats)
+        if resign and monotonic_ns() - built > _resign_after_ns():
+            try:  # it waited: signed again (both copies carry the new timestamp)
+                m, u, p, h, c, j, d = resign
+                prepared = pool._prepare_exchange(m, u, p, h, c, j, d, True, monotonic_ns())
+            except BaseException:
+                pool._release(conn)
+                raise
+            built = monotonic_ns()
         try:
             return await _Race(pool, hedge, prepared, tmo, start, deadline, weight, order,
                                priority).run(conn, delay)
@@ -72,6 +81,14 @@ async def carry(pool: AsyncPool, hedge: Hedge, prepared: Prepared, tmo: Timeout,
                                    closed=policy.closed, now=monotonic_ns())
             if error is not None:
                 raise error
+
+
+def _resign_after_ns() -> int:
+    """AsyncPool's: how long a signed request may wait before it is signed again (read at
+    call time: fastpool._drivers.aio imports this module)."""
+    from .aio import _RESIGN_AFTER_NS
+
+    return _RESIGN_AFTER_NS
 
 
 class _Race:

@@ -83,6 +83,7 @@ def send(pool: Pool, hedge: Hedge, prepared: Prepared, tmo: Timeout, start: int,
     attempts = Attempts(prepared.method, pool._retries if retries is None else retries,
                         deadline)
     until = 0
+    built = monotonic_ns()
     while True:
         conn, fresh = _take_idle(pool, priority), False
         if conn is None:
@@ -94,12 +95,27 @@ def send(pool: Pool, hedge: Hedge, prepared: Prepared, tmo: Timeout, start: int,
                 with pool._lock:
                     error = attempts.give_up(exc, policy.stats)
                 raise error
+            if reprepare is not None and monotonic_ns() - built > _resign_after_ns():
+                try:  # it waited: signed again (both copies carry the new timestamp)
+                    prepared = reprepare()
+                except BaseException:
+                    pool._give_back_conn(conn, fresh)
+                    raise
+                built = monotonic_ns()
         try:
             return _Race(pool, hedge, prepared, tmo, start, deadline, delay, priority, weight,
                          order).run(conn)
         except BaseException as exc:
             pool._failed(attempts, exc, fresh=fresh)  # raises unless it may go again
             del exc
+
+
+def _resign_after_ns() -> int:
+    """Pool's: how long a signed request may wait before it is signed again (read at call
+    time: fastpool._drivers.sync imports this module)."""
+    from .sync import _RESIGN_AFTER_NS
+
+    return _RESIGN_AFTER_NS
 
 
 def _take_idle(pool: Pool, priority: bool) -> Any:
