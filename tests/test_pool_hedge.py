@@ -281,7 +281,9 @@ def test_a_quantile_delay_waits_for_its_samples(fault_server, make_pool):
         pool.get(f"/w{i}", hedge=False)
     # Now the pool's p95 (the endpoint has too few samples of its own) sets the delay.
     assert pool.get("/stall-1", hedge=hedge).content == b"/stall-1"
-    assert pool.stats()["hedges"] == 1 and pool.stats()["hedge_wins"] == 1
+    # (Which copy wins is the server threads' race: the delay is microseconds, so the copy
+    # may reach the script first and be the one it stalls.)
+    assert pool.stats()["hedges"] == 1
 
 
 def test_hedged_requests_under_concurrency_each_get_their_own_answer(fault_server, make_pool):
