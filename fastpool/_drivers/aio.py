@@ -110,6 +110,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     def _start(self) -> None:
         self._cooldown = self._gate.cooldown
         self._limiter = self._gate.limiter
+        #: every request takes the exchange path (rate limits, or a pool-wide hedge)
+        self._exchange_always = self._limiter is not None or self._hedge is not None
         self._loop_afresh()
 
     def _loop_afresh(self) -> None:
@@ -259,34 +261,38 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         cooldown = self._cooldown
         # What the exchange asks of the request (rate limits, a cooldown in force, signing,
         # a form body) is done around the same exchange loop (see Pool._send_exchange).
-        exchange = (signed or data is not None or order or self._limiter is not None
-                    or (cooldown is not None and cooldown._until > start))
+        exchange = (signed or data is not None or order or self._exchange_always
+                    or hedge is not None or (cooldown is not None and cooldown._until > start))
         granted = 0
         prepared: Optional[Prepared] = None
+        race = None
         try:
-            race = (hedge_for(method, self._hedge, hedge)
-                    if hedge is not None or self._hedge is not None else None)
             if exchange:
+                if hedge is not None or self._hedge is not None:
+                    race = hedge_for(method, self._hedge, hedge)
                 granted = await self._admit(weight, order, priority, on_limit, deadline)
                 prepared = self._prepare_exchange(method, url, params, headers, content, json,
                                                   data, signed, monotonic_ns())
             else:
                 prepared = self._prepare(method, url, params, headers, content, json)
-            resign = (method, url, params, headers, content, json, data) if signed else None
             if race is None:
-                response = await self._carry(prepared, tmo, start, deadline, retries, priority,
-                                             resign)
+                response = await self._carry(
+                    prepared, tmo, start, deadline, retries, priority,
+                    (method, url, params, headers, content, json, data) if signed else None)
             else:  # raced with a copy (fastpool._drivers.aio_race)
-                response = await aio_race.carry(self, race, prepared, tmo, start, deadline,
-                                                retries, priority, resign, weight, order)
+                response = await aio_race.carry(
+                    self, race, prepared, tmo, start, deadline, retries, priority,
+                    (method, url, params, headers, content, json, data) if signed else None,
+                    weight, order)
         except BaseException as exc:
             if granted and (isinstance(exc, NotSentError) or isinstance(
                     getattr(exc, "fastpool_error", None), NotSentError)):
                 self._gate.refund(monotonic_ns(), weight, order, granted)
             self._failed_request(exc, method, url, params, json, data, prepared)
             raise
-        if exchange or (response.status_code >= 400
-                        and response.status_code in self._gate.statuses):
+        # Without rate limits the gate learns nothing from a response but a cooldown status.
+        if (exchange and self._limiter is not None) or (
+                response.status_code >= 400 and response.status_code in self._gate.statuses):
             error = self._rate_limited(response, granted or start, order, monotonic_ns())
             if error is not None:
                 self._failed_request(error, method, url, params, json, data, prepared)

@@ -124,6 +124,8 @@ class Pool(PoolBase[Response]):
     def _start(self) -> None:
         self._cooldown = self._gate.cooldown
         self._limiter = self._gate.limiter
+        #: every request takes _send_exchange (rate limits, or a pool-wide hedge)
+        self._exchange_always = self._limiter is not None or self._hedge is not None
         self._threads_afresh()
         self._open_initial()
 
@@ -189,9 +191,8 @@ class Pool(PoolBase[Response]):
         # _send_exchange.
         start = monotonic_ns()
         cooldown = self._cooldown
-        if (signed or data is not None or order or self._limiter is not None
-                or (cooldown is not None and cooldown._until > start)
-                or hedge is not None or self._hedge is not None):
+        if (signed or data is not None or order or self._exchange_always
+                or hedge is not None or (cooldown is not None and cooldown._until > start)):
             return self._send_exchange(method, url, params, headers, content, json, data,
                                        timeout, retries, priority, weight, order, signed,
                                        on_limit, start, hedge)
