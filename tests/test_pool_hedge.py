@@ -210,10 +210,7 @@ def test_no_copy_when_the_rate_limit_has_no_room(fault_server, make_pool):
 
 
 def test_the_deadline_holds_for_both_copies(fault_server, make_pool):
-    def stall(conn, req, answer):
-        conn.sleep(STALL * 5)
-        answer(conn, req)
-
+    stall = _stall_then_answer(STALL * 5)  # "/stall" every time, the others at once
     server = fault_server(_first_of_each_target(stall, stall))
     pool = make_pool(server.url(), connections=3, hedge=_hedge(),
                      timeout=fastpool.Timeout(10, total=0.4))
@@ -227,17 +224,31 @@ def test_the_deadline_holds_for_both_copies(fault_server, make_pool):
     assert pool.get("/next", hedge=False, timeout=5).content == b"/next"
 
 
-def test_the_primary_fails_while_its_copy_answers(fault_server, make_pool):
-    def fail(conn, req, answer):
-        conn.sleep(0.2)
+def _fail_after_the_copy(then_answer: bool):
+    """The primary's connection closes once its copy reached the server (whatever the
+    machine's speed); the copy then answers (or closes too) once the primary is gone."""
+    copy_arrived, primary_gone = threading.Event(), threading.Event()
+
+    def first(conn, req, answer):
+        copy_arrived.wait(10)
         conn.close()
+        primary_gone.set()
         return False
 
-    def slow(conn, req, answer):
-        conn.sleep(0.4)
+    def then(conn, req, answer):
+        copy_arrived.set()
+        primary_gone.wait(10)
+        conn.sleep(0.1)  # the client reads the primary's end first
+        if not then_answer:
+            conn.close()
+            return False
         answer(conn, req)
 
-    server = fault_server(_first_of_each_target(fail, slow))
+    return _first_of_each_target(first, then)
+
+
+def test_the_primary_fails_while_its_copy_answers(fault_server, make_pool):
+    server = fault_server(_fail_after_the_copy(then_answer=True))
     pool = make_pool(server.url(), connections=3, hedge=_hedge())
     r = pool.get("/x")
     assert r.content == b"/x"
@@ -246,12 +257,7 @@ def test_the_primary_fails_while_its_copy_answers(fault_server, make_pool):
 
 
 def test_both_copies_fail_with_the_maybe_sent_truth(fault_server, make_pool):
-    def fail(conn, req, answer):
-        conn.sleep(0.2)
-        conn.close()
-        return False
-
-    server = fault_server(_first_of_each_target(fail, fail))
+    server = fault_server(_fail_after_the_copy(then_answer=False))
     pool = make_pool(server.url(), connections=3, hedge=_hedge())
     with pytest.raises(fastpool.MaybeSentError) as info:
         pool.get("/x")
