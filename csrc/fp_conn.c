@@ -615,6 +615,25 @@ uint64_t fp_conn_sent(const fp_conn *c)
     return c->out_done;
 }
 
+int fp_conn_set_blocking(fp_conn *c, int blocking)
+{
+    blocking = blocking != 0;
+    if (c->fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (c->state != ST_IDLE && c->state != ST_DONE) {
+        errno = EBUSY;
+        return -1;
+    }
+    if (c->blocking == blocking)
+        return 0;
+    if (set_blocking(c->fd, blocking) < 0)
+        return -1;
+    c->blocking = blocking;
+    return 0;
+}
+
 void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
 {
     c->out = req;

@@ -172,6 +172,13 @@ void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request);
  * call reads until OpenSSL and the socket are drained. */
 int fp_conn_step(fp_conn *c, fp_cerr *err);
 
+/* Between exchanges: switches the mode of the exchanges that follow (1 blocking, 0 steps).
+ * A sync pool steps the connections of a hedged request (two exchanges raced in one thread:
+ * fastpool/_drivers/sync_race.py) and switches them back before they are reused. The kernel
+ * receive timeout armed for blocking mode is kept (a non-blocking socket ignores it). 0, or
+ * -1 with errno (EBADF when closed, EBUSY inside an exchange). */
+int fp_conn_set_blocking(fp_conn *c, int blocking);
+
 /* Bytes of the request that reached the socket so far (wire bytes for TLS). */
 uint64_t fp_conn_sent(const fp_conn *c);
 

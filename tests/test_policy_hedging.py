@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 import fastpool
-from fastpool._policy.hedging import Budget, check_pool_hedge, delay_ns, hedge_for, settles
+from fastpool._policy.clock import ClockEstimator
+from fastpool._policy.cooldown import Cooldown
+from fastpool._policy.exchange import ExchangeGate
+from fastpool._policy.hedging import (
+    Budget,
+    admit_copy,
+    check_pool_hedge,
+    delay_ns,
+    hedge_for,
+    outcome_error,
+    settles,
+)
+from fastpool._policy.ratelimit import RateLimiter
 
 
 class _Hist:
@@ -89,3 +101,46 @@ def test_which_answer_settles_the_race():
     dedup = fastpool.Hedge(after=0.001, deduplicated=True)
     assert settles(200, safe) and settles(503, safe)
     assert settles(201, dedup) and not settles(400, dedup) and not settles(409, dedup)
+
+
+def _gate(limit=None, per=60.0):
+    limiter = RateLimiter([fastpool.RateLimit(limit, per=per)]) if limit else None
+    return ExchangeGate(limiter, Cooldown(), ClockEstimator())
+
+
+def test_a_copy_needs_the_budget_and_room_at_once_in_the_rate_limits():
+    hedge = fastpool.Hedge(after=0.001, budget=1.0, burst=2)
+    budget = Budget()
+    gate = _gate(limit=5)
+    now = 1_000_000_000
+    assert admit_copy(budget, gate, now, 1, 0, False) == 0  # nothing earned yet
+    budget.earn(hedge)
+    budget.earn(hedge)
+    assert admit_copy(budget, gate, now, 3, 0, False) == now  # counted: 3 of 5
+    assert admit_copy(budget, gate, now, 3, 0, False) == 0    # 6 > 5: no copy ...
+    assert budget.spend() and not budget.spend()              # ... and its hedge given back
+    assert gate.rate_limited == 0  # a copy not sent is not a request refused
+    assert gate.limiter is not None and gate.limiter.snapshot(now)[0].used == 3
+
+
+def test_no_copy_in_a_cooldown_and_none_beyond_what_any_window_admits():
+    gate = _gate()
+    now = 1_000_000_000
+    assert gate.admit_now(now, 1, 0, False)  # no limits: only a cooldown stops a copy
+    assert gate.cooldown is not None
+    gate.cooldown.on_response(now, 429, "2", 0.0)
+    assert not gate.admit_now(now + 1, 1, 0, False)
+    assert gate.admit_now(now + 3_000_000_000, 1, 0, False)
+    assert not _gate(limit=5).admit_now(now, 6, 0, False)  # could never be admitted
+
+
+def test_when_both_copies_fail_the_worst_case_is_raised():
+    not_sent = fastpool.StaleConnection("idle connection closed")
+    maybe = fastpool.ReadTimeout("no answer")
+    other = fastpool.ServerDisconnected("closed")
+    assert outcome_error(not_sent, maybe) is maybe
+    assert outcome_error(maybe, not_sent) is maybe
+    assert outcome_error(other, maybe) is other  # both MaybeSent: the primary's
+    assert outcome_error(not_sent, fastpool.StaleConnection("x")) is not_sent
+    interrupt = KeyboardInterrupt()
+    assert outcome_error(maybe, interrupt) is interrupt

@@ -47,11 +47,13 @@ from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
 from .._policy.clock import ClockEstimate
+from .._policy.hedging import hedge_for
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pipelining import Burst, unanswered
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
-from .base import PoolBase, _check_samples
+from . import aio_race
+from .base import HedgeTypes, PoolBase, _check_samples
 from .pipeline import PipelineItem, PipelineResult, answered, assemble, check_items, weights_for
 
 log = logging.getLogger("fastpool")
@@ -64,6 +66,7 @@ _READ_AT_ONCE_NS = 100_000
 # What a parked request wakes up with, besides the engine's step results (STEP_*: >= 0).
 _READY = -1      # its fd is writable: step again
 _EXPIRED = -2    # its phase's timeout ran out
+_WOKEN = -3      # its hedge's delay passed (fastpool._drivers.aio_race): step on later
 
 
 def _resolve(fut: asyncio.Future[int], why: int) -> None:
@@ -111,6 +114,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     def _start(self) -> None:
         self._cooldown = self._gate.cooldown
         self._limiter = self._gate.limiter
+        #: every request takes the exchange path (rate limits, or a pool-wide hedge)
+        self._exchange_always = self._limiter is not None or self._hedge is not None
         self._loop_afresh()
 
     def _loop_afresh(self) -> None:
@@ -250,7 +255,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     async def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
                     content: Any, json: Any, data: Any, timeout: Any, retries: Optional[int],
                     priority: bool, weight: int, order: int, signed: bool,
-                    on_limit: Optional[str]) -> Response:
+                    on_limit: Optional[str], hedge: HedgeTypes = None) -> Response:
         start = monotonic_ns()
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         deadline = start + tmo.total_ns if tmo.total_ns else 0
@@ -261,28 +266,38 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         cooldown = self._cooldown
         # What the exchange asks of the request (rate limits, a cooldown in force, signing,
         # a form body) is done around the same exchange loop (see Pool._send_exchange).
-        exchange = (signed or data is not None or order or self._limiter is not None
-                    or (cooldown is not None and cooldown._until > start))
+        exchange = (signed or data is not None or order or self._exchange_always
+                    or hedge is not None or (cooldown is not None and cooldown._until > start))
         granted = 0
         prepared: Optional[Prepared] = None
+        race = None
         try:
             if exchange:
+                if hedge is not None or self._hedge is not None:
+                    race = hedge_for(method, self._hedge, hedge)
                 granted = await self._admit(weight, order, priority, on_limit, deadline)
                 prepared = self._prepare_exchange(method, url, params, headers, content, json,
                                                   data, signed, monotonic_ns())
             else:
                 prepared = self._prepare(method, url, params, headers, content, json)
-            response = await self._carry(
-                prepared, tmo, start, deadline, retries, priority,
-                (method, url, params, headers, content, json, data) if signed else None)
+            if race is None:
+                response = await self._carry(
+                    prepared, tmo, start, deadline, retries, priority,
+                    (method, url, params, headers, content, json, data) if signed else None)
+            else:  # raced with a copy (fastpool._drivers.aio_race)
+                response = await aio_race.carry(
+                    self, race, prepared, tmo, start, deadline, retries, priority,
+                    (method, url, params, headers, content, json, data) if signed else None,
+                    weight, order)
         except BaseException as exc:
             if granted and (isinstance(exc, NotSentError) or isinstance(
                     getattr(exc, "fastpool_error", None), NotSentError)):
                 self._gate.refund(monotonic_ns(), weight, order, granted)
             self._failed_request(exc, method, url, params, json, data, prepared)
             raise
-        if exchange or (response.status_code >= 400
-                        and response.status_code in self._gate.statuses):
+        # Without rate limits the gate learns nothing from a response but a cooldown status.
+        if (exchange and self._limiter is not None) or (
+                response.status_code >= 400 and response.status_code in self._gate.statuses):
             error = self._rate_limited(response, granted or start, order, monotonic_ns())
             if error is not None:
                 self._failed_request(error, method, url, params, json, data, prepared)
@@ -505,6 +520,8 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             return why  # the reader stepped the exchange
         if why == _READY:
             return conn.step()
+        if why == _WOKEN:
+            return want
         raise failures.timed_out(written=written, sent=conn.sent,
                                  total=bool(deadline) and monotonic_ns() >= deadline)
 

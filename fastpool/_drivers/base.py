@@ -17,11 +17,12 @@ import time
 import weakref
 from collections.abc import Mapping
 from time import monotonic_ns
-from typing import Any, Generic, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Generic, Iterable, List, Literal, Optional, Sequence, Tuple, TypeVar, Union
 
 from .._model.auth import Signer
 from .._model.errors import FastpoolError, InvalidRequestError, NotSentError, RateLimitedError
 from .._model.headers import HeaderTypes
+from .._model.hedge import Hedge
 from .._model.keepwarm import KeepWarm
 from .._model.limits import Limits
 from .._model.ratelimit import RateLimit
@@ -33,6 +34,7 @@ from .._model.url import ParamsTypes
 from .._policy.clock import ClockEstimate, ClockEstimator, server_time_field
 from .._policy.cooldown import Cooldown
 from .._policy.exchange import UNCALIBRATED_ERROR_NS, ExchangeGate
+from .._policy.hedging import Budget, check_pool_hedge
 from .._policy.ledger import SharedLedger
 from .._policy.pipelining import Burst
 from .._policy.ratelimit import RateLimiter
@@ -42,6 +44,8 @@ from .config import PoolConfig
 from .connect import CertTypes, VerifyTypes
 
 R = TypeVar("R")
+#: A request's ``hedge=``: its own Hedge, False (not hedged), None (the pool's).
+HedgeTypes = Union[Hedge, Literal[False], None]
 log = logging.getLogger("fastpool")
 
 #: Every pool alive in this process, for the fork handler.
@@ -81,7 +85,8 @@ class PoolBase(Generic[R]):
                  addresses: Union[None, str, Sequence[str]] = None,
                  choose: Optional[str] = None,
                  redact: Optional[Iterable[str]] = None,
-                 busy_poll: Optional[float] = None) -> None:
+                 busy_poll: Optional[float] = None,
+                 hedge: Optional[Hedge] = None) -> None:
         self._cfg = cfg = PoolConfig(
             url, connections=connections, max_connections=max_connections, verify=verify,
             cert=cert, headers=headers, timeout=timeout, retries=retries, limits=limits,
@@ -113,6 +118,9 @@ class PoolBase(Generic[R]):
             cooldown = Cooldown(dict(cooldowns))
         self._gate = ExchangeGate(limiter, cooldown,
                                   ClockEstimator(fallback_offset_ns=wall_offset), on_limit)
+        #: The pool's Hedge (safe methods only) and the budget every hedged request draws on.
+        self._hedge = check_pool_hedge(hedge)
+        self._hedge_budget = Budget()
         self._start()
         _POOLS.add(self)
 
@@ -202,18 +210,20 @@ class PoolBase(Generic[R]):
     #   order       True (or a count, for a batch): it counts in the order limits
     #   signed      signed by the pool's auth= signer, with the server clock's timestamp
     #   on_limit    "wait" or "raise" when a rate limit has no room (default: the pool's)
+    #   hedge       a Hedge for this request, False: none, None: the pool's (safe methods)
 
     def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
               content: Any, json: Any, data: Any, timeout: Any, retries: Optional[int],
               priority: bool, weight: int, order: int, signed: bool,
-              on_limit: Optional[str]) -> R:
+              on_limit: Optional[str], hedge: HedgeTypes) -> R:
         raise NotImplementedError
 
     def request(self, method: str, url: str, *, params: ParamsTypes = None,
                 headers: HeaderTypes = None, content: Any = None, json: Any = None,
                 data: Any = None, timeout: Any = _UNSET, retries: Optional[int] = None,
                 priority: bool = False, weight: int = 1, order: int = False,
-                signed: bool = False, on_limit: Optional[str] = None) -> R:
+                signed: bool = False, on_limit: Optional[str] = None,
+                hedge: HedgeTypes = None) -> R:
         """Sends one request and returns its response; raises NotSentError or MaybeSentError.
 
         ``url`` is a path (joined to the pool's base path) or an absolute URL on the pool's
@@ -226,65 +236,76 @@ class PoolBase(Generic[R]):
         (orders, cancels) may use the reserved connections and goes before every ordinary
         request waiting. ``weight``, ``order`` and ``on_limit`` are for the pool's
         ``rate_limits``; ``signed=True`` signs it with the pool's ``auth``. A 429 or 418
-        answer raises RateLimitedError and starts a cooldown."""
+        answer raises RateLimitedError and starts a cooldown. ``hedge``: a fastpool.Hedge
+        for this request, False for none, None (default) for the pool's — which hedges
+        GET, HEAD and OPTIONS only; a request's own Hedge on any other method needs
+        ``deduplicated=True`` (the exchange refuses a duplicate: a cancel by id, an order
+        with a client order id), else InvalidRequestError."""
         return self._send(method, url, params, headers, content, json, data, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def get(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
             timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False,
             weight: int = 1, order: int = False, signed: bool = False,
-            on_limit: Optional[str] = None) -> R:
+            on_limit: Optional[str] = None,
+            hedge: HedgeTypes = None) -> R:
         """GET url (see request())."""
         return self._send("GET", url, params, headers, None, None, None, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def head(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
              timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False,
              weight: int = 1, order: int = False, signed: bool = False,
-             on_limit: Optional[str] = None) -> R:
+             on_limit: Optional[str] = None,
+             hedge: HedgeTypes = None) -> R:
         """HEAD url (see request())."""
         return self._send("HEAD", url, params, headers, None, None, None, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def options(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
                 timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False,
                 weight: int = 1, order: int = False, signed: bool = False,
-                on_limit: Optional[str] = None) -> R:
+                on_limit: Optional[str] = None,
+                hedge: HedgeTypes = None) -> R:
         """OPTIONS url (see request())."""
         return self._send("OPTIONS", url, params, headers, None, None, None, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def delete(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
                timeout: Any = _UNSET, retries: Optional[int] = None, priority: bool = False,
                weight: int = 1, order: int = False, signed: bool = False,
-               on_limit: Optional[str] = None) -> R:
+               on_limit: Optional[str] = None,
+               hedge: HedgeTypes = None) -> R:
         """DELETE url (see request())."""
         return self._send("DELETE", url, params, headers, None, None, None, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def post(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
              content: Any = None, json: Any = None, data: Any = None, timeout: Any = _UNSET,
              retries: Optional[int] = None, priority: bool = False, weight: int = 1,
-             order: int = False, signed: bool = False, on_limit: Optional[str] = None) -> R:
+             order: int = False, signed: bool = False, on_limit: Optional[str] = None,
+             hedge: HedgeTypes = None) -> R:
         """POST url (see request()); never re-sent by the pool once it may have left."""
         return self._send("POST", url, params, headers, content, json, data, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def put(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
             content: Any = None, json: Any = None, data: Any = None, timeout: Any = _UNSET,
             retries: Optional[int] = None, priority: bool = False, weight: int = 1,
-            order: int = False, signed: bool = False, on_limit: Optional[str] = None) -> R:
+            order: int = False, signed: bool = False, on_limit: Optional[str] = None,
+            hedge: HedgeTypes = None) -> R:
         """PUT url (see request())."""
         return self._send("PUT", url, params, headers, content, json, data, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     def patch(self, url: str, *, params: ParamsTypes = None, headers: HeaderTypes = None,
               content: Any = None, json: Any = None, data: Any = None, timeout: Any = _UNSET,
               retries: Optional[int] = None, priority: bool = False, weight: int = 1,
-              order: int = False, signed: bool = False, on_limit: Optional[str] = None) -> R:
+              order: int = False, signed: bool = False, on_limit: Optional[str] = None,
+              hedge: HedgeTypes = None) -> R:
         """PATCH url (see request()); never re-sent by the pool once it may have left."""
         return self._send("PATCH", url, params, headers, content, json, data, timeout, retries,
-                          priority, weight, order, signed, on_limit)
+                          priority, weight, order, signed, on_limit, hedge)
 
     # ---- pipelining (both drivers; see fastpool._drivers.pipeline) ----------------------
 

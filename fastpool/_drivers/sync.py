@@ -31,11 +31,13 @@ from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
 from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
+from .._policy.hedging import hedge_for
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pipelining import Burst, unanswered
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
-from .base import PoolBase, _check_samples
+from . import sync_race
+from .base import HedgeTypes, PoolBase, _check_samples
 from .pipeline import PipelineItem, PipelineResult, answered, assemble, check_items, weights_for
 
 log = logging.getLogger("fastpool")
@@ -121,6 +123,10 @@ class Pool(PoolBase[Response]):
                          costs a core per waiting request, and on a machine with fewer cores
                          than busy threads it slows everything (README: Busy-poll). AsyncPool
                          and the pure engine refuse it (ValueError): they cannot spin.
+      hedge              fastpool.Hedge(after=seconds | "p95", budget=0.1): a GET, HEAD or
+                         OPTIONS not answered after the delay is also sent on an idle
+                         connection; the first answer wins (see fastpool.Hedge). Off by
+                         default; per request ``hedge=`` overrides it (False: not this one).
     """
 
     _tends = True
@@ -128,6 +134,8 @@ class Pool(PoolBase[Response]):
     def _start(self) -> None:
         self._cooldown = self._gate.cooldown
         self._limiter = self._gate.limiter
+        #: every request takes _send_exchange (rate limits, or a pool-wide hedge)
+        self._exchange_always = self._limiter is not None or self._hedge is not None
         self._threads_afresh()
         self._open_initial()
 
@@ -187,17 +195,18 @@ class Pool(PoolBase[Response]):
     def _send(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
               content: Any, json: Any, data: Any, timeout: Any, retries: Optional[int],
               priority: bool, weight: int, order: int, signed: bool,
-              on_limit: Optional[str]) -> Response:
+              on_limit: Optional[str], hedge: HedgeTypes = None) -> Response:
         # The hot path: build (or find) the request bytes, then one engine call. Anything
         # that needs a decision goes to _send_slow; anything the exchange asks of the request
-        # (rate limits, a cooldown in force, signing, a form body) to _send_exchange.
+        # (rate limits, a cooldown in force, signing, a form body) or a hedge to
+        # _send_exchange.
         start = monotonic_ns()
         cooldown = self._cooldown
-        if (signed or data is not None or order or self._limiter is not None
-                or (cooldown is not None and cooldown._until > start)):
+        if (signed or data is not None or order or self._exchange_always
+                or hedge is not None or (cooldown is not None and cooldown._until > start)):
             return self._send_exchange(method, url, params, headers, content, json, data,
                                        timeout, retries, priority, weight, order, signed,
-                                       on_limit, start)
+                                       on_limit, start, hedge)
         prepared = self._prepare(method, url, params, headers, content, json)
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         try:
@@ -230,17 +239,20 @@ class Pool(PoolBase[Response]):
     def _send_exchange(self, method: str, url: str, params: ParamsTypes, headers: HeaderTypes,
                        content: Any, json: Any, data: Any, timeout: Any,
                        retries: Optional[int], priority: bool, weight: int, order: int,
-                       signed: bool, on_limit: Optional[str], start: int) -> Response:
+                       signed: bool, on_limit: Optional[str], start: int,
+                       hedge: HedgeTypes = None) -> Response:
         """A request the exchange asks something of: a cooldown refuses it at once; the rate
         limits let it go, make it wait (bounded by its deadline) or refuse it; a signed one
         is signed as late as possible (again if it waited); a 429/418 answer fails it and
-        starts a cooldown; a request that certainly did not leave gives its weight back."""
+        starts a cooldown; a request that certainly did not leave gives its weight back.
+        A hedged one races a copy (fastpool._drivers.sync_race)."""
         tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
         deadline = start + tmo.total_ns if tmo.total_ns else 0
         gate = self._gate
         prepared: Optional[Prepared] = None
         granted = 0
         try:
+            race = hedge_for(method, self._hedge, hedge)
             while True:
                 with self._lock:
                     now = monotonic_ns()
@@ -256,8 +268,12 @@ class Pool(PoolBase[Response]):
                 def reprepare() -> Prepared:
                     return self._prepare_exchange(method, url, params, headers, content, json,
                                                   data, True, monotonic_ns())
-            response = self._send_slow(prepared, tmo, start, retries, None, priority,
-                                       reprepare)
+            if race is None:
+                response = self._send_slow(prepared, tmo, start, retries, None, priority,
+                                           reprepare)
+            else:
+                response = sync_race.send(self, race, prepared, tmo, start, retries, priority,
+                                          weight, order, reprepare)
         except BaseException as exc:
             if granted and (isinstance(exc, NotSentError) or isinstance(
                     getattr(exc, "fastpool_error", None), NotSentError)):
@@ -265,6 +281,8 @@ class Pool(PoolBase[Response]):
                     gate.refund(monotonic_ns(), weight, order, granted)
             self._failed_request(exc, method, url, params, json, data, prepared)
             raise
+        if gate.limiter is None and response.status_code not in gate.statuses:
+            return response  # nothing to tell the gate (a hedged request, a form body)
         with self._lock:
             error = self._rate_limited(response, granted, order, monotonic_ns())
         if error is not None:

@@ -5,7 +5,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.exc cimport PyErr_CheckSignals
+from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 
 from fastpool._engine.fp_clock cimport fp_now_ns
 from fastpool._engine.fp_tls cimport *
@@ -214,6 +214,13 @@ cdef class Connection:
             _failures.interrupted(exc, sent)
             raise
         return 0
+
+    def set_blocking(self, bint blocking):
+        """Between exchanges: the mode of the exchanges that follow (True: exchange(),
+        False: begin()/step()/take()); OSError when closed or inside an exchange."""
+        if fp_conn_set_blocking(&self.c, blocking) < 0:
+            PyErr_SetFromErrno(OSError)
+        self.blocking = blocking
 
     def begin(self, bytes request, bint head):
         """Step mode: starts sending request (kept alive until the exchange ends)."""

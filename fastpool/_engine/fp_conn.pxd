@@ -56,6 +56,7 @@ cdef extern from "fp_conn.h" nogil:
     int fp_conn_resume(fp_conn *c, fp_cerr *err)
     void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
     int fp_conn_step(fp_conn *c, fp_cerr *err)
+    int fp_conn_set_blocking(fp_conn *c, int blocking)
     uint64_t fp_conn_sent(const fp_conn *c)
     int fp_conn_finish(fp_conn *c)
     int fp_conn_next(fp_conn *c, int head_request, fp_cerr *err)

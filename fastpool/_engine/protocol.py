@@ -79,8 +79,10 @@ class Histogram(Protocol):
 
 class Connection(Protocol):
     """One keep-alive connection. Blocking mode (sync pools): exchange(). Step mode (async
-    pools): begin(), step() until STEP_DONE, take(). Pipelining: pipeline() (blocking), or
-    take_next() between the responses of a burst begun with begin() (steps)."""
+    pools, and a sync pool's hedged requests): begin(), step() until STEP_DONE, take().
+    set_blocking() switches between them, between exchanges. Pipelining: pipeline()
+    (blocking), or take_next() between the responses of a burst begun with begin()
+    (steps)."""
 
     # The pool's bookkeeping, read by the lane on the hot path (fastpool._policy.lifecycle).
     lane: int
@@ -97,6 +99,7 @@ class Connection(Protocol):
              blocking: bool, deadline_ns: int) -> None: ...
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
                  read_timeout_ns: int, deadline_ns: int) -> RawExchange: ...
+    def set_blocking(self, blocking: bool) -> None: ...
     def begin(self, request: bytes, head: bool) -> None: ...
     def step(self) -> int: ...
     def take(self) -> RawExchange: ...

@@ -37,9 +37,16 @@ class Hedge:
     it is a 2xx, else the first. A pool's own ``hedge=`` hedges its safe requests only.
 
     A hedge is sent only on an idle connection (it never waits for one nor opens one: a
-    hedge that waits is too late) and only when the rate limits have room at once. The
-    loser's connection is read to its end when its answer is there, else closed — never
-    handed on with a response in flight.
+    hedge that waits is too late), of the general lane unless the request has priority, and
+    only when the rate limits have room at once (no cooldown in force). The loser's
+    connection is never handed on with a response in flight: AsyncPool reads the loser's
+    answer to its end in the background, then gives the connection back; Pool has no
+    thread to wait in, so it takes what has already arrived and closes the connection when
+    that is not the whole answer (the refill replaces it). The caller's deadline bounds both
+    copies; when both fail, the error is MaybeSent if either may have reached the server.
+    The delay counts in milliseconds at the finest for Pool (poll()) and on uvloop (its
+    timers), so a delay under 1 ms acts as 1 ms there. ``pool.stats()`` counts ``hedges``
+    (copies sent) and ``hedge_wins`` (requests the copy answered).
     """
 
     after: Union[float, str] = "p95"

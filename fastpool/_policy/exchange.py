@@ -88,6 +88,22 @@ class ExchangeGate:
                 f"({why}): not sent", retry_after=wait / 1e9)
         return wait
 
+    def admit_now(self, now: int, weight: int, order: int, priority: bool) -> bool:
+        """A hedge's copy (fastpool._policy.hedging.admit_copy): True when it may go at once
+        (its weight is counted); False in a cooldown, or when a budget has no room now (or
+        could never admit it). Never waits, never counts as rate limited: the copy is
+        simply not sent."""
+        cooldown = self.cooldown
+        if cooldown is not None and cooldown.check(now, bool(order)):
+            return False
+        limiter = self.limiter
+        if limiter is None:
+            return True
+        try:
+            return not limiter.acquire(now, weight, order, priority)
+        except ValueError:
+            return False
+
     def refund(self, now: int, weight: int, order: int, granted: int) -> None:
         """A request admitted at `granted` certainly never reached the server."""
         if self.limiter is not None:

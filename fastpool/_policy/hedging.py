@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .._model.errors import InvalidRequestError
+from .._model.errors import FastpoolError, InvalidRequestError, MaybeSentError
 from .._model.hedge import Hedge
 
 #: Hedged without asking: a second copy changes nothing on the server (RFC 9110 §9.2.1).
@@ -80,6 +80,39 @@ class Budget:
             self.micros -= 1_000_000
             return True
         return False
+
+    def refund(self) -> None:
+        """A hedge spent and then not sent (the rate limits had no room): given back."""
+        self.micros += 1_000_000
+
+
+def admit_copy(budget: Budget, gate: Any, now: int, weight: int, order: int,
+               priority: bool) -> int:
+    """Whether the copy of a request, due now, may go (the driver holds an idle connection
+    for it): the budget must have a hedge, and the exchange gate room at once for the
+    copy's weight (ExchangeGate.admit_now: a hedge never waits for a rate limit, never
+    pushes the pool past one, and never goes in a cooldown). Returns when the gate granted
+    it (> 0, for a refund if it never leaves), or 0: no copy."""
+    if not budget.spend():
+        return 0
+    if not gate.admit_now(now, weight, order, priority):
+        budget.refund()
+        return 0
+    return now or 1
+
+
+def outcome_error(first: BaseException, second: BaseException) -> BaseException:
+    """The error a hedged request raises when both of its copies failed: a MaybeSent one
+    if either copy may have reached the server (the caller must learn the worst case),
+    else the primary's (``first``); an exception from outside the model (an interrupt)
+    goes before both."""
+    for exc in (first, second):
+        if not isinstance(exc, FastpoolError):
+            return exc
+    for exc in (first, second):
+        if isinstance(exc, MaybeSentError):
+            return exc
+    return first
 
 
 def settles(status: int, hedge: Hedge) -> bool:

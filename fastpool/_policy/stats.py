@@ -55,6 +55,8 @@ class _PoolStats(TypedDict):
     pings: int          #: keep-warm requests sent
     ping_failures: int  #: keep-warm requests that failed (the connection was replaced)
     rotations: int      #: connections replaced make-before-break (lifetime, budget, rotate())
+    hedges: int         #: hedged requests' copies sent (fastpool.Hedge)
+    hedge_wins: int     #: requests the copy answered first (its answer returned)
     open: int           #: connections open (or opening) now
     idle: int           #: connections idle now
     waiting: int        #: requests waiting for a connection now
@@ -76,7 +78,7 @@ class Stats:
     Histogram: the C engine records into it from its hot path without Python)."""
 
     __slots__ = ("errors", "retries", "connects", "reconnects", "resumed", "stale", "timeouts",
-                 "pings", "ping_failures", "rotations", "latency")
+                 "pings", "ping_failures", "rotations", "hedges", "hedge_wins", "latency")
 
     def __init__(self, histogram: Any) -> None:
         # requests answered with a response = latency.count (one record per response)
@@ -90,6 +92,8 @@ class Stats:
         self.pings = 0
         self.ping_failures = 0
         self.rotations = 0
+        self.hedges = 0
+        self.hedge_wins = 0
         self.latency = histogram
 
     def failed(self, exc: BaseException) -> None:
@@ -109,6 +113,7 @@ class Stats:
         """Every counter back to zero (the histogram too)."""
         self.errors = self.retries = self.connects = self.reconnects = self.resumed = 0
         self.stale = self.timeouts = self.pings = self.ping_failures = self.rotations = 0
+        self.hedges = self.hedge_wins = 0
         self.latency.reset()
 
     def snapshot(self, open_: int, idle: int, waiting: int) -> _PoolStats:
@@ -118,7 +123,7 @@ class Stats:
             "timeouts": self.timeouts, "connects": self.connects,
             "reconnects": self.reconnects, "resumed": self.resumed, "stale": self.stale,
             "pings": self.pings, "ping_failures": self.ping_failures,
-            "rotations": self.rotations,
+            "rotations": self.rotations, "hedges": self.hedges, "hedge_wins": self.hedge_wins,
             "open": open_, "idle": idle, "waiting": waiting,
             "latency_ns": latency(h),
             "rate_limits": [], "rate_limited": 0, "cooldown": None, "clock": None,

@@ -364,6 +364,23 @@ class Connection:
 
     # ---- exchanges ------------------------------------------------------------------------
 
+    def set_blocking(self, blocking: bool) -> None:
+        """Between exchanges: the mode of the exchanges that follow (fp_conn_set_blocking).
+        Plain sockets keep their SO_RCVTIMEO (a non-blocking socket ignores it); TLS sockets
+        get their per-wait timeouts from exchange() itself."""
+        if self._io is None:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        if self._exchanging:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        blocking = bool(blocking)
+        if blocking == self.blocking:
+            return
+        if self._tls_sock is None:
+            self._sock.setblocking(blocking)
+        else:
+            self._tls_sock.settimeout(None if blocking else 0.0)
+        self.blocking = blocking
+
     def begin(self, request: bytes, head: bool) -> None:
         self._request = memoryview(request)
         self._sent = 0
