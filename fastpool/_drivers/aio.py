@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
 from typing import Any, Callable, Coroutine, Dict, Optional, Set, Tuple
 
-from .._engine.protocol import Connection
+from .._engine.protocol import Connection, Park
 from .._model import failures
 from .._model.errors import (
     EventLoopError,
@@ -63,30 +63,6 @@ _READY = -1      # its fd is writable: step again
 _EXPIRED = -2    # its phase's timeout ran out
 
 
-def _resolve(fut: asyncio.Future[int], why: int) -> None:
-    if not fut.done():
-        fut.set_result(why)
-
-
-class _Park:
-    """A request parked on its connection: what it awaits and when it gives up."""
-
-    __slots__ = ("fut", "silence", "deadline", "at")
-
-    def __init__(self, fut: asyncio.Future[int], silence: int, deadline: int) -> None:
-        self.fut = fut
-        self.silence = silence      # ns: the phase's timeout (-1: none)
-        self.deadline = deadline    # ns: the request's total deadline (0: none)
-        self.at = 0                 # ns: when it expires (0: never)
-
-    def limit(self, now: int) -> None:
-        """The wait (re)starts now: it expires after the silence, or at the deadline."""
-        at = now + self.silence if self.silence >= 0 else 0
-        if self.deadline and (not at or self.deadline < at):
-            at = self.deadline
-        self.at = at
-
-
 def _wake(waiter: Optional[Waiter]) -> None:
     """Wakes a waiter the policy served (its future; it reads the outcome off the waiter)."""
     if waiter is not None and not waiter.handle.done():
@@ -114,10 +90,11 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         engine_mod = self._cfg.engine
         self._step_done = engine_mod.STEP_DONE
         self._want_read = engine_mod.STEP_WANT_READ
+        self._park_type = engine_mod.Park
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opener: Optional[ThreadPoolExecutor] = None
         self._opened = False
-        self._parked: Dict[Any, _Park] = {}  # conn -> the request parked on it
+        self._parked: Dict[Any, Park] = {}  # conn -> the request parked on it
         self._watch_handle: Optional[asyncio.TimerHandle] = None
         self._watch_at = 0
         self._readers: Dict[Any, int] = {}              # conn -> its registered fd
@@ -377,14 +354,14 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         (_on_readable), which wakes us only when the exchange progressed: asyncio runs a
         ready task before the reader callbacks of the same loop iteration, so a readability
         event can describe bytes the task has already read, and waking on it would cost a
-        loop iteration and a read that finds nothing."""
+        loop iteration and a read that finds nothing. The task awaits the engine's Park,
+        which the reader (or the writer) resumes in the same loop iteration."""
         loop = self._loop
         assert loop is not None
         writing = want != self._want_read  # reads wake through the connection's reader
         written = conn.written
         silence = tmo.read_ns if written else tmo.write_ns
-        fut: asyncio.Future[int] = loop.create_future()
-        park = _Park(fut, silence, deadline)
+        park = self._park_type(loop, silence, deadline)
         park.limit(monotonic_ns())
         fd = self._readers[conn]
         if writing:
@@ -392,12 +369,13 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             # the write phase does not read (a TLS 1.3 session ticket, an early response)
             # would make it fire on every loop iteration until the write timeout.
             loop.remove_reader(fd)
-            loop.add_writer(fd, _resolve, fut, _READY)
+            loop.add_writer(fd, park.wake, _READY)
         self._parked[conn] = park
         if park.at and (not self._watch_at or park.at < self._watch_at):
             self._arm_watchdog(park.at)
         try:
-            why = await fut
+            await park
+            why = park.result()
         finally:
             del self._parked[conn]
             if writing:
@@ -569,17 +547,16 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     def _on_readable(self, conn: Any) -> None:
         park = self._parked.get(conn)
         if park is not None:
-            fut = park.fut
-            if fut.done():
+            if park.done():
                 return
             before = conn.received
             try:
                 rc = conn.step()
             except BaseException as exc:  # the request's failure: raised in its task
-                fut.set_exception(exc)
+                park.fail(exc)
                 return
             if rc != self._want_read:
-                fut.set_result(rc)  # done, or it wants to write: the request goes on
+                park.wake(rc)  # done, or it wants to write: the request goes on
             elif conn.received != before:
                 park.limit(monotonic_ns())  # its read timeout is a silence: it restarts
             return
@@ -613,10 +590,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         soonest = 0
         for park in list(self._parked.values()):
             at = park.at
-            if not at or park.fut.done():
+            if not at or park.done():
                 continue
             if at <= now:
-                park.fut.set_result(_EXPIRED)
+                park.wake_later(_EXPIRED)
             elif not soonest or at < soonest:
                 soonest = at
         if soonest:
