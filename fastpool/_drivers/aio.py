@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
 from typing import Any, Callable, Coroutine, Dict, Optional, Set, Tuple
 
-from .._engine.protocol import Connection, Park
+from .._engine.protocol import Connection, Lane, Park
 from .._model import failures
 from .._model.errors import (
     EventLoopError,
@@ -41,10 +41,11 @@ from .._model.errors import (
 )
 from .._model.headers import HeaderTypes
 from .._model.request import Prepared
-from .._model.response import RawExchange, Response, make_response, request_info
+from .._model.response import RawExchange, Response
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
+from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
 from .._policy.maintenance import Action, Open, Ping, Tend
 from .._policy.pool import Claim
@@ -91,6 +92,13 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         self._step_done = engine_mod.STEP_DONE
         self._want_read = engine_mod.STEP_WANT_READ
         self._park_type = engine_mod.Park
+        policy = self._policy
+        self._lane: Lane = engine_mod.Lane(
+            policy.idle[0], policy.idle[1], policy.queue.general, policy.queue.priority,
+            self._cfg.timeout, policy.stats.latency, Response, self._response_ctx,
+            self._on_release, self._settle)
+        if policy.fastest:
+            self._lane.pick = fastest_index
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opener: Optional[ThreadPoolExecutor] = None
         self._opened = False
@@ -192,6 +200,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             raise EventLoopError(f"this AsyncPool is bound to an event loop running elsewhere "
                                  f"({loop!r}): close it there")
         idle, _ = policy.close()
+        self._lane.closed = True
         for conn in idle:
             self._close(conn)
         for waiter in policy.queue.fail_all(PoolClosed("the pool is closed")):
@@ -278,12 +287,12 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         """The request's attempts: a connection (idle, handed over, or opened), the exchange,
         the policy's verdict after a failure. resign: the request's arguments, when it is
         signed (signed again, with a fresh timestamp, when it waited or is sent again)."""
-        policy = self._policy
-        step_done, want_read = self._step_done, self._want_read
+        policy, lane = self._policy, self._lane
+        step_done = self._step_done
         attempts: Optional[Attempts] = None  # created at the first failure
         built = monotonic_ns()
         while True:
-            conn = policy.take_idle(priority) if not policy.closed else None
+            conn = lane.take(priority)
             fresh = False
             if conn is None:
                 try:
@@ -303,18 +312,12 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 built = monotonic_ns()
             try:
                 # The exchange, in steps (as _exchange, inlined: a coroutine less per
-                # request): written and read directly when the socket is ready, parked on
-                # the loop otherwise.
-                conn.begin(prepared.data, prepared.head)
-                rc = conn.step()
-                if rc == want_read and 0 < conn.rtt_ns < _READ_AT_ONCE_NS:
-                    # A server this close has often answered by the time the write returns:
-                    # one read now (a syscall, wasted if not) saves parking, a future and two
-                    # loop iterations.
-                    rc = conn.step()
+                # request): written and read directly when the socket is ready (and read at
+                # once after the write when the server is close: it saves parking and a loop
+                # iteration), parked on the loop otherwise.
+                rc = lane.start(conn, prepared, _READ_AT_ONCE_NS)
                 while rc != step_done:
                     rc = await self._park(conn, rc, tmo, deadline)
-                raw = conn.take()
             except BaseException as exc:
                 self._drop(conn, exc)
                 attempts = attempts or Attempts(
@@ -324,18 +327,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 if error is not None:
                     raise error
                 continue
-            policy.stats.latency.record(raw.t_complete - raw.t_start)
-            prepared.hist.record(raw.t_complete - raw.t_start)
-            rtt = raw.t_first_byte - raw.t_written  # smoothed as TCP's SRTT (RFC 6298: 1/8)
-            conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
-            conn.uses += 1
-            if (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
-                    and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
-                _wake(policy.returned(conn))
-            else:
-                self._release(conn)
-            return make_response(raw, request_info(self._response_ctx, prepared.method,
-                                                   prepared.target, start))
+            # Latency recorded, round trip smoothed (as TCP's SRTT, RFC 6298: 1/8), the
+            # connection back on its stack (or to _on_release), the Response built: in C.
+            return lane.finish(conn, prepared, start)
 
     async def _exchange(self, conn: Connection, prepared: Prepared, tmo: Timeout,
                         deadline: int) -> RawExchange:
@@ -522,6 +516,22 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         if waiter is None:
             self._want_maintenance()
         _wake(waiter)
+
+    def _on_release(self, conn: Any, exc: Optional[BaseException]) -> None:
+        """The lane could not put conn back on its stack (see _release)."""
+        self._release(conn)
+
+    def _settle(self) -> None:
+        """The lane pushed a connection idle while requests waited or the pool was closed
+        (the sync pool's threads race there; on the loop's one thread nothing runs between
+        the lane's check and its push, but the rule holds): idle connections go to the
+        waiters, or are closed with the pool."""
+        policy = self._policy
+        for stack in policy.idle:
+            for _ in range(len(stack)):  # one that no waiter may use goes back on top
+                if not stack or not (policy.closed or len(policy.queue)):
+                    break
+                self._release(stack.pop())
 
     def _release(self, conn: Any) -> None:
         """A connection came back and the policy decides: to the oldest waiter, else idle;

@@ -118,13 +118,17 @@ class Connection(Protocol):
 
 
 class Lane(Protocol):
-    """The sync pool's hot path in one engine call (see _core.Lane)."""
+    """The sync pool's hot path in one engine call, the AsyncPool's in three around its
+    waits (see _core.Lane)."""
 
     closed: bool
     pick: Any
 
     def send(self, conn: Optional[Any], request: Any, timeout: Any, start: int,
              priority: bool = False) -> Optional[Response]: ...
+    def take(self, priority: bool = False) -> Optional[Any]: ...
+    def start(self, conn: Any, request: Any, read_at_once_ns: int) -> int: ...
+    def finish(self, conn: Any, request: Any, start: int) -> Response: ...
 
 
 class Park(Protocol):
