@@ -563,7 +563,13 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             try:
                 rc = conn.step()
             except BaseException as exc:  # the request's failure: raised in its task
-                park.fail(exc)
+                error: Optional[BaseException] = exc
+            else:
+                error = None
+            if error is not None:
+                # Outside the except block: the task resumes inside this call, and would
+                # otherwise see the error as the exception being handled (sys.exc_info()).
+                park.fail(error)
                 return
             if rc != self._want_read:
                 park.wake(rc)  # done, or it wants to write: the request goes on
