@@ -1,6 +1,7 @@
 """CPU and wall time per request of each driver over the same engine, against the floor.
 
     .venv/bin/python bench/drivers.py [-n 20000] [--rounds 5] [--plain] [--only NAME,...]
+                                      [--parked]
 
 The embedded server runs in a child process (so its CPU is not counted); this process runs,
 in interleaved rounds of shuffled order, n sequential GETs on one pre-opened connection for
@@ -9,6 +10,10 @@ each client: the floor (a raw C loop on the C engine's connection), Pool and Asy
 + system time (all threads, getrusage) per request: steadier than wall time on a shared VM.
 Printed: median over rounds of p50 wall (us), of CPU per request (us), and the ratio to the
 floor's. Used for the before/after figures of a change to a driver or the hot path.
+
+On loopback the AsyncPool mostly reads the response right after writing (the server has
+answered by then); over a network it parks on the loop every time. --parked turns the read
+at once off, so the async rows show that path.
 """
 
 from __future__ import annotations
@@ -124,7 +129,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--plain", action="store_true", help="HTTP instead of HTTPS (TLS 1.3)")
     ap.add_argument("--only", default="", help="comma-separated client names")
+    ap.add_argument("--parked", action="store_true",
+                    help="AsyncPool: no read right after the write (every request parks)")
     args = ap.parse_args()
+    if args.parked:
+        import fastpool._drivers.aio as aio
+
+        aio._READ_AT_ONCE_NS = 0
     names = [c for c in CLIENTS if not args.only or c in args.only.split(",")]
     if "floor" not in names:
         names.insert(0, "floor")
@@ -151,7 +162,8 @@ def main() -> None:
     floor_p50 = statistics.median(results["floor"][0])
     floor_cpu = statistics.median(results["floor"][1])
     print(f"{'HTTP' if args.plain else 'HTTPS (TLS 1.3)'}, embedded server in a child process, "
-          f"n={args.n} x {args.rounds} rounds, medians over rounds")
+          f"n={args.n} x {args.rounds} rounds, medians over rounds"
+          f"{', AsyncPool parked (no read at once)' if args.parked else ''}")
     print(f"{'client':18} {'p50 us':>8} {'x floor':>8} {'CPU us/req':>11} {'x floor':>8} "
           f"{'p50 spread':>11}")
     for name in names:

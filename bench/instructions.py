@@ -7,7 +7,8 @@ For each client, the client process runs under `valgrind --tool=callgrind` twice
 requests after a warm-up, against the embedded server in a separate, uninstrumented
 process); the difference divided by 2n is the cost of one request, start-up excluded. The
 server's instructions are not counted. Kernel time (syscalls) is not counted either:
-compare with bench/drivers.py's CPU per request for that.
+compare with bench/drivers.py's CPU per request for that. The floor is bench/drivers.py's:
+the C engine's exchange in a C loop on one connection (no Python per request).
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ import asyncio, sys
 import fastpool
 url, ca, n, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 engine = "python" if "-py" in kind else "c"
-if kind.startswith("pool"):
+if kind == "floor":
+    from fastpool._engine import get_engine
+    with fastpool.Pool(url, connections=1, verify=ca, engine="c") as pool:
+        req = (b"GET /api/v3/ticker HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+               b"User-Agent: fastpool\\r\\n\\r\\n")
+        lat, bad = get_engine("c").floor_latencies(pool._policy.idle[0][0], req, 500 + n)
+        assert not bad
+elif kind.startswith("pool"):
     with fastpool.Pool(url, connections=1, verify=ca, engine=engine) as pool:
         for _ in range(500 + n):
             pool.get("/api/v3/ticker")
@@ -53,7 +61,7 @@ else:
         asyncio.run(main())
 """
 
-KINDS = ("pool-c", "async-c-asyncio", "async-c-uvloop", "pool-py", "async-py-asyncio")
+KINDS = ("floor", "pool-c", "async-c-asyncio", "async-c-uvloop", "pool-py", "async-py-asyncio")
 
 
 def count(url: str, ca: str, n: int, kind: str, tmp: str) -> int:

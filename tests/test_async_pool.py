@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 import pytest
 from support import faults
@@ -274,3 +275,19 @@ def test_stale_idle_connection_is_replaced_not_surfaced(engine_name, arun, fault
     assert codes == [200] * 6
     assert stats["errors"] == 0 and stats["stale"] >= 2
     assert [r.target for r in server.requests] == [f"/s{i}" for i in range(6)]
+
+
+def test_a_failure_read_by_the_reader_is_not_left_as_the_tasks_handled_exception(
+        engine_name, arun, fault_server):
+    # The connection's reader resumes the parked task inside its own call: once the task
+    # has handled the failure, nothing of the reader's own handling may show through
+    # (sys.exc_info(), the implicit __context__ of the task's next exception).
+    server = fault_server(faults.close_after_request())
+
+    async def main():
+        async with fastpool.AsyncPool(server.url(), connections=1, engine=engine_name) as pool:
+            with pytest.raises(fastpool.MaybeSentError):
+                await pool.post("/order", content=b"1")
+            return sys.exc_info()
+
+    assert arun(main) == (None, None, None)

@@ -15,6 +15,7 @@ CLASSES = {
     "Connection": protocol.Connection,
     "TLSContext": protocol.TLSContext,
     "Lane": protocol.Lane,
+    "Park": protocol.Park,
     "Histogram": protocol.Histogram,
     "ResponseParser": protocol.ResponseParser,
 }

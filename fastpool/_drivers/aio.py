@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from .._engine.protocol import Connection
+from .._engine.protocol import Connection, Lane, Park
 from .._model import failures
 from .._model.errors import (
     EventLoopError,
@@ -42,10 +42,11 @@ from .._model.errors import (
 )
 from .._model.headers import HeaderTypes
 from .._model.request import Prepared
-from .._model.response import RawExchange, Response, make_response, request_info
+from .._model.response import RawExchange, Response
 from .._model.timeout import _UNSET, Timeout
 from .._model.url import ParamsTypes
 from .._policy.attempts import Attempts
+from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
 from .._policy.hedging import hedge_for
 from .._policy.maintenance import Action, Open, Ping, Tend
@@ -67,30 +68,6 @@ _READ_AT_ONCE_NS = 100_000
 _READY = -1      # its fd is writable: step again
 _EXPIRED = -2    # its phase's timeout ran out
 _WOKEN = -3      # its hedge's delay passed (fastpool._drivers.aio_race): step on later
-
-
-def _resolve(fut: asyncio.Future[int], why: int) -> None:
-    if not fut.done():
-        fut.set_result(why)
-
-
-class _Park:
-    """A request parked on its connection: what it awaits and when it gives up."""
-
-    __slots__ = ("fut", "silence", "deadline", "at")
-
-    def __init__(self, fut: asyncio.Future[int], silence: int, deadline: int) -> None:
-        self.fut = fut
-        self.silence = silence      # ns: the phase's timeout (-1: none)
-        self.deadline = deadline    # ns: the request's total deadline (0: none)
-        self.at = 0                 # ns: when it expires (0: never)
-
-    def limit(self, now: int) -> None:
-        """The wait (re)starts now: it expires after the silence, or at the deadline."""
-        at = now + self.silence if self.silence >= 0 else 0
-        if self.deadline and (not at or self.deadline < at):
-            at = self.deadline
-        self.at = at
 
 
 def _wake(waiter: Optional[Waiter]) -> None:
@@ -123,10 +100,18 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         engine_mod = self._cfg.engine
         self._step_done = engine_mod.STEP_DONE
         self._want_read = engine_mod.STEP_WANT_READ
+        self._park_type = engine_mod.Park
+        policy = self._policy
+        self._lane: Lane = engine_mod.Lane(
+            policy.idle[0], policy.idle[1], policy.queue.general, policy.queue.priority,
+            self._cfg.timeout, policy.stats.latency, Response, self._response_ctx,
+            self._on_release, self._settle)
+        if policy.fastest:
+            self._lane.pick = fastest_index
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opener: Optional[ThreadPoolExecutor] = None
         self._opened = False
-        self._parked: Dict[Any, _Park] = {}  # conn -> the request parked on it
+        self._parked: Dict[Any, Park] = {}  # conn -> the request parked on it
         self._watch_handle: Optional[asyncio.TimerHandle] = None
         self._watch_at = 0
         self._readers: Dict[Any, int] = {}              # conn -> its registered fd
@@ -225,6 +210,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             raise EventLoopError(f"this AsyncPool is bound to an event loop running elsewhere "
                                  f"({loop!r}): close it there")
         idle, _ = policy.close()
+        self._lane.closed = True
         for conn in idle:
             self._close(conn)
         for waiter in policy.queue.fail_all(PoolClosed("the pool is closed")):
@@ -414,12 +400,12 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         """The request's attempts: a connection (idle, handed over, or opened), the exchange,
         the policy's verdict after a failure. resign: the request's arguments, when it is
         signed (signed again, with a fresh timestamp, when it waited or is sent again)."""
-        policy = self._policy
-        step_done, want_read = self._step_done, self._want_read
+        policy, lane = self._policy, self._lane
+        step_done = self._step_done
         attempts: Optional[Attempts] = None  # created at the first failure
         built = monotonic_ns()
         while True:
-            conn = policy.take_idle(priority) if not policy.closed else None
+            conn = lane.take(priority)
             fresh = False
             if conn is None:
                 try:
@@ -439,18 +425,12 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 built = monotonic_ns()
             try:
                 # The exchange, in steps (as _exchange, inlined: a coroutine less per
-                # request): written and read directly when the socket is ready, parked on
-                # the loop otherwise.
-                conn.begin(prepared.data, prepared.head)
-                rc = conn.step()
-                if rc == want_read and 0 < conn.rtt_ns < _READ_AT_ONCE_NS:
-                    # A server this close has often answered by the time the write returns:
-                    # one read now (a syscall, wasted if not) saves parking, a future and two
-                    # loop iterations.
-                    rc = conn.step()
+                # request): written and read directly when the socket is ready (and read at
+                # once after the write when the server is close: it saves parking and a loop
+                # iteration), parked on the loop otherwise.
+                rc = lane.start(conn, prepared, _READ_AT_ONCE_NS)
                 while rc != step_done:
                     rc = await self._park(conn, rc, tmo, deadline)
-                raw = conn.take()
             except BaseException as exc:
                 self._drop(conn, exc)
                 attempts = attempts or Attempts(
@@ -460,18 +440,9 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 if error is not None:
                     raise error
                 continue
-            policy.stats.latency.record(raw.t_complete - raw.t_start)
-            prepared.hist.record(raw.t_complete - raw.t_start)
-            rtt = raw.t_first_byte - raw.t_written  # smoothed as TCP's SRTT (RFC 6298: 1/8)
-            conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
-            conn.uses += 1
-            if (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
-                    and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
-                _wake(policy.returned(conn))
-            else:
-                self._release(conn)
-            return make_response(raw, request_info(self._response_ctx, prepared.method,
-                                                   prepared.target, start))
+            # Latency recorded, round trip smoothed (as TCP's SRTT, RFC 6298: 1/8), the
+            # connection back on its stack (or to _on_release), the Response built: in C.
+            return lane.finish(conn, prepared, start)
 
     async def _exchange(self, conn: Connection, prepared: Prepared, tmo: Timeout,
                         deadline: int) -> RawExchange:
@@ -490,14 +461,14 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         (_on_readable), which wakes us only when the exchange progressed: asyncio runs a
         ready task before the reader callbacks of the same loop iteration, so a readability
         event can describe bytes the task has already read, and waking on it would cost a
-        loop iteration and a read that finds nothing."""
+        loop iteration and a read that finds nothing. The task awaits the engine's Park,
+        which the reader (or the writer) resumes in the same loop iteration."""
         loop = self._loop
         assert loop is not None
         writing = want != self._want_read  # reads wake through the connection's reader
         written = conn.written
         silence = tmo.read_ns if written else tmo.write_ns
-        fut: asyncio.Future[int] = loop.create_future()
-        park = _Park(fut, silence, deadline)
+        park = self._park_type(loop, silence, deadline)
         park.limit(monotonic_ns())
         fd = self._readers[conn]
         if writing:
@@ -505,12 +476,13 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             # the write phase does not read (a TLS 1.3 session ticket, an early response)
             # would make it fire on every loop iteration until the write timeout.
             loop.remove_reader(fd)
-            loop.add_writer(fd, _resolve, fut, _READY)
+            loop.add_writer(fd, park.wake, _READY)
         self._parked[conn] = park
         if park.at and (not self._watch_at or park.at < self._watch_at):
             self._arm_watchdog(park.at)
         try:
-            why = await fut
+            await park
+            why = park.result()
         finally:
             del self._parked[conn]
             if writing:
@@ -661,6 +633,22 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             self._want_maintenance()
         _wake(waiter)
 
+    def _on_release(self, conn: Any, exc: Optional[BaseException]) -> None:
+        """The lane could not put conn back on its stack (see _release)."""
+        self._release(conn)
+
+    def _settle(self) -> None:
+        """The lane pushed a connection idle while requests waited or the pool was closed
+        (the sync pool's threads race there; on the loop's one thread nothing runs between
+        the lane's check and its push, but the rule holds): idle connections go to the
+        waiters, or are closed with the pool."""
+        policy = self._policy
+        for stack in policy.idle:
+            for _ in range(len(stack)):  # one that no waiter may use goes back on top
+                if not stack or not (policy.closed or len(policy.queue)):
+                    break
+                self._release(stack.pop())
+
     def _release(self, conn: Any) -> None:
         """A connection came back and the policy decides: to the oldest waiter, else idle;
         due for rotation; dropped if unusable, retired, or the pool closed."""
@@ -685,17 +673,22 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
     def _on_readable(self, conn: Any) -> None:
         park = self._parked.get(conn)
         if park is not None:
-            fut = park.fut
-            if fut.done():
+            if park.done():
                 return
             before = conn.received
             try:
                 rc = conn.step()
             except BaseException as exc:  # the request's failure: raised in its task
-                fut.set_exception(exc)
+                error: Optional[BaseException] = exc
+            else:
+                error = None
+            if error is not None:
+                # Outside the except block: the task resumes inside this call, and would
+                # otherwise see the error as the exception being handled (sys.exc_info()).
+                park.fail(error)
                 return
             if rc != self._want_read:
-                fut.set_result(rc)  # done, or it wants to write: the request goes on
+                park.wake(rc)  # done, or it wants to write: the request goes on
             elif conn.received != before:
                 park.limit(monotonic_ns())  # its read timeout is a silence: it restarts
             return
@@ -729,10 +722,10 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         soonest = 0
         for park in list(self._parked.values()):
             at = park.at
-            if not at or park.fut.done():
+            if not at or park.done():
                 continue
             if at <= now:
-                park.fut.set_result(_EXPIRED)
+                park.wake_later(_EXPIRED)
             elif not soonest or at < soonest:
                 soonest = at
         if soonest:

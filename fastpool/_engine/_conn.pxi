@@ -503,3 +503,71 @@ cdef class Lane:
             self.on_release(conn, None)
         return _new_response(self.response_type, raw,
                              _request_info(self.response_ctx, prepared[1], prepared[2], start))
+
+    # The AsyncPool's success path, in three engine calls around its waits: take() the
+    # hottest idle connection, start() the exchange on it (written, and read at once when the
+    # server is that close), then, once step() returned STEP_DONE, finish() it (the same
+    # bookkeeping as send()). The rules are send()'s; the waiting is the driver's.
+
+    def take(self, bint priority=False):
+        """The hottest idle connection this request may use, or None (none idle, earlier
+        requests waiting, or the pool closed): send()'s rule."""
+        cdef list stack
+        if self.closed or self.wait_priority or (self.wait_general and not priority):
+            return None
+        stack = self.reserved if priority and self.reserved else self.idle
+        if not stack:
+            return None
+        if self.pick is None:
+            return stack.pop()
+        return stack.pop(self.pick(stack))  # fastpool._policy.choice.fastest_index
+
+    def start(self, Connection conn, object request, int64_t read_at_once_ns):
+        """Begins the exchange of request (a Prepared) on conn in step mode and steps it:
+        STEP_* (as Connection.begin() then step()). When the step leaves it waiting for the
+        response and conn's smoothed round trip is below read_at_once_ns, one more read: a
+        server this close has often answered by the time the write returns, and the read
+        (a syscall, wasted if not) saves the driver its wait."""
+        cdef fp_cerr err
+        cdef int rc
+        if not isinstance(request, tuple) or not isinstance(request[4], Histogram):
+            raise TypeError("request must be a fastpool._model.request.Prepared")
+        cdef tuple prepared = <tuple>request
+        cdef bytes data = <bytes?>prepared[0]
+        cdef bint head = prepared[3]
+        conn.request = data
+        fp_conn_begin(&conn.c, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), head)
+        rc = fp_conn_step(&conn.c, &err)
+        if rc == FP_STEP_WANT_READ and 0 < conn.rtt_ns < read_at_once_ns:
+            rc = fp_conn_step(&conn.c, &err)
+        if rc == FP_STEP_ERROR:
+            conn.reusable = False
+            conn.request = None
+            _raise_cerr(&err)
+        return rc
+
+    def finish(self, Connection conn, object request, int64_t start):
+        """The Response of the exchange conn completed (its step() returned STEP_DONE):
+        latency recorded, the connection given back (as send(): pushed idle, else to
+        on_release, which also closes it when it cannot be reused)."""
+        cdef int64_t rtt
+        cdef list stack
+        cdef tuple prepared = <tuple>request
+        conn.request = None
+        cdef object raw = conn._take()
+        fp_hist_record(&self.hist.h, conn.c.t_complete - conn.c.t_start)
+        fp_hist_record(&(<Histogram>prepared[4]).h, conn.c.t_complete - conn.c.t_start)
+        rtt = conn.c.t_first_byte - conn.c.t_written
+        conn.rtt_ns = rtt if conn.rtt_ns == 0 else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
+        conn.uses += 1
+        if (conn.reusable and not self.closed and not self.wait_priority
+                and not self.wait_general and conn.uses < conn.retire_uses
+                and (conn.retire_at_ns == 0 or conn.c.t_complete < conn.retire_at_ns)):
+            stack = self.reserved if conn.lane else self.idle
+            stack.append(conn)
+            if self.closed or self.wait_priority or self.wait_general:
+                self.settle()
+        else:
+            self.on_release(conn, None)
+        return _new_response(self.response_type, raw,
+                             _request_info(self.response_ctx, prepared[1], prepared[2], start))

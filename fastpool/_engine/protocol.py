@@ -9,7 +9,7 @@ make the same decisions and raise the same exceptions (through fastpool._model.f
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Generator, Optional, Protocol, Sequence, Tuple
 
 from .._model.errors import FastpoolError
 from .._model.limits import Limits
@@ -127,19 +127,42 @@ class Connection(Protocol):
 
 
 class Lane(Protocol):
-    """The sync pool's hot path in one engine call (see _core.Lane)."""
+    """The sync pool's hot path in one engine call, the AsyncPool's in three around its
+    waits (see _core.Lane)."""
 
     closed: bool
     pick: Any
 
     def send(self, conn: Optional[Any], request: Any, timeout: Any, start: int,
              priority: bool = False) -> Optional[Response]: ...
+    def take(self, priority: bool = False) -> Optional[Any]: ...
+    def start(self, conn: Any, request: Any, read_at_once_ns: int) -> int: ...
+    def finish(self, conn: Any, request: Any, start: int) -> Response: ...
+
+
+class Park(Protocol):
+    """An AsyncPool request parked on its connection: what its task awaits (a future to
+    asyncio's Task) and when the wait gives up (see _pure/_park.py)."""
+
+    silence: int    # ns: the phase's timeout (-1: none)
+    deadline: int   # ns: the request's total deadline (0: none)
+    at: int         # ns: when it expires (0: never)
+
+    def limit(self, now: int) -> None: ...
+    def wake(self, why: int) -> None: ...
+    def fail(self, exc: BaseException) -> None: ...
+    def wake_later(self, why: int) -> None: ...
+    def done(self) -> bool: ...
+    def result(self) -> int: ...
+    def cancel(self, msg: Any = None) -> bool: ...
+    def __await__(self) -> Generator[Any, None, None]: ...  # raises its error, else None
 
 
 # Aliases: inside Engine, the names below are its own members.
 _Connection = Connection
 _TLSContext = TLSContext
 _Lane = Lane
+_Park = Park
 _Histogram = Histogram
 _ResponseParser = ResponseParser
 
@@ -163,6 +186,8 @@ class Engine(Protocol):
     @property
     def Lane(self) -> Callable[..., _Lane]: ...
     @property
+    def Park(self) -> Callable[..., _Park]: ...
+    @property
     def Histogram(self) -> Callable[[], _Histogram]: ...
     @property
     def ResponseParser(self) -> Callable[..., _ResponseParser]: ...
@@ -181,6 +206,6 @@ class Engine(Protocol):
 
 #: The names every engine module exports (the test compares both engines with this list).
 ENGINE_NAMES = ("STEP_DONE", "STEP_WANT_READ", "STEP_WANT_WRITE", "Connection", "TLSContext",
-                "Lane", "Histogram", "ResponseParser", "RawResponse", "parse_response",
+                "Lane", "Park", "Histogram", "ResponseParser", "RawResponse", "parse_response",
                 "encode_header_block", "build_request", "encode_query", "decode_headers",
                 "header_values")

@@ -18,12 +18,14 @@ from ._http import (
     encode_header_block,
     parse_response,
 )
+from ._park import Park
 from ._query import encode_query
 
 __all__ = [
     "Connection",
     "TLSContext",
     "Lane",
+    "Park",
     "STEP_DONE",
     "STEP_WANT_READ",
     "STEP_WANT_WRITE",

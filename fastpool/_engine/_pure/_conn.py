@@ -815,3 +815,43 @@ class Lane:
         response._ctx = _tuple_new(RequestInfo, (self.response_ctx, request[1], request[2],
                                                  start))
         return response
+
+    # The AsyncPool's success path, around its waits (see _core.Lane).
+
+    def take(self, priority: bool = False) -> Optional[Connection]:
+        if self.closed or self.wait_priority or (self.wait_general and not priority):
+            return None
+        stack = self.reserved if priority and self.reserved else self.idle
+        if not stack:
+            return None
+        return stack.pop() if self.pick is None else stack.pop(self.pick(stack))
+
+    def start(self, conn: Connection, request: tuple, read_at_once_ns: int) -> int:
+        conn.begin(request[0], request[3])
+        rc = conn.step()
+        if rc == STEP_WANT_READ and 0 < conn.rtt_ns < read_at_once_ns:
+            rc = conn.step()
+        return rc
+
+    def finish(self, conn: Connection, request: tuple, start: int) -> Response:
+        raw = conn.take()
+        self.hist.record(raw.t_complete - raw.t_start)
+        request[4].record(raw.t_complete - raw.t_start)
+        rtt = raw.t_first_byte - raw.t_written
+        conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
+        conn.uses += 1
+        if (conn.reusable and not self.closed and not self.wait_priority
+                and not self.wait_general and conn.uses < conn.retire_uses
+                and (not conn.retire_at_ns or raw.t_complete < conn.retire_at_ns)):
+            (self.reserved if conn.lane else self.idle).append(conn)
+            if self.closed or self.wait_priority or self.wait_general:
+                self.settle()
+        else:
+            self.on_release(conn, None)
+        response = _new(self.response_type)
+        response.status_code = raw.status
+        response.content = raw.body
+        response._raw = raw
+        response._ctx = _tuple_new(RequestInfo, (self.response_ctx, request[1], request[2],
+                                                 start))
+        return response
