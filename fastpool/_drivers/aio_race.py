@@ -181,8 +181,8 @@ class _Race:
         to go on in a task)."""
         self.due = True
         park = self.pool._parked.get(conn)
-        if self.wake is None and park is not None and not park.fut.done():
-            park.fut.set_result(_WOKEN)
+        if self.wake is None and park is not None and not park.done():
+            park.wake_later(_WOKEN)  # (as a future's result: its task resumes after this)
         self._wake_up()
 
     async def _rest(self, conn: Any, rc: int) -> RawExchange:
