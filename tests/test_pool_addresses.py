@@ -38,13 +38,19 @@ def test_fastest_index_takes_the_smallest_round_trip_and_the_hottest_among_equal
     assert fastest_index([_C(10_000)]) == 0
 
 
-def test_slow_ones_need_a_median_and_a_real_margin():
-    assert slow_ones([_C(100_000), _C(5_000_000)]) == []  # two say nothing
+def test_slow_ones_are_far_above_the_best_by_a_real_margin():
+    assert slow_ones([_C(5_000_000)]) == []  # one says nothing
     fast = [_C(100_000), _C(110_000), _C(120_000)]
     slow = _C(5_000_000)
     assert slow_ones(fast + [slow]) == [slow]
-    # Three times the median but within the margin (tiny round trips vary by multiples).
+    assert slow_ones([_C(100_000), slow]) == [slow]
+    # Half of them slow (one of two gateway addresses): the median is slow, the best is not.
+    slow2 = _C(4_000_000)
+    assert slow_ones([_C(100_000), _C(110_000), slow, slow2]) == [slow, slow2]
+    # Three times the best but within the margin (tiny round trips vary by multiples).
     assert slow_ones([_C(10_000), _C(11_000), _C(12_000), _C(90_000)]) == []
+    # Everyone equally slow: nobody is.
+    assert slow_ones([_C(5_000_000), _C(5_100_000), _C(4_900_000)]) == []
     # Not measured yet: never slow.
     assert slow_ones(fast + [_C(5_000_000, uses=0)]) == []
 
@@ -54,9 +60,16 @@ def test_new_connections_spread_first_then_go_to_the_faster_address():
     assert a.pick([]) in (0, 1)
     assert a.pick([_C(1, address=0)]) == 1
     assert a.pick([_C(100_000, address=0), _C(900_000, address=1)]) == 0
-    # The one being replaced counts against its own address.
+    # A slow one's replacement goes to the fastest other address, even when that one has
+    # more connections already (spreading evenly would send it back to the slow one).
     slow = _C(900_000, address=1)
     assert a.pick([_C(100_000, address=0), slow], avoid=slow) == 0
+    crowded = [_C(100_000, address=0), _C(100_000, address=0), _C(110_000, address=0), slow]
+    assert a.pick(crowded, avoid=slow) == 0
+    three = Addresses(3)
+    measured = [_C(100_000, address=0), _C(50_000, address=2), slow]
+    assert three.pick(measured, avoid=slow) == 2
+    assert three.pick([_C(100_000, address=0), slow], avoid=slow) == 2  # unmeasured: try it
     assert Addresses(1).pick([_C(1)]) == 0
 
 

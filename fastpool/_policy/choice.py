@@ -11,10 +11,12 @@ Two ways to choose among idle connections:
   other count as equal and the hottest of them wins (a round trip's noise must not make the
   pool hop between connections).
 
-A persistently slow connection — its SRTT several times the lane's median after enough
+A persistently slow connection — its SRTT several times the lane's best after enough
 requests to trust it — is rotated out (make-before-break), its replacement opened to the
-best address. New connections go to the address with the fewest connections, ties to the
-fastest: spread first, then performance.
+fastest address. (Against the best, not the median: when half the connections go to a slow
+gateway address, the median is the slow one and nothing would look slow.) New connections
+go to the address with the fewest connections, ties to the fastest: spread first, then
+performance; a slow one's replacement goes by performance first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, List, Optional, Sequence
 
 #: Round trips within this ratio of each other are the same to "fastest".
 SAME_RTT = 1.25
-#: A connection is persistently slow when its SRTT exceeds the median by this factor...
+#: A connection is persistently slow when its SRTT exceeds the lane's best by this factor...
 SLOW_FACTOR = 3.0
 #: ... and by at least this much (ns: tiny round trips vary by multiples on a busy host)...
 SLOW_MARGIN_NS = 200_000
@@ -50,12 +52,11 @@ def fastest_index(stack: List[Any]) -> int:
 def slow_ones(conns: Sequence[Any]) -> List[Any]:
     """Connections (of one lane) whose round trip stays far above the others'."""
     measured = [c for c in conns if c.rtt_ns and c.uses >= SLOW_AFTER_USES]
-    if len(measured) < 3:  # a median of two says nothing
+    if len(measured) < 2:  # nothing to compare with
         return []
-    rtts = sorted(c.rtt_ns for c in measured)
-    median = rtts[len(rtts) // 2]
+    best = min(c.rtt_ns for c in measured)
     return [c for c in measured
-            if c.rtt_ns > median * SLOW_FACTOR and c.rtt_ns - median > SLOW_MARGIN_NS]
+            if c.rtt_ns > best * SLOW_FACTOR and c.rtt_ns - best > SLOW_MARGIN_NS]
 
 
 class Addresses:
@@ -69,7 +70,10 @@ class Addresses:
     def pick(self, live: Sequence[Any], avoid: Optional[Any] = None) -> int:
         """The address index for a new connection: the fewest live connections, ties to the
         smallest median round trip (unmeasured addresses first). `avoid`: a connection
-        being replaced for being slow (its address counts as having one more)."""
+        being replaced for being slow: its replacement goes to the address with the
+        smallest median round trip (unmeasured first, to measure it), another address than
+        avoid's when there is one — spreading it evenly would send it back to the slow
+        address as often as not."""
         if self.count == 1:
             return 0
         counts = [0] * self.count
@@ -80,11 +84,12 @@ class Addresses:
                 counts[i] += 1
                 if conn.rtt_ns:
                     rtts[i].append(conn.rtt_ns)
-        if avoid is not None and 0 <= avoid.address < self.count:
-            counts[avoid.address] += 1
 
         def median(i: int) -> int:
             r = sorted(rtts[i])
             return r[len(r) // 2] if r else 0
 
+        if avoid is not None and 0 <= avoid.address < self.count:
+            others = [i for i in range(self.count) if i != avoid.address]
+            return min(others, key=lambda i: (median(i), counts[i]))
         return min(range(self.count), key=lambda i: (counts[i], median(i)))
