@@ -8,6 +8,7 @@
 #   make bench-c       the C parser's own benchmark (ns and callgrind instructions)
 #   make at-most-once  the at-most-once proof at full size (STORM_COUNT requests per mode)
 #   make soak          a million requests per driver: RSS, fds, threads sampled; footprint
+#   make bench-features pipelining, hedging, a slow gateway address, busy-poll (their benchmarks)
 #   make fuzz          libFuzzer on the C parser (FUZZ_SECONDS each for two builds)
 #   make deps          system packages (apt-get; CI runs it): compilers, OpenSSL, nginx, clang
 PYTHON ?= python3
@@ -17,7 +18,7 @@ PYTEST := $(VPY) -m pytest
 ASAN_DIR := build/asan
 
 .PHONY: venv build lint test asan bench bench-micro bench-c fuzz deps clean test-c-api-asan \
-	at-most-once soak
+	at-most-once soak bench-features
 
 venv: $(VENV)/.installed
 
@@ -95,6 +96,13 @@ FOOTPRINT_CONNECTIONS ?= 1000
 soak: build
 	$(VPY) bench/soak.py --requests $(SOAK_REQUESTS) --drivers sync,asyncio,uvloop
 	$(VPY) bench/footprint.py --connections $(FOOTPRINT_CONNECTIONS)
+
+# Issue 13's features, each against a server made for it (README: Beyond every peer).
+bench-features: build
+	$(VPY) bench/pipeline.py -n 2000 --rounds 5
+	$(VPY) bench/hedge.py -n 5000
+	$(VPY) bench/slow_connection.py -n 2000
+	$(VPY) bench/busy_poll.py --rounds 5
 
 # The C parser's cffi tests under ASan+UBSan (part of `make asan` via the suite too).
 test-c-api-asan: venv
