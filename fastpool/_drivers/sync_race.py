@@ -28,6 +28,7 @@ import select
 from time import monotonic_ns
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
+from .._engine._pure import _pollbits
 from .._model import failures
 from .._model.errors import FastpoolError, NotSentError
 from .._model.hedge import Hedge
@@ -40,8 +41,10 @@ from .._policy.hedging import admit_copy, delay_ns, outcome_error, settles
 if TYPE_CHECKING:
     from .sync import Pool
 
-_POLLIN = select.POLLIN | select.POLLPRI
-_POLLOUT = select.POLLOUT
+# Read where the platform has them: import fastpool must work without select.poll (a
+# hedged request cannot run there; nothing can: the engines refuse to open connections).
+_POLLIN = _pollbits.POLLIN | _pollbits.POLLPRI
+_POLLOUT = _pollbits.POLLOUT
 
 
 class _Leg:
