@@ -143,9 +143,10 @@ def main() -> int:
     args = ap.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
 
-    from fastpool._bench._server import EmbeddedServer
     from support.certs import generate_certs
     from support.nginx import TICKER_BODY, NginxServer, NginxUnavailable, find_nginx
+
+    from fastpool._bench._server import EmbeddedServer
 
     o = bench_options.parse(["-n", str(args.requests), "--rounds", str(args.rounds),
                              "--warmup", str(args.warmup), "--duration", str(args.duration),

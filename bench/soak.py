@@ -27,9 +27,8 @@ import tempfile
 import threading
 import time
 
-from fastpool._bench._server import EmbeddedServer
-
 import fastpool
+from fastpool._bench._server import EmbeddedServer
 
 PATH = "/api/v3/ticker"
 

@@ -243,6 +243,19 @@ def test_presence_of_an_absent_module():
     assert presence(BY_NAME["httpx"]) is None
 
 
+def test_a_worker_never_launched_answers_with_a_worker_error():
+    # post() before launch() used to raise AttributeError: the "not running" message reads the
+    # worker's stderr file, which only launch() creates
+    from fastpool._bench.worker import Worker, WorkerError
+
+    w = Worker(BY_NAME["httpx"], "auto")
+    with pytest.raises(WorkerError, match="not running"):
+        w.post({"cmd": "latency", "count": 1})
+    with pytest.raises(WorkerError, match="not running"):
+        w.reply(1.0)
+    w.stop()   # nothing to stop: a no-op
+
+
 def test_wrong_responses_fail_the_client_instead_of_being_measured(capsys):
     _core_or_skip()
     code = bench_main([*TINY, "--modes", "latency", "--clients", "floor,fastpool,httpx",

@@ -51,6 +51,13 @@ def ssl_context(target: dict) -> Optional[ssl.SSLContext]:
 class Adapter:
     kind = "sync"
     handshakes = False
+    # What every adapter offers (see the module docstring); declared here, defined by each
+    # subclass, as plain methods or as coroutines (async adapters), hence the Any results.
+    # request is an attribute that open() binds: the timed loops call it without a lookup.
+    request: Callable[[], Any]
+    open: Callable[[int], Any]
+    cold_start: Callable[[], Any]
+    close: Callable[[], Any]
 
     def __init__(self, target: dict, engine: Optional[str] = None) -> None:
         self.t = target
@@ -65,6 +72,7 @@ class Adapter:
 
 class _FastpoolBase(Adapter):
     handshakes = True
+    _data: bytes   # the request's bytes, set by FastpoolSync.open (the one that reconnects)
 
     def _kwargs(self, connections: int) -> dict:
         return dict(connections=connections, max_connections=connections,
@@ -333,7 +341,8 @@ class Urllib3(Adapter):
     def _pool(self, connections: int):
         import urllib3
 
-        kw = dict(maxsize=connections, block=True, retries=False, timeout=_TIMEOUT)
+        kw: dict[str, Any] = dict(maxsize=connections, block=True, retries=False,
+                                  timeout=_TIMEOUT)
         if self.t["tls"]:
             return urllib3.HTTPSConnectionPool(self.t["host"], self.t["port"],
                                                ssl_context=ssl_context(self.t),
@@ -409,7 +418,7 @@ class _CurlHandle:
     """One libcurl easy handle (its own connection cache): not shareable between threads."""
 
     def __init__(self, t: dict) -> None:
-        import pycurl
+        import pycurl  # type: ignore[import-untyped]  # pycurl ships no type information
 
         self.pycurl = pycurl
         self.n = 0
@@ -589,9 +598,9 @@ def _drop(obj) -> Callable[[], None]:
 def _rnet_kwargs(t: dict, connections: int) -> dict:
     from pathlib import Path
 
-    kw = dict(http1_only=True, pool_max_size=connections, pool_max_idle_per_host=connections,
-              timeout=int(_TIMEOUT), allow_redirects=False, cookie_store=False,
-              tcp_nodelay=True)
+    kw: dict[str, Any] = dict(
+        http1_only=True, pool_max_size=connections, pool_max_idle_per_host=connections,
+        timeout=int(_TIMEOUT), allow_redirects=False, cookie_store=False, tcp_nodelay=True)
     if t["tls"]:
         kw["verify"] = Path(t["ca_file"]) if t["ca_file"] else True
     return kw
@@ -789,9 +798,10 @@ class Aiosonic(Adapter):
     kind = "async"
 
     def _client(self, connections: int):
-        import aiosonic
-        from aiosonic.pools import PoolConfig
-        from aiosonic.timeout import Timeouts
+        # aiosonic ships no type information (no py.typed marker, no stubs)
+        import aiosonic  # type: ignore[import-untyped]
+        from aiosonic.pools import PoolConfig  # type: ignore[import-untyped]
+        from aiosonic.timeout import Timeouts  # type: ignore[import-untyped]
 
         pool = PoolConfig(size=connections, max_conn_requests=None, max_conn_idle_ms=None)
         connector = aiosonic.TCPConnector(pool_configs={":default": pool},

@@ -140,6 +140,7 @@ def run(argv: Sequence[str]) -> int:
             f.write("\n")
         sys.stdout.write(f"JSON report: {o.json_path}\n")
     if o.plot_path:
+        assert target is not None  # set before any mode ran; every exit before that returned
         if plot.write(tables, o.plot_path, target.describe()):
             sys.stdout.write(f"latency plot (CCDF, log axes): {o.plot_path}\n")
         else:

@@ -30,6 +30,7 @@ import threading
 import time
 from array import array
 from time import perf_counter_ns
+from typing import Any, Optional
 
 
 def _rusage() -> tuple:
@@ -55,7 +56,7 @@ class Checker:
         self.status = target["status"]
         self.length = target["length"]
         self.bad = 0
-        self.first_bad = None
+        self.first_bad: Optional[tuple[int, int]] = None
 
     def __call__(self, status: int, length: int) -> None:
         if status != self.status or (self.length >= 0 and length != self.length):
@@ -63,7 +64,7 @@ class Checker:
             if self.first_bad is None:
                 self.first_bad = (status, length)
 
-    def result(self, cpu: Cpu = None, **kw) -> dict:
+    def result(self, cpu: Optional[Cpu] = None, **kw: Any) -> dict:
         out = dict(bad=self.bad, first_bad=self.first_bad, **kw)
         if cpu is not None:
             out.update(cpu.result())

@@ -123,6 +123,7 @@ class Runner:
         if before is None:
             return
         after = self._snapshot()
+        assert after is not None  # before is a snapshot: there is a server
         into = row["server"][phase]
         for i, key in enumerate(("accepted", "requests", "cpu_ns")):
             into[key] += after[i] - before[i]
@@ -166,7 +167,7 @@ class Runner:
 
     def _rounds(self, rows: dict, n_rounds: int, label: str,
                 command: Callable[[int], dict], timeout: float,
-                take: Callable[[dict, dict], None],
+                take: Callable[[dict, dict], object],
                 warm: Optional[dict] = None) -> None:
         """n_rounds rounds; each runs every row still ok once, in a new shuffled order.
 
@@ -380,7 +381,9 @@ class Runner:
                     self._sporadic_group(rows[g], group, g, per_round[g][r])
         accepted = None
         if before is not None:
-            accepted = self._snapshot()[0] - before[0]
+            after = self._snapshot()
+            assert after is not None  # before is a snapshot: there is a server
+            accepted = after[0] - before[0]
         self._close(base)
 
         latency = next((t for t in self.tables if t["mode"] == "latency"), None)
@@ -468,9 +471,11 @@ class Runner:
             if budget is None:
                 round_warm = {"cmd": "throughput", "inflight": k, "duration": 3600.0,
                               "cap": 4 * k}
-            self._rounds(rows, n_rounds, label,
-                         lambda r, k=k, cap=cap: {"cmd": "throughput", "inflight": k,
-                                                  "duration": self.o.duration, "cap": cap},
+            def command(r: int, k: int = k, cap: int = cap) -> dict:
+                return {"cmd": "throughput", "inflight": k, "duration": self.o.duration,
+                        "cap": cap}
+
+            self._rounds(rows, n_rounds, label, command,
                          timeout=self.o.duration * 3 + 120, take=take_tp, warm=round_warm)
             self._close(rows)
             for row in rows.values():

@@ -413,6 +413,7 @@ def check_url(o: Options) -> None:
     """A usable http(s) URL whose host is on this machine, or --requests given explicitly."""
     from .._model.url import InvalidURL, parse_origin
 
+    assert o.url is not None  # called when a URL was given
     url = o.url.strip()
     if "://" not in url:
         raise UsageError(f"invalid URL {o.url!r}: give a full URL such as "
@@ -449,5 +450,5 @@ def is_loopback_host(host: str) -> bool:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return False  # unresolvable: not known to be local (the run fails later, clearly)
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback
                                for i in infos)

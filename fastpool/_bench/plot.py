@@ -11,7 +11,7 @@ has samples.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Sequence, cast
 
 MISSING = ("--plot needs matplotlib, which is not installed: "
            "pip install 'fastpool[plot]' (or pip install matplotlib)")
@@ -43,12 +43,16 @@ def _pick(tables: list) -> Optional[dict]:
 def _style(names: list) -> dict:
     """name -> (color, linestyle, width): distinct for up to 40 clients."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
-    tab = list(plt.get_cmap("tab20").colors)
+    cmap = plt.get_cmap("tab20")
+    assert isinstance(cmap, ListedColormap)  # tab20 is a list of 20 colors
+    # matplotlib types .colors as any array-like; for tab20 it is a tuple of RGB triples
+    tab = list(cast(Sequence[tuple[float, float, float]], cmap.colors))
     # without the reds and the greys, which would pass for fastpool's and the floor's lines
     tab = [c for i, c in enumerate(tab) if i not in (6, 7, 14, 15)]
     colors = tab[0::2] + tab[1::2]     # the strong shades first
-    out = {}
+    out: dict[str, tuple[Any, str, float]] = {}   # a color name or an RGB triple
     i = 0
     for name in names:
         if name == "floor":

@@ -16,7 +16,7 @@ import os
 import socket
 import ssl
 from dataclasses import asdict, dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
 
 from .options import Options, UsageError
@@ -66,7 +66,7 @@ class Embedded:
         from ._server import EmbeddedServer
 
         tls = not o.plain
-        kw = dict(tls=tls, body_size=body_size)
+        kw: dict[str, Any] = dict(tls=tls, body_size=body_size)
         if tls:
             kw.update(tls_min=o.tls, tls_max=o.tls)
         self.server = EmbeddedServer(**kw).start()
@@ -120,6 +120,7 @@ def wrong_ca(target: Target, tmpdir: str) -> Target:
 def url_target(o: Options) -> Target:
     """The user's URL as a Target: resolved, and probed with one GET that sets the expected
     status and length (unless given). UsageError when it cannot be used."""
+    assert o.url is not None  # called for a URL run only
     parts = urlsplit(o.url.strip())
     scheme = parts.scheme.lower()
     tls = scheme == "https"
@@ -144,7 +145,7 @@ def url_target(o: Options) -> Target:
     check_status(o, status, f"{base}{path}")
     return Target(
         kind="url", url=base + path, base=base, path=path, host=host, port=port,
-        ip=sockaddr[0], family=int(family), tls=tls, tls_version=version, ca_file=o.cafile,
+        ip=str(sockaddr[0]), family=int(family), tls=tls, tls_version=version, ca_file=o.cafile,
         ca_pem=ca_pem, status=o.expect_status or status,
         length=length if o.expect_length is None else o.expect_length, remote=o.remote)
 
@@ -181,6 +182,7 @@ def _speaks_tls(host: str, port: int) -> bool:
 
 def probe(host: str, port: int, path: str, tls: bool, cafile: Optional[str]) -> tuple:
     """One GET with the standard library: (status, body length, TLS version)."""
+    conn: http.client.HTTPConnection
     try:
         if tls:
             ctx = ssl.create_default_context(cafile=cafile) if cafile else \
@@ -193,8 +195,10 @@ def probe(host: str, port: int, path: str, tls: bool, cafile: Optional[str]) -> 
             resp = conn.getresponse()
             body = resp.read()
             version = None
-            if tls and conn.sock is not None:
-                version = conn.sock.version().replace("TLSv", "")
+            if tls and isinstance(conn.sock, ssl.SSLSocket):
+                version = conn.sock.version()   # None only before the handshake
+                if version is not None:
+                    version = version.replace("TLSv", "")
             return resp.status, len(body), version
         finally:
             conn.close()

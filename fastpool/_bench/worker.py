@@ -27,7 +27,13 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Optional
+from typing import IO, TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .adapters import Adapter
+    from .clients import ClientSpec
 
 _HEADER = struct.Struct(">I")
 
@@ -55,7 +61,7 @@ def _read_exact(fd: int, n: int, deadline: Optional[float]) -> bytes:
     return b"".join(chunks)
 
 
-def _send(fd: int, obj) -> None:
+def _send(fd: int, obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
@@ -63,7 +69,7 @@ def _send(fd: int, obj) -> None:
         view = view[n:]
 
 
-def _recv(fd: int, deadline: Optional[float] = None):
+def _recv(fd: int, deadline: Optional[float] = None) -> Any:
     (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
     return pickle.loads(_read_exact(fd, n, deadline))
 
@@ -73,12 +79,12 @@ def _recv(fd: int, deadline: Optional[float] = None):
 class Worker:
     """The parent's handle on one client's process."""
 
-    def __init__(self, spec, loop: str) -> None:
+    def __init__(self, spec: ClientSpec, loop: str) -> None:
         self.spec = spec
         self.loop = loop
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None
         self.info: dict = {}
-        self._err = None
+        self._err: Optional[IO[bytes]] = None
         self._cmd: Optional[str] = None
 
     def start(self, timeout: float = 60.0) -> dict:
@@ -117,6 +123,7 @@ class Worker:
         self._cmd = msg.get("cmd")
         if proc is None or proc.poll() is not None:
             raise WorkerError(f"{self.spec.name}: the worker is not running{self._stderr_tail()}")
+        assert proc.stdin is not None  # launch() opens it with stdin=PIPE
         try:
             _send(proc.stdin.fileno(), msg)
         except OSError:
@@ -129,6 +136,7 @@ class Worker:
         proc = self.proc
         if proc is None:
             raise WorkerError(f"{self.spec.name}: the worker is not running")
+        assert proc.stdout is not None  # launch() opens it with stdout=PIPE
         try:
             reply = _recv(proc.stdout.fileno(), time.monotonic() + timeout)
         except TimeoutError:
@@ -144,6 +152,8 @@ class Worker:
         return reply
 
     def _stderr_tail(self) -> str:
+        if self._err is None:  # never launched: no output to show
+            return ""
         try:
             self._err.seek(0)
             text = self._err.read().decode("utf-8", "replace").strip()
@@ -156,6 +166,7 @@ class Worker:
         proc = self.proc
         if proc is None:
             return
+        assert proc.stdin is not None and proc.stdout is not None  # launch(): both PIPE
         try:
             if proc.poll() is None and not kill:
                 try:
@@ -191,10 +202,28 @@ def _die_with_parent() -> None:
 
 class _Child:
     def __init__(self) -> None:
-        self.spec = None
-        self.adapter = None
-        self.loop = None
-        self.target: Optional[dict] = None
+        self.spec: Optional[ClientSpec] = None          # set by init
+        self.adapter: Optional[Adapter] = None          # set by open, cleared by close
+        self.loop: Optional[asyncio.AbstractEventLoop] = None  # init, async clients only
+        self.target: Optional[dict] = None              # set by open
+
+    # What earlier commands set up (the parent sends init first, then open before any
+    # measurement); narrowed once per command, never inside a timed loop.
+
+    def _spec(self) -> ClientSpec:
+        if self.spec is None:
+            raise RuntimeError("no client: 'init' comes first")
+        return self.spec
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            raise RuntimeError("no event loop: 'init' an async client first")
+        return self.loop
+
+    def _opened(self) -> tuple[ClientSpec, Adapter, dict]:
+        if self.adapter is None or self.target is None:
+            raise RuntimeError("no client is open: 'open' comes first")
+        return self._spec(), self.adapter, self.target
 
     # -- commands --
 
@@ -227,7 +256,8 @@ class _Child:
                     import uvloop
 
                     self.loop = uvloop.new_event_loop()
-                    loop_name = f"uvloop {uvloop.__version__}"
+                    # uvloop sets __version__ but leaves it out of its __all__
+                    loop_name = f"uvloop {uvloop.__version__}"  # type: ignore[attr-defined]
                 except ImportError:
                     if want == "uvloop":
                         return {"ok": False, "missing": False,
@@ -246,36 +276,39 @@ class _Child:
             if reply["warning"] and spec.name == "urllib3":
                 import urllib3
 
-                reply["version"] = f"{urllib3.__version__} (urllib3-future)"
+                # set, but left out of urllib3's __all__
+                reply["version"] = f"{urllib3.__version__} (urllib3-future)"  # type: ignore[attr-defined]
         return reply
 
-    def _run(self, value):
-        if self.spec.kind == "async":
-            return self.loop.run_until_complete(value)
+    def _run(self, value: Any) -> Any:
+        if self._spec().kind == "async":
+            return self._loop().run_until_complete(value)
         return value
 
     def open(self, msg: dict) -> dict:
         from . import adapters, measure
 
         self._close()
+        spec = self._spec()
         t = self.target = msg["target"]
         n = msg["connections"]
-        self.adapter = a = adapters.make(self.spec.adapter, t, self.spec.engine)
-        kind = self.spec.kind
+        self.adapter = a = adapters.make(spec.adapter, t, spec.engine)
+        kind = spec.kind
         if kind == "async":
-            self.loop.run_until_complete(a.open(n))
+            self._loop().run_until_complete(a.open(n))
         else:
             a.open(n)
         warm = msg.get("warmup", 0)
         if warm:
             if kind == "floor":
+                assert isinstance(a, adapters.Floor)  # the floor client's adapter
                 res = {"bad": 0}
                 for conn in a.conns:
                     _lat, bad = a.floor(conn, max(1, warm // len(a.conns)))
                     res["bad"] += bad
                 res["first_bad"] = measure._floor_bad(a, res["bad"])
             elif kind == "async":
-                res = self.loop.run_until_complete(measure.prime_async(a, n, warm, t))
+                res = self._loop().run_until_complete(measure.prime_async(a, n, warm, t))
             else:
                 res = measure.prime_sync(a, n, warm, t)
             if res["bad"]:
@@ -285,14 +318,15 @@ class _Child:
     def latency(self, msg: dict) -> dict:
         from . import measure
 
-        a, t, count = self.adapter, self.target, msg["count"]
+        spec, a, t = self._opened()
+        count = msg["count"]
         warm = msg.get("warmup", 0)
         max_ns = msg.get("max_ns", 0)   # the floor is never near it: it runs its count in C
-        if self.spec.kind == "floor":
+        if spec.kind == "floor":
             if warm:
                 measure.seq_floor(a, warm, t)
             return measure.seq_floor(a, count, t)
-        if self.spec.kind == "async":
+        if spec.kind == "async":
             if warm:
                 self._run(measure.seq_async(a.request, warm, t))
             return self._run(measure.seq_async(a.request, count, t, max_ns))
@@ -303,23 +337,26 @@ class _Child:
     def sporadic(self, msg: dict) -> dict:
         from . import measure
 
-        args = (msg["gap_ns"], msg["count"], msg.get("start_ns"), self.target)
-        if self.spec.kind == "floor":
-            return measure.sporadic_floor(self.adapter, *args)
-        if self.spec.kind == "async":
-            return self._run(measure.sporadic_async(self.adapter.request, *args))
-        return measure.sporadic_sync(self.adapter.request, *args)
+        spec, a, t = self._opened()
+        args = (msg["gap_ns"], msg["count"], msg.get("start_ns"), t)
+        if spec.kind == "floor":
+            return measure.sporadic_floor(a, *args)
+        if spec.kind == "async":
+            return self._run(measure.sporadic_async(a.request, *args))
+        return measure.sporadic_sync(a.request, *args)
 
     def verify(self, msg: dict) -> dict:
         """A new client told to trust a CA that did not sign the server's certificate, and
         its first request: it must fail. {"accepted": False, "error": why} when it did."""
         from . import adapters, measure
 
-        a = adapters.make(self.spec.adapter, msg["target"], self.spec.engine)
+        spec = self._spec()
+        a = adapters.make(spec.adapter, msg["target"], spec.engine)
         try:
-            if self.spec.kind == "async":
-                status, length, closer = self.loop.run_until_complete(a.cold_start())
-                self.loop.run_until_complete(measure.maybe_await(closer()))
+            if spec.kind == "async":
+                loop = self._loop()
+                status, length, closer = loop.run_until_complete(a.cold_start())
+                loop.run_until_complete(measure.maybe_await(closer()))
             else:
                 status, length, closer = a.cold_start()
                 closer()
@@ -330,28 +367,30 @@ class _Child:
     def throughput(self, msg: dict) -> dict:
         from . import measure
 
-        a, t = self.adapter, self.target
+        spec, a, t = self._opened()
         args = (msg["inflight"], msg["duration"], msg["cap"], t)
-        if self.spec.kind == "floor":
+        if spec.kind == "floor":
             return measure.tp_floor(a, *args)
-        if self.spec.kind == "async":
+        if spec.kind == "async":
             return self._run(measure.tp_async(a, *args))
         return measure.tp_sync(a, *args)
 
     def cold(self, msg: dict) -> dict:
         from . import measure
 
-        if self.spec.kind == "async":
-            return self._run(measure.cold_async(self.adapter, msg["reps"], self.target))
-        return measure.cold_sync(self.adapter, msg["reps"], self.target)
+        spec, a, t = self._opened()
+        if spec.kind == "async":
+            return self._run(measure.cold_async(a, msg["reps"], t))
+        return measure.cold_sync(a, msg["reps"], t)
 
     def reconnect(self, msg: dict) -> dict:
         from . import measure
 
-        a, t, reps = self.adapter, self.target, msg["reps"]
+        spec, a, t = self._opened()
+        reps = msg["reps"]
         if a.handshakes:
             return measure.reconnect_handshakes(a, reps, t)
-        if self.spec.kind == "async":
+        if spec.kind == "async":
             return self._run(measure.reconnect_async(a, reps, t))
         return measure.reconnect_sync(a, reps, t)
 
@@ -362,7 +401,7 @@ class _Child:
     def _close(self) -> None:
         a, self.adapter = self.adapter, None
         if a is not None:
-            self._run(a.close()) if self.spec.kind == "async" else a.close()
+            self._run(a.close()) if self._spec().kind == "async" else a.close()
 
     # -- loop --
 
