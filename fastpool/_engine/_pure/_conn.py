@@ -43,13 +43,14 @@ from ..._model.limits import DEFAULT_LIMITS
 from ..._model.response import RawExchange, RequestInfo, Response
 from ..._model.tls_policy import TLS12_CIPHERS
 from . import _pollbits
-from ._http import ResponseParser
+from ._http import RawResponse, ResponseParser
 
 STEP_DONE = 0
 STEP_WANT_READ = 1
 STEP_WANT_WRITE = 2
 
-_TLS_VERSIONS = {None: None, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_TLS_VERSIONS: dict[Optional[str], Optional[ssl.TLSVersion]] = {
+    None: None, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _RECV_SIZE = 65536
 _POLLIN = _pollbits.POLLIN
 _POLLOUT = _pollbits.POLLOUT
@@ -76,8 +77,9 @@ class TLSContext:
         try:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.minimum_version = _TLS_VERSIONS[min_version] or ssl.TLSVersion.TLSv1_2
-            if max_version:
-                ctx.maximum_version = _TLS_VERSIONS[max_version]
+            maximum = _TLS_VERSIONS[max_version]  # (None exactly when max_version is)
+            if maximum is not None:
+                ctx.maximum_version = maximum
             ctx.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
                             | getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0))
             # The TLS 1.2 offer of fastpool._model.tls_policy. Python's ssl (3.9-3.13) cannot
@@ -153,7 +155,7 @@ class Connection:
         self._limits = DEFAULT_LIMITS if limits is None else limits
         self._sock: Optional[socket.socket] = None
         self._tls_sock: Optional[ssl.SSLSocket] = None
-        self._io = None             # the object to send/recv on (socket or SSLSocket)
+        self._io: Optional[socket.socket] = None  # what to send/recv on (socket or SSLSocket)
         self._tls: Optional[TLSContext] = None
         self._host = ""
         self._session_kept = False
@@ -168,7 +170,9 @@ class Connection:
         self.rtt_ns = 0
         self.address = 0
         self._rcvtimeo_us = -1
-        self._poller = None         # select.poll on the socket, for the pre-write check
+        # select.poll on the socket, for the pre-write check (kept by close(), like the fd
+        # number it was registered with).
+        self._poller: Optional[select.poll] = None
         self._exchanges = 0         # begun since the connection opened
         self._checked = False       # the current exchange made its pre-write check
         self._request: Optional[memoryview] = None
@@ -200,10 +204,11 @@ class Connection:
                 if rc:
                     raise F.failure(F.CONNECT, f"connect to {ip} port {port}: {os.strerror(rc)}")
             io = sock
+            tls_sock: Optional[ssl.SSLSocket] = None
             if tls is not None:
                 # wrap_socket detaches sock: from here on the SSLSocket owns the descriptor,
                 # and it is the one to close (and whose fileno() the async pool waits on).
-                io = sock = self._handshake(sock, tls, host, deadline_ns)
+                io = sock = tls_sock = self._handshake(sock, tls, host, deadline_ns)
             if blocking:
                 if tls is None:
                     sock.setblocking(True)
@@ -214,12 +219,12 @@ class Connection:
             sock.close()
             raise
         self._sock = sock
-        self._tls_sock = io if tls is not None else None
+        self._tls_sock = tls_sock
         self._io = io
         self._tls = tls
         self._host = host
-        self._poller = select.poll()
-        self._poller.register(io, _STALE_EVENTS)
+        poller = self._poller = select.poll()
+        poller.register(io, _STALE_EVENTS)
         self._exchanges = 0
         self._session_kept = False
         self.blocking = blocking
@@ -266,7 +271,8 @@ class Connection:
         alpn = tsock.selected_alpn_protocol()
         if alpn not in (None, "http/1.1"):
             raise F.failure(F.TLS, f"server {host} selected ALPN protocol '{alpn}', not http/1.1")
-        self.resumed = tsock.session_reused
+        # (None only before a handshake: typeshed's Optional does not apply here.)
+        self.resumed = bool(tsock.session_reused)
         if tsock.version() != "TLSv1.3":
             tls.keep(tsock, host)  # TLS 1.2 sessions exist at the end of the handshake
             self._session_kept = True
@@ -313,7 +319,9 @@ class Connection:
         tsock = self._tls_sock
         if tsock is not None and tsock.pending():
             return _PEER_SPOKE  # decrypted bytes nobody asked for
-        events = self._poller.poll(0)
+        poller = self._poller
+        assert poller is not None  # (set by open(); only an opened connection gets here)
+        events = poller.poll(0)
         if not events:
             return _PEER_QUIET
         if events[0][1] & ~_POLLIN:
@@ -368,7 +376,8 @@ class Connection:
         """Between exchanges: the mode of the exchanges that follow (fp_conn_set_blocking).
         Plain sockets keep their SO_RCVTIMEO (a non-blocking socket ignores it); TLS sockets
         get their per-wait timeouts from exchange() itself."""
-        if self._io is None:
+        io = self._io
+        if io is None:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         if self._exchanging:
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
@@ -376,7 +385,7 @@ class Connection:
         if blocking == self.blocking:
             return
         if self._tls_sock is None:
-            self._sock.setblocking(blocking)
+            io.setblocking(blocking)  # (a plain connection's _io is its _sock)
         else:
             self._tls_sock.settimeout(None if blocking else 0.0)
         self.blocking = blocking
@@ -410,6 +419,8 @@ class Connection:
             self._t_written = monotonic_ns()
             io = self._io
             parser = self._parser
+            # (the request was sent on io; begin() made the parser)
+            assert io is not None and parser is not None
             try:
                 while True:
                     self._arm_read(read_timeout_ns, deadline_ns)
@@ -433,6 +444,7 @@ class Connection:
         kernel send timeout would restart after each partial send)."""
         sock = self._sock
         view = self._request
+        assert sock is not None and view is not None  # (an open connection, after begin())
         total = len(view)
         last = self._t_start
         out = None
@@ -458,6 +470,7 @@ class Connection:
     def _send_tls(self, timeout_ns: int, deadline_ns: int) -> None:
         tsock = self._tls_sock
         view = self._request
+        assert tsock is not None and view is not None  # (a TLS connection, after begin())
         total = len(view)
         last = self._t_start
         try:
@@ -506,6 +519,8 @@ class Connection:
         if self._t_written == 0:
             if not self._checked:
                 self._check_quiet()
+            # (in an exchange: begin() set the request, on an opened connection)
+            assert io is not None and request_view is not None
             try:
                 while self._sent < len(request_view):
                     self._send_attempted = True
@@ -519,6 +534,8 @@ class Connection:
             self._t_written = monotonic_ns()
             return STEP_WANT_READ  # the response cannot be here yet (see fp_conn_step)
         parser = self._parser
+        # (in an exchange: begin() or take_next() set the parser, on an opened connection)
+        assert io is not None and parser is not None
         if parser.complete:
             return STEP_DONE
         try:
@@ -541,7 +558,9 @@ class Connection:
         F.interrupted(exc, sent)
 
     def take(self) -> RawExchange:
-        return self._take(self._parser)
+        parser = self._parser
+        assert parser is not None  # (step() completed the exchange begin() started)
+        return self._take(parser)
 
     def _received(self, parser: ResponseParser, data: bytes) -> bool:
         """Feeds what arrived (b"" = end of input); True when the response is complete."""
@@ -578,7 +597,7 @@ class Connection:
             self._keep_session()
         return raw
 
-    def _raw(self, res, t_complete: int) -> RawExchange:
+    def _raw(self, res: RawResponse, t_complete: int) -> RawExchange:
         reason_len = len(res.reason)
         return _tuple_new(RawExchange, (
             res.status_code, 1 if res.http_version == "HTTP/1.1" else 0, res.head, res.spans,
@@ -590,7 +609,9 @@ class Connection:
     def take_next(self, head: bool) -> RawExchange:
         """Step mode, pipelining: the response step() completed, as take(), and the exchange
         goes on to the next request's (see the C engine's Connection.take_next)."""
-        res = self._parser.result()
+        parser = self._parser
+        assert parser is not None  # (step() completed the exchange begin() started)
+        res = parser.result()
         raw = self._raw(res, monotonic_ns())
         self._pipe_error = self._follow(res, head)
         if self._pipe_error is not None:
@@ -598,7 +619,7 @@ class Connection:
             self._exchanging = False  # step() raises it
         return raw
 
-    def _follow(self, res, head: bool) -> Optional[FastpoolError]:
+    def _follow(self, res: RawResponse, head: bool) -> Optional[FastpoolError]:
         """Moves on to the next response of a burst, from the bytes received after res (the
         twin of fp_conn_next; see csrc/fp_conn.h). The failure when the pipeline cannot go
         on: res ended keep-alive, or the next response is malformed."""
@@ -639,6 +660,7 @@ class Connection:
                 self._t_written = monotonic_ns()
                 for i in range(count):
                     parser = self._parser
+                    assert parser is not None  # (begin() or _follow() set it)
                     self._receive(parser, read_timeout_ns, deadline_ns)
                     if i == count - 1:
                         raws.append(self._take(parser))
@@ -660,6 +682,7 @@ class Connection:
     def _receive(self, parser: ResponseParser, read_timeout_ns: int, deadline_ns: int) -> None:
         """Blocking: reads until parser's response is complete (it may be already)."""
         io = self._io
+        assert io is not None  # (the burst was sent on it)
         try:
             while not parser.complete:
                 self._arm_read(read_timeout_ns, deadline_ns)
@@ -711,10 +734,12 @@ class Connection:
             if us == 0 or left_us < us:
                 us = left_us
         if us != current_us:
-            self._sock.setsockopt(socket.SOL_SOCKET, opt, _timeval(us))
+            sock = self._sock
+            assert sock is not None  # (a plain connection in an exchange)
+            sock.setsockopt(socket.SOL_SOCKET, opt, _timeval(us))
         return us
 
-    def _fail(self, kind: int, deadline_ns: int):
+    def _fail(self, kind: int, deadline_ns: int) -> FastpoolError:
         self.reusable = False
         self._exchanging = False
         what = "sending the request" if kind == F.WRITE_TIMEOUT else "the response"
@@ -724,7 +749,7 @@ class Connection:
             message = f"timed out waiting for {what}"
         return F.failure(kind, message, sent=self.sent)
 
-    def _fail_read(self, exc: OSError):
+    def _fail_read(self, exc: OSError) -> FastpoolError:
         """After the request was written, a reset is the same as a close (ServerDisconnected),
         as in fp_conn; other read failures are ReadError."""
         if not isinstance(exc, _RESETS):
@@ -735,7 +760,7 @@ class Connection:
         message = _RESET_TRUNCATED if self.received else _RESET_NO_RESPONSE
         return F.failure(F.CLOSED, message, sent=self.sent, code=PARSE_CODES[code])
 
-    def _fail_os(self, kind: int, exc: OSError):
+    def _fail_os(self, kind: int, exc: OSError) -> FastpoolError:
         self.reusable = False
         self._exchanging = False
         if isinstance(exc, ssl.SSLError):

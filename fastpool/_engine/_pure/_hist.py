@@ -29,6 +29,12 @@ class Histogram:
 
     __slots__ = ("_buckets", "count", "_min", "max", "_sum", "_lock")
 
+    _buckets: list[int]
+    count: int
+    _min: int | None  # None until the first record()
+    max: int
+    _sum: float
+
     def __init__(self) -> None:
         # Pools record from many threads without their own lock; the C twin is atomic
         # under the GIL, this one needs a lock to be.

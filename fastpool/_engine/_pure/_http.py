@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import re
 from array import array
+from typing import TYPE_CHECKING, NoReturn, Union
 
 from ..._model.codes import PARSE_CODES, WRITE_CODES, protocol_error, request_error
-from ..._model.limits import DEFAULT_LIMITS
+from ..._model.limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from ..._model.errors import ProtocolError
 
 __all__ = [
     "RawResponse",
@@ -124,13 +128,16 @@ _S_FAILED = 9
 # chunks) is joined once, at the end, as before.
 _FOLD = 64
 
+# The parser's buffer: the caller's bytes, or a bytearray once a second feed() appends to it.
+_Buf = Union[bytes, bytearray]
+
 
 def _spans(head: bytes) -> bytes:
     """RawResponse.spans of a head already validated, without the (name, value) pairs: what
     every response pays (Connection's raw tuple carries spans), so one split() and a few
     bytes methods per line instead of _fields' byte-by-byte OWS loops (bench/pure_costs.py).
     Validated content holds no CR, so the only CR of a line is the one before its LF."""
-    out = []
+    out: list[int] = []
     pos = head.find(b"\n") + 1
     for line in head[pos:].split(b"\n")[:-2]:  # (the last two: the empty line and after it)
         colon = line.find(b":")
@@ -140,11 +147,11 @@ def _spans(head: bytes) -> bytes:
     return array("I", out).tobytes()
 
 
-def _fields(head: bytes):
+def _fields(head: bytes) -> tuple[list[int], list[tuple[bytes, bytes]]]:
     """(flat [name_off, name_len, value_off, value_len, ...], [(name, value), ...]) of a head
     already validated: one pass serves both RawResponse.spans and RawResponse.headers."""
-    spans = []
-    headers = []
+    spans: list[int] = []
+    headers: list[tuple[bytes, bytes]] = []
     pos = head.find(b"\n") + 1
     while True:
         nl = head.find(b"\n", pos)
@@ -179,8 +186,19 @@ class RawResponse:
         "_headers",
     )
 
-    def __init__(self, status_code, http_version, reason, head, body, keep_alive, interim,
-                 trailing):
+    status_code: int
+    http_version: str
+    reason: bytes
+    head: bytes
+    body: bytes
+    keep_alive: bool
+    interim: int
+    trailing: bytes
+    _spans: bytes | None
+    _headers: list[tuple[bytes, bytes]] | None
+
+    def __init__(self, status_code: int, http_version: str, reason: bytes, head: bytes,
+                 body: bytes, keep_alive: bool, interim: int, trailing: bytes) -> None:
         self.status_code = status_code
         self.http_version = http_version
         self.reason = reason
@@ -200,15 +218,17 @@ class RawResponse:
         return self._spans
 
     @property
-    def headers(self) -> list:
+    def headers(self) -> list[tuple[bytes, bytes]]:
         """(name, value) pairs in order, names as received, values without surrounding OWS."""
-        if self._headers is None:
-            self._derive_fields()
-        return self._headers
+        headers = self._headers
+        if headers is None:
+            headers = self._derive_fields()
+        return headers
 
-    def _derive_fields(self) -> None:
+    def _derive_fields(self) -> list[tuple[bytes, bytes]]:
         spans, self._headers = _fields(self.head)
         self._spans = array("I", spans).tobytes()
+        return self._headers
 
     def __repr__(self) -> str:
         return (
@@ -237,7 +257,9 @@ def _field_syntax(c: bytes) -> int:
     """Field-line syntax of fp_http.h on non-empty content c: the colon's index, or a code."""
     if c[0] == 32 or c[0] == 9:
         return E_OBS_FOLD
-    n = _TOKEN_RUN.match(c).end()
+    m = _TOKEN_RUN.match(c)
+    assert m is not None  # (a * pattern matches every string)
+    n = m.end()
     if n == len(c):
         return E_HEADER_NO_COLON
     b = c[n]
@@ -265,7 +287,9 @@ def _decimal(v: bytes) -> int:
 
 def _chunk_size(c: bytes) -> int:
     """Chunk-size line rules of fp_http.h on content c: the size (>= 0) or a code."""
-    n = _HEX_RUN.match(c).end()
+    m = _HEX_RUN.match(c)
+    assert m is not None  # (a * pattern matches every string)
+    n = m.end()
     if n == 0 or n > 16:
         return E_CHUNK_SIZE
     size = int(c[:n], 16)
@@ -328,7 +352,33 @@ class ResponseParser:
         "_result",
     )
 
-    def __init__(self, head_request=False, limits=DEFAULT_LIMITS):
+    _head_request: bool
+    _lim: Limits
+    _buf: _Buf
+    _base: int
+    _state: int
+    _hs: int
+    _pos: int
+    _scan: int
+    _nfields: int
+    _status: int
+    _minor: int
+    _cl: int
+    _te: bool
+    _close: bool
+    _ka: bool
+    _interim: int
+    _he: int
+    _head: bytes | None
+    _body: list[_Buf]
+    _blocks: list[_Buf]
+    _decoded: int
+    _left: int
+    _ts: int
+    _error: ProtocolError | None
+    _result: RawResponse | None
+
+    def __init__(self, head_request: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
         self._head_request = bool(head_request)
         self._lim = limits
         self._buf = b""
@@ -351,9 +401,12 @@ class ResponseParser:
         state = self._state
         if state == _S_DONE:
             if data:
-                self._result.trailing += bytes(data)
+                result = self._result
+                assert result is not None  # (_finish set it with _S_DONE)
+                result.trailing += bytes(data)
             return True
         if state == _S_FAILED:
+            assert self._error is not None  # (_fail set it with _S_FAILED)
             raise self._error
         buf = self._buf
         if not buf:
@@ -378,6 +431,7 @@ class ResponseParser:
         if state == _S_DONE:
             return True
         if state == _S_FAILED:
+            assert self._error is not None  # (_fail set it with _S_FAILED)
             raise self._error
         buf = self._buf
         if state == _S_HEAD and not buf:  # (a chunked body may have consumed all of _buf)
@@ -397,13 +451,13 @@ class ResponseParser:
 
     # ---- machinery --------------------------------------------------------------------
 
-    def _fail(self, code: int) -> None:
+    def _fail(self, code: int) -> NoReturn:
         self._state = _S_FAILED
         self._error = protocol_error(
             code, f"in the line or chunk at byte {self._base + self._pos} of the response")
         raise self._error
 
-    def _finish(self, buf, body: bytes, end: int) -> None:
+    def _finish(self, buf: _Buf, body: bytes, end: int) -> None:
         head = self._head or bytes(buf[self._hs:self._he])
         nl = head.find(b"\n")
         # The reason is content[13..) of the status line; empty when the line stops at 12.
@@ -419,7 +473,7 @@ class ResponseParser:
         )
         self._state = _S_DONE
 
-    def _run(self, buf) -> int:
+    def _run(self, buf: _Buf) -> int:
         """Advances as far as buf allows: 0 when complete, NEED_MORE, or an error code."""
         while True:
             state = self._state
@@ -454,7 +508,7 @@ class ResponseParser:
 
     # ---- heads --------------------------------------------------------------------------
 
-    def _fast_head(self, buf) -> int:
+    def _fast_head(self, buf: _Buf) -> int:
         """The head's end when buf[hs..) holds a whole, valid, unremarkable head; else 0."""
         hs = self._hs
         lim = self._lim
@@ -508,7 +562,7 @@ class ResponseParser:
         self._ka = ka
         return he
 
-    def _parse_head_lines(self, buf) -> int:
+    def _parse_head_lines(self, buf: _Buf) -> int:
         """The line machine for heads (fp_head_parse): resumes at pos/scan."""
         lim = self._lim
         max_line = lim.max_line_size
@@ -622,7 +676,7 @@ class ResponseParser:
         self._blocks.append(b"".join(parts))
         parts.clear()
 
-    def _compact(self, buf) -> None:
+    def _compact(self, buf: _Buf) -> None:
         """Drops the consumed bytes buf[..pos) and rebases the offsets into what is left.
 
         After NEED_MORE in a chunked body what is left is at most a partial line (check 1
@@ -630,17 +684,17 @@ class ResponseParser:
         del on a bytearray's front only moves its start, and CPython shrinks the storage
         once less than half of it is used: the buffer stays within twice what it holds."""
         pos = self._pos
-        if type(buf) is bytes:
-            self._buf = buf[pos:]
-        else:
+        if isinstance(buf, bytearray):  # (buf is exactly bytes or bytearray)
             del buf[:pos]
+        else:
+            self._buf = buf[pos:]
         self._base += pos
         self._pos = 0
         scan = self._scan - pos  # (stale and below pos in the data states, which ignore it)
         self._scan = scan if scan > 0 else 0
         self._ts -= pos
 
-    def _chunked(self, buf) -> int:
+    def _chunked(self, buf: _Buf) -> int:
         """fp_chunked_decode: 0 when the body and trailers are complete, NEED_MORE, or code."""
         lim = self._lim
         max_line = lim.max_line_size
@@ -760,7 +814,7 @@ def _check_field(name, value) -> int:
 
 def encode_header_block(fields) -> bytes:
     """The pool's constant header block: every (name, value) validated, then "name: value\\r\\n"."""
-    parts = []
+    parts: list[bytes] = []
     for i, (name, value) in enumerate(fields):
         r = _check_field(name, value)
         if not r and len(name) == 14 and bytes(name).lower() == b"content-length":

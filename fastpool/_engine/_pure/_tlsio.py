@@ -100,8 +100,9 @@ def client_context(*, verify=True, ca_file=None, ca_pem=None, cert_file=None, ke
         raise ValueError("TLS versions are '1.2', '1.3' or None")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = _TLS_VERSIONS[min_version] or ssl.TLSVersion.TLSv1_2
-    if max_version:
-        ctx.maximum_version = _TLS_VERSIONS[max_version]
+    maximum = _TLS_VERSIONS[max_version]  # (None exactly when max_version is)
+    if maximum is not None:
+        ctx.maximum_version = maximum
     ctx.set_ciphers(TLS12_CIPHERS)
     ctx.options |= (ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
                     | getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0))
