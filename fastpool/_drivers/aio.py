@@ -50,12 +50,12 @@ from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
 from .._policy.hedging import hedge_for
 from .._policy.maintenance import Action, Open, Ping, Tend
-from .._policy.pipelining import Burst, unanswered
+from .._policy.pipelining import Burst
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from . import aio_race
 from .base import HedgeTypes, PoolBase, _check_samples
-from .pipeline import PipelineItem, PipelineResult, answered, assemble, check_items, weights_for
+from .pipeline import PipelineItem, PipelineResult
 
 log = logging.getLogger("fastpool")
 
@@ -298,27 +298,19 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                        on_limit: Optional[str] = None, signed: bool = False) -> PipelineResult:
         """As Pool.pipeline: GET/HEAD items as one HTTP/1.1 pipeline on one connection, one
         Response or exception per item, in order."""
-        start = monotonic_ns()
-        specs = check_items(items)
-        if not specs:
+        call = self._pipeline_begin(items, headers, timeout, retries, weight, signed)
+        if call is None:
             return []
-        weights = weights_for(weight, len(specs))
-        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
-        deadline = start + tmo.total_ns if tmo.total_ns else 0
-        prepared = self._pipeline_prepare(specs, headers, signed)
         if not self._opened:
             await self.open()
         elif asyncio.get_running_loop() is not self._loop:
             self._rebind()  # before a byte is written: EventLoopError (NotSent) if it cannot
         policy = self._policy
-        burst = Burst([p.method for p in prepared], self._retries if retries is None
-                      else retries, deadline)
-        granted = [0] * len(specs)
-        if self._exchange_needed(None, 0, signed, start):
-            await self._pipeline_admit(burst, weights, granted, priority, on_limit, deadline)
-        first = True
+        burst, tmo, deadline = call.burst, call.tmo, call.deadline
+        if self._exchange_needed(None, 0, signed, call.start):
+            await self._pipeline_admit(burst, call.weights, call.granted, priority, on_limit,
+                                       deadline)
         while burst.todo:
-            indices = list(burst.todo)
             conn = policy.take_idle(priority) if not policy.closed else None
             fresh = False
             if conn is None:
@@ -327,20 +319,14 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 except FastpoolError as exc:  # PoolTimeout, PoolClosed, ConnectError, ...
                     burst.give_up(exc, policy.stats, copy.copy)
                     break
-            if signed and not first:
-                self._pipeline_prepare(specs, headers, True, indices, prepared)
-            first = False
-            data, heads, offsets = assemble(prepared, indices)
+            indices, data, heads = call.next_burst(self)
             try:
                 raws, error = await self._pipe(conn, data, heads, tmo, deadline)
             except BaseException as exc:  # cancelled mid-burst: bytes may be unread
                 self._drop(conn, exc)
                 raise
-            responses = answered(self, conn, prepared, indices, raws, start)
-            errors: List[FastpoolError] = []
+            responses, errors = call.outcome(self, conn, indices, raws, error)
             if error is not None:
-                errors = unanswered(error, offsets, len(raws), sent=conn.sent,
-                                    written=conn.written, tls=bool(conn.tls_version))
                 self._drop(conn, error)
             elif (conn.uses < conn.retire_uses and conn.reusable and not policy.closed
                     and (not conn.retire_at_ns or raws[-1].t_complete < conn.retire_at_ns)):
@@ -349,7 +335,7 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
                 self._release(conn)
             burst.attempted(indices, responses, errors, fresh=fresh, stats=policy.stats,
                             closed=policy.closed, now=monotonic_ns())
-        return self._pipeline_results(burst, specs, prepared, weights, granted, start)
+        return self._pipeline_results(call)
 
     async def _pipe(self, conn: Connection, data: bytes, heads: List[bool], tmo: Timeout,
                     deadline: int) -> Tuple[List[RawExchange], Optional[FastpoolError]]:

@@ -29,7 +29,7 @@ from .._model.ratelimit import RateLimit
 from .._model.redact import redact_names, redact_url
 from .._model.request import Prepared
 from .._model.response import RawExchange, Request, Response, ResponseContext
-from .._model.timeout import _UNSET, TimeoutTypes
+from .._model.timeout import _UNSET, Timeout, TimeoutTypes
 from .._model.url import ParamsTypes
 from .._policy.clock import ClockEstimate, ClockEstimator, server_time_field
 from .._policy.cooldown import Cooldown
@@ -42,6 +42,7 @@ from .._policy.stats import PoolStats
 from .._policy.stats import endpoint as endpoint_stats
 from .config import PoolConfig
 from .connect import CertTypes, VerifyTypes
+from .pipeline import PipelineCall, PipelineItem, check_items, weights_for
 
 R = TypeVar("R")
 #: A request's ``hedge=``: its own Hedge, False (not hedged), None (the pool's).
@@ -309,6 +310,21 @@ class PoolBase(Generic[R]):
 
     # ---- pipelining (both drivers; see fastpool._drivers.pipeline) ----------------------
 
+    def _pipeline_begin(self, items: Sequence[PipelineItem], headers: HeaderTypes,
+                        timeout: Any, retries: Optional[int], weight: Union[int, Sequence[int]],
+                        signed: bool) -> Optional[PipelineCall]:
+        """A pipeline call set up before anything waits or is sent: its items checked and
+        built (InvalidRequestError / InvalidURL otherwise), or None for no items."""
+        start = monotonic_ns()
+        specs = check_items(items)
+        if not specs:
+            return None
+        weights = weights_for(weight, len(specs))
+        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
+        prepared = self._pipeline_prepare(specs, headers, signed)
+        return PipelineCall(start, specs, weights, tmo, prepared,
+                            self._retries if retries is None else retries, signed, headers)
+
     def _pipeline_prepare(self, specs: Sequence[Tuple[str, str, ParamsTypes]],
                           headers: HeaderTypes, signed: bool,
                           indices: Optional[Sequence[int]] = None,
@@ -334,17 +350,16 @@ class PoolBase(Generic[R]):
             if n and isinstance(error, RateLimitedError):
                 self._gate.rate_limited += 1
 
-    def _pipeline_results(self, burst: Burst, specs: Sequence[Tuple[str, str, ParamsTypes]],
-                          prepared: Sequence[Prepared], weights: Sequence[int],
-                          granted: Sequence[int], start: int) -> List[Any]:
+    def _pipeline_results(self, call: PipelineCall) -> List[Any]:
         """The results, once every item is answered or given up: what the responses tell the
         gate (usage headers; a 429/418 becomes that item's RateLimitedError and starts the
         cooldown), the weight of every admitted item that certainly never left given back,
         and each failure described (error.request)."""
         gate = self._gate
-        results = burst.results
+        results = call.burst.results
+        granted, start = call.granted, call.start
         for i, result in enumerate(results):
-            method, url, params = specs[i]
+            method, url, params = call.specs[i]
             if isinstance(result, Response):
                 if gate.limiter is not None or result.status_code in gate.statuses:
                     with self._guard():
@@ -356,8 +371,8 @@ class PoolBase(Generic[R]):
                     continue
             if granted[i] and isinstance(result, NotSentError):
                 with self._guard():
-                    gate.refund(monotonic_ns(), weights[i], 0, granted[i])
-            self._failed_request(result, method, url, params, None, None, prepared[i])
+                    gate.refund(monotonic_ns(), call.weights[i], 0, granted[i])
+            self._failed_request(result, method, url, params, None, None, call.prepared[i])
         return results
 
     # ---- what the exchange asks (both drivers) -----------------------------------------

@@ -43,13 +43,14 @@ on_limit=None, signed=False)`` (``await`` it on an AsyncPool):
 from __future__ import annotations
 
 from collections.abc import Sequence as _SequenceABC
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from .._model.errors import FastpoolError, InvalidRequestError
 from .._model.request import Prepared
 from .._model.response import RawExchange, Response, make_response, request_info
+from .._model.timeout import Timeout
 from .._model.url import ParamsTypes
-from .._policy.pipelining import PIPELINE_METHODS
+from .._policy.pipelining import PIPELINE_METHODS, Burst, unanswered
 
 #: An item of pool.pipeline(): (method, url) or (method, url, params).
 PipelineItem = Union[Tuple[str, str], Tuple[str, str, ParamsTypes]]
@@ -124,3 +125,50 @@ def answered(pool: Any, conn: Any, prepared: Sequence[Prepared], indices: Sequen
         conn.rtt_ns = rtt if not conn.rtt_ns else conn.rtt_ns + (rtt - conn.rtt_ns) // 8
         conn.uses += len(raws)
     return out
+
+
+class PipelineCall:
+    """One pool.pipeline() call, as both drivers carry it out: its items checked and built,
+    its deadline, the policy's Burst (what is still to send, the results), each item's
+    weight and rate-limit grant; and the two steps of every attempt that do not wait
+    (next_burst, outcome). Made by PoolBase._pipeline_begin."""
+
+    __slots__ = ("start", "specs", "weights", "tmo", "deadline", "prepared", "burst",
+                 "granted", "signed", "headers", "offsets", "_first")
+
+    def __init__(self, start: int, specs: List[Tuple[str, str, ParamsTypes]],
+                 weights: List[int], tmo: Timeout, prepared: List[Prepared], retries: int,
+                 signed: bool, headers: Any) -> None:
+        self.start = start
+        self.specs = specs
+        self.weights = weights
+        self.tmo = tmo
+        self.deadline = start + tmo.total_ns if tmo.total_ns else 0
+        self.prepared = prepared
+        self.burst = Burst([p.method for p in prepared], retries, self.deadline)
+        self.granted = [0] * len(specs)   # ns: when the gate admitted each item (0: not)
+        self.signed = signed
+        self.headers = headers
+        self.offsets: List[int] = []      # where each request of this attempt starts
+        self._first = True
+
+    def next_burst(self, pool: Any) -> Tuple[List[int], bytes, List[bool]]:
+        """This attempt's items (those still to send), its bytes (signed items signed again,
+        with a fresh timestamp, after the first attempt) and which are HEAD."""
+        indices = list(self.burst.todo)
+        if self.signed and not self._first:
+            pool._pipeline_prepare(self.specs, self.headers, True, indices, self.prepared)
+        self._first = False
+        data, heads, self.offsets = assemble(self.prepared, indices)
+        return indices, data, heads
+
+    def outcome(self, pool: Any, conn: Any, indices: Sequence[int],
+                raws: Sequence[RawExchange], error: Optional[FastpoolError]
+                ) -> Tuple[List[Response], List[FastpoolError]]:
+        """The attempt's Responses (counted as the hot path counts one) and, when it ended
+        early, the failure of every item it did not answer (fastpool._policy.pipelining)."""
+        responses = answered(pool, conn, self.prepared, indices, raws, self.start)
+        if error is None:
+            return responses, []
+        return responses, unanswered(error, self.offsets, len(raws), sent=conn.sent,
+                                     written=conn.written, tls=bool(conn.tls_version))

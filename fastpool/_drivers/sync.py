@@ -33,12 +33,12 @@ from .._policy.choice import fastest_index
 from .._policy.clock import ClockEstimate
 from .._policy.hedging import hedge_for
 from .._policy.maintenance import Action, Open, Ping, Tend
-from .._policy.pipelining import Burst, unanswered
+from .._policy.pipelining import Burst
 from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from . import sync_race
 from .base import HedgeTypes, PoolBase, _check_samples
-from .pipeline import PipelineItem, PipelineResult, answered, assemble, check_items, weights_for
+from .pipeline import PipelineItem, PipelineResult
 
 log = logging.getLogger("fastpool")
 
@@ -301,23 +301,15 @@ class Pool(PoolBase[Response]):
         item, in order; raises InvalidRequestError before anything is sent for an item that
         may not be pipelined (a POST, ...). See fastpool._drivers.pipeline for the rules:
         framing doubts, retries, rate limits, stats."""
-        start = monotonic_ns()
-        specs = check_items(items)
-        if not specs:
+        call = self._pipeline_begin(items, headers, timeout, retries, weight, signed)
+        if call is None:
             return []
-        weights = weights_for(weight, len(specs))
-        tmo = self._timeout if timeout is _UNSET else Timeout.of(timeout)
-        deadline = start + tmo.total_ns if tmo.total_ns else 0
-        prepared = self._pipeline_prepare(specs, headers, signed)
-        burst = Burst([p.method for p in prepared], self._retries if retries is None
-                      else retries, deadline)
-        granted = [0] * len(specs)
-        if self._exchange_needed(None, 0, signed, start):
-            self._pipeline_admit(burst, weights, granted, priority, on_limit, deadline)
+        burst, tmo, deadline = call.burst, call.tmo, call.deadline
+        if self._exchange_needed(None, 0, signed, call.start):
+            self._pipeline_admit(burst, call.weights, call.granted, priority, on_limit,
+                                 deadline)
         until = 0
-        first = True
         while burst.todo:
-            indices = list(burst.todo)
             if until == 0:
                 until = self._wait_until(tmo, deadline)
             try:
@@ -326,21 +318,14 @@ class Pool(PoolBase[Response]):
                 with self._lock:
                     burst.give_up(exc, self._policy.stats, copy.copy)
                 break
-            if signed and not first:
-                self._pipeline_prepare(specs, headers, True, indices, prepared)
-            first = False
-            data, heads, offsets = assemble(prepared, indices)
+            indices, data, heads = call.next_burst(self)
             try:
                 raws, error = conn.pipeline(data, heads, tmo.write_ns, tmo.read_ns, deadline)
             except BaseException as exc:  # a signal handler's: marked, propagated
                 conn.close()
                 self._on_release(conn, exc)
                 raise
-            responses = answered(self, conn, prepared, indices, raws, start)
-            errors: List[FastpoolError] = []
-            if error is not None:
-                errors = unanswered(error, offsets, len(raws), sent=conn.sent,
-                                    written=conn.written, tls=bool(conn.tls_version))
+            responses, errors = call.outcome(self, conn, indices, raws, error)
             if error is not None or not conn.reusable:
                 conn.close()  # framing in doubt, or bytes after the last response
             self._on_release(conn, error)
@@ -348,7 +333,7 @@ class Pool(PoolBase[Response]):
                 burst.attempted(indices, responses, errors, fresh=fresh,
                                 stats=self._policy.stats, closed=self._policy.closed,
                                 now=monotonic_ns())
-        return self._pipeline_results(burst, specs, prepared, weights, granted, start)
+        return self._pipeline_results(call)
 
     def _pipeline_admit(self, burst: Burst, weights: List[int], granted: List[int],
                         priority: bool, on_limit: Optional[str], deadline: int) -> None:
