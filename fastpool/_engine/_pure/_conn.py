@@ -403,20 +403,24 @@ class Connection:
         self._checked = False
         self._exchanging = True
 
+    def _write(self, write_timeout_ns: int, deadline_ns: int) -> None:
+        """Blocking: the pre-write check, then the request begun (exchange, pipeline)."""
+        self._check_quiet()
+        if deadline_ns and self._t_start >= deadline_ns:
+            raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
+        if self._tls_sock is None:
+            self._send_plain(write_timeout_ns, deadline_ns)
+        else:
+            self._send_tls(write_timeout_ns, deadline_ns)
+        self._t_written = monotonic_ns()
+
     def exchange(self, request: bytes, head: bool, write_timeout_ns: int,
                  read_timeout_ns: int, deadline_ns: int) -> RawExchange:
         """Blocking. The pre-write check always runs (see the C engine's
         Connection.exchange)."""
         self.begin(request, head)
         try:
-            self._check_quiet()
-            if deadline_ns and self._t_start >= deadline_ns:
-                raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
-            if self._tls_sock is None:
-                self._send_plain(write_timeout_ns, deadline_ns)
-            else:
-                self._send_tls(write_timeout_ns, deadline_ns)
-            self._t_written = monotonic_ns()
+            self._write(write_timeout_ns, deadline_ns)
             io = self._io
             parser = self._parser
             # (the request was sent on io; begin() made the parser)
@@ -650,14 +654,7 @@ class Connection:
         self.begin(burst, heads[0])
         try:
             try:
-                self._check_quiet()
-                if deadline_ns and self._t_start >= deadline_ns:
-                    raise self._fail(F.WRITE_TIMEOUT, deadline_ns)
-                if self._tls_sock is None:
-                    self._send_plain(write_timeout_ns, deadline_ns)
-                else:
-                    self._send_tls(write_timeout_ns, deadline_ns)
-                self._t_written = monotonic_ns()
+                self._write(write_timeout_ns, deadline_ns)
                 for i in range(count):
                     parser = self._parser
                     assert parser is not None  # (begin() or _follow() set it)
