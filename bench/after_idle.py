@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Callable
 
-from idle_common import FloorConn, PingerProcess, ServerProcess, pct
+from bench_common import FloorConn, PingerProcess, ServerProcess, pct
 
 import fastpool
 

@@ -24,16 +24,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_common import cpu_seconds, pct  # noqa: E402
 
 import fastpool  # noqa: E402
 
@@ -55,14 +57,9 @@ HOG = "while True: pass"
 REQUEST = b"GET /api/v3/ticker HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fastpool\r\n\r\n"
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
-
-def _pct(xs: list[int], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] / 1000
+def _pct(xs: Any, q: float) -> float:
+    return pct(xs, q) / 1000
 
 
 def _warm(pool: fastpool.Pool) -> None:
@@ -76,7 +73,7 @@ def run_floor(url: str, ca: str, n: int, gap: float) -> tuple[list[int], float]:
     with fastpool.Pool(url, connections=1, verify=ca or True, engine="c") as pool:
         conn = pool._policy.idle[0][0]
         _core.floor_latencies(conn, REQUEST, 500)
-        c0 = _cpu()
+        c0 = cpu_seconds()
         if gap == 0:
             lat, bad = _core.floor_latencies(conn, REQUEST, n)
         else:
@@ -86,7 +83,7 @@ def run_floor(url: str, ca: str, n: int, gap: float) -> tuple[list[int], float]:
                 one, b = _core.floor_latencies(conn, REQUEST, 1)
                 lat += one
                 bad += b
-        c1 = _cpu()
+        c1 = cpu_seconds()
     assert not bad
     return lat, (c1 - c0) / n
 
@@ -99,14 +96,14 @@ def run_pool(url: str, ca: str, n: int, gap: float, busy: float) -> tuple[list[i
         now = time.perf_counter_ns
         get = pool.get
         sleep = time.sleep
-        c0 = _cpu()
+        c0 = cpu_seconds()
         for _ in range(n):
             if gap:
                 sleep(gap)
             t = now()
             get("/api/v3/ticker")
             lat.append(now() - t)
-        c1 = _cpu()
+        c1 = cpu_seconds()
     return lat, (c1 - c0) / n
 
 

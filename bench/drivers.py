@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_common import cpu_seconds, pct  # noqa: E402
 
 import fastpool  # noqa: E402
 
@@ -47,14 +48,6 @@ srv.stop()
 """
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _pct(xs: list, q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def run_floor(url: str, ca: str, n: int) -> tuple:
@@ -65,9 +58,9 @@ def run_floor(url: str, ca: str, n: int) -> tuple:
         req = b"GET /api/v3/ticker HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fastpool\r\n\r\n"
         conn = pool._policy.idle[0][0]
         core.floor_latencies(conn, req, 2000)
-        c0 = _cpu()
+        c0 = cpu_seconds()
         lat, bad = core.floor_latencies(conn, req, n)
-        c1 = _cpu()
+        c1 = cpu_seconds()
     assert not bad
     return lat, (c1 - c0) / n
 
@@ -77,12 +70,12 @@ def run_sync(url: str, ca: str, n: int, engine: str) -> tuple:
         for _ in range(2000):
             pool.get("/api/v3/ticker")
         lat = []
-        c0 = _cpu()
+        c0 = cpu_seconds()
         for _ in range(n):
             t = time.perf_counter_ns()
             pool.get("/api/v3/ticker")
             lat.append(time.perf_counter_ns() - t)
-        c1 = _cpu()
+        c1 = cpu_seconds()
     return lat, (c1 - c0) / n
 
 
@@ -93,12 +86,12 @@ def run_async(url: str, ca: str, n: int, engine: str, loop_kind: str) -> tuple:
             for _ in range(2000):
                 await pool.get("/api/v3/ticker")
             lat = []
-            c0 = _cpu()
+            c0 = cpu_seconds()
             for _ in range(n):
                 t = time.perf_counter_ns()
                 await pool.get("/api/v3/ticker")
                 lat.append(time.perf_counter_ns() - t)
-            c1 = _cpu()
+            c1 = cpu_seconds()
         return lat, (c1 - c0) / n
 
     if loop_kind == "uvloop":
@@ -153,7 +146,7 @@ def main() -> None:
             random.shuffle(order)
             for name in order:
                 lat, cpu = CLIENTS[name](url, ca, args.n)
-                results[name][0].append(_pct(lat, 0.5) / 1000)
+                results[name][0].append(pct(lat, 0.5) / 1000)
                 results[name][1].append(cpu * 1e6)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_common import cpu_seconds, pct  # noqa: E402
 
 import fastpool  # noqa: E402
 
@@ -99,14 +100,6 @@ while True:
 CONNECTIONS = 8
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _pct(xs: list, q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def run_floor(url: str, n: int, hedge: object) -> tuple:
@@ -116,9 +109,9 @@ def run_floor(url: str, n: int, hedge: object) -> tuple:
     with fastpool.Pool(url, connections=1, engine="c") as pool:
         req = b"GET /api/v3/ticker HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fastpool\r\n\r\n"
         conn = pool._policy.idle[0][0]
-        c0 = _cpu()
+        c0 = cpu_seconds()
         lat, bad = core.floor_latencies(conn, req, n)
-        c1 = _cpu()
+        c1 = cpu_seconds()
     assert not bad
     return lat, (c1 - c0) / n, 0, 0, 0
 
@@ -129,12 +122,12 @@ def run_sync(url: str, n: int, hedge: object, engine: str) -> tuple:
             pool.get("/api/v3/ticker")
         pool.reset_stats()
         lat = []
-        c0 = _cpu()
+        c0 = cpu_seconds()
         for _ in range(n):
             t = time.perf_counter_ns()
             pool.get("/api/v3/ticker")
             lat.append(time.perf_counter_ns() - t)
-        c1 = _cpu()
+        c1 = cpu_seconds()
         s = pool.stats()
     return lat, (c1 - c0) / n, s["hedges"], s["hedge_wins"], s["connects"]
 
@@ -146,12 +139,12 @@ async def _async(url: str, n: int, hedge: object, engine: str) -> tuple:
             await pool.get("/api/v3/ticker")
         pool.reset_stats()
         lat = []
-        c0 = _cpu()
+        c0 = cpu_seconds()
         for _ in range(n):
             t = time.perf_counter_ns()
             await pool.get("/api/v3/ticker")
             lat.append(time.perf_counter_ns() - t)
-        c1 = _cpu()
+        c1 = cpu_seconds()
         s = pool.stats()
     return lat, (c1 - c0) / n, s["hedges"], s["hedge_wins"], s["connects"]
 
@@ -212,8 +205,8 @@ def main() -> None:
                 continue
             lat, cpu, hedges, won, opened = fn(url, args.n, h)
             slow = sum(1 for x in lat if x > 10_000_000)
-            print(f"{label:34} {_pct(lat, 0.5) / 1e3:8.1f} {_pct(lat, 0.99) / 1e3:9.1f} "
-                  f"{_pct(lat, 0.999) / 1e3:9.1f} {max(lat) / 1e3:9.1f} {slow:6d} "
+            print(f"{label:34} {pct(lat, 0.5) / 1e3:8.1f} {pct(lat, 0.99) / 1e3:9.1f} "
+                  f"{pct(lat, 0.999) / 1e3:9.1f} {max(lat) / 1e3:9.1f} {slow:6d} "
                   f"{cpu * 1e6:8.1f} {hedges:7d} {won:5d} {opened:6d}", flush=True)
     finally:
         if srv.stdin is not None:

@@ -24,7 +24,7 @@ import resource
 import sys
 import time
 
-from idle_common import ServerProcess, pct
+from bench_common import ServerProcess, pct
 
 import fastpool
 

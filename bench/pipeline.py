@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from typing import Any, Callable, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_common import cpu_seconds, pct  # noqa: E402
 
 import fastpool  # noqa: E402
 
@@ -58,14 +59,6 @@ WARM = 200
 GAP = [0.0]  # seconds between bursts (--gap-ms)
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _pct(xs: List[int], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def _items(burst: int) -> list:
@@ -81,9 +74,9 @@ def run_floor(url: str, ca: str, n: int, burst: int, engine: str) -> Tuple[List[
                f"User-Agent: fastpool\r\n\r\n").encode()
         conn = pool._policy.idle[0][0]
         core.floor_latencies(conn, req, WARM * burst)
-        c0 = _cpu()
+        c0 = cpu_seconds()
         lat, bad = core.floor_latencies(conn, req, n * burst)
-        c1 = _cpu()
+        c1 = cpu_seconds()
     assert not bad
     bursts = [sum(lat[i:i + burst]) for i in range(0, len(lat), burst)]
     return bursts, (c1 - c0) / n
@@ -95,17 +88,17 @@ def _timed(n: int, one: Callable[[], Any]) -> Tuple[List[int], float]:
     lat = []
     gap = GAP[0]
     cpu = 0.0
-    c0 = _cpu()
+    c0 = cpu_seconds()
     for _ in range(n):
         if gap:  # the sleep's own CPU is not the burst's: read the clock around each burst
             time.sleep(gap)
-            c0 = _cpu()
+            c0 = cpu_seconds()
         t = time.perf_counter_ns()
         one()
         lat.append(time.perf_counter_ns() - t)
         if gap:
-            cpu += _cpu() - c0
-    return lat, (cpu if gap else _cpu() - c0) / n
+            cpu += cpu_seconds() - c0
+    return lat, (cpu if gap else cpu_seconds() - c0) / n
 
 
 def _check(results: list, burst: int) -> None:
@@ -161,17 +154,17 @@ def run_async(url: str, ca: str, n: int, burst: int, engine: str, how: str,
             lat = []
             gap = GAP[0]
             cpu = 0.0
-            c0 = _cpu()
+            c0 = cpu_seconds()
             for _ in range(n):
                 if gap:  # as _timed: the clock around each burst only
                     await asyncio.sleep(gap)
-                    c0 = _cpu()
+                    c0 = cpu_seconds()
                 t = time.perf_counter_ns()
                 await one()
                 lat.append(time.perf_counter_ns() - t)
                 if gap:
-                    cpu += _cpu() - c0
-            return lat, (cpu if gap else _cpu() - c0) / n
+                    cpu += cpu_seconds() - c0
+            return lat, (cpu if gap else cpu_seconds() - c0) / n
 
     if loop_kind == "uvloop":
         import uvloop
@@ -235,8 +228,8 @@ def main() -> None:
             random.shuffle(order)
             for name in order:
                 lat, cpu = CLIENTS[name](url, ca, args.n, args.burst, args.engine)
-                results[name][0].append(_pct(lat, 0.5) / 1000)
-                results[name][1].append(_pct(lat, 0.99) / 1000)
+                results[name][0].append(pct(lat, 0.5) / 1000)
+                results[name][1].append(pct(lat, 0.99) / 1000)
                 results[name][2].append(cpu * 1e6)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:

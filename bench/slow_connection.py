@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ from typing import Any, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_common import cpu_seconds, pct  # noqa: E402
 
 import fastpool  # noqa: E402
 
@@ -106,14 +107,9 @@ CONNECTIONS = 4
 WARMUP = 200
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
-
-def _pct(xs: List[int], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] / 1e3
+def _pct(xs: Any, q: float) -> float:
+    return pct(xs, q) / 1e3
 
 
 def run_sync(url: str, choose: str, engine: str, n: int, k: int) -> Tuple[List[int], float, int]:
@@ -135,12 +131,12 @@ def run_sync(url: str, choose: str, engine: str, n: int, k: int) -> Tuple[List[i
                 out.append(clock() - t)
 
         threads = [threading.Thread(target=work, args=(lat[i],)) for i in range(k)]
-        c0 = _cpu()
+        c0 = cpu_seconds()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        cpu = _cpu() - c0
+        cpu = cpu_seconds() - c0
         rotations = pool.stats()["rotations"]
     flat = [x for part in lat for x in part]
     return flat, cpu / len(flat) * 1e6, rotations
@@ -166,9 +162,9 @@ def run_async(url: str, choose: str, engine: str, n: int, k: int
                     await pool.get("/api/v3/ticker")
                     out.append(clock() - t)
 
-            c0 = _cpu()
+            c0 = cpu_seconds()
             await asyncio.gather(*(work(lat[i]) for i in range(k)))
-            cpu = _cpu() - c0
+            cpu = cpu_seconds() - c0
             rotations = pool.stats()["rotations"]
         flat = [x for part in lat for x in part]
         return flat, cpu / len(flat) * 1e6, rotations

@@ -1,6 +1,6 @@
-"""Shared by bench/after_idle.py and bench/maintenance_jitter.py: the embedded server in a
-child process (so the client's sleeps and wake-ups are its own, as against a real gateway),
-the floor's raw C connection, and percentiles.
+"""Shared by the scripts in bench/: the embedded server in a child process (so the client's
+sleeps and wake-ups are its own, as against a real gateway), the floor's raw C connection,
+percentiles and the process's CPU time.
 
 The server child prints one JSON line (url, port, CA file) and serves until its stdin
 closes.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -37,7 +38,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "import idle_common; idle_common.serve(sys.argv[2] == '1')",
+             "import bench_common; bench_common.serve(sys.argv[2] == '1')",
              os.path.dirname(os.path.abspath(__file__)), "1" if plain else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
@@ -87,7 +88,7 @@ class PingerProcess:
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "import idle_common; idle_common.ping_forever(sys.argv[2], int(sys.argv[3]), "
+             "import bench_common; bench_common.ping_forever(sys.argv[2], int(sys.argv[3]), "
              "sys.argv[4], float(sys.argv[5]))",
              os.path.dirname(os.path.abspath(__file__)), server.url, str(server.port),
              server.ca, str(every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -126,6 +127,12 @@ class FloorConn:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def cpu_seconds() -> float:
+    """This process's user + system CPU time, all threads (seconds)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def pct(values: Any, q: float) -> float:
