@@ -12,7 +12,8 @@ Fixture (import it into a test module to use it):
 Plain helpers: ``wait_until`` (bounded polling), ``fd_count``, ``run_threads`` (bounded
 threads whose exceptions are re-raised), ``tls_kwargs``, ``answer_then_close`` (a fault
 behavior that closes only when the test says so), ``new_tag`` / ``tagged_entries`` (find
-this test's lines in the shared nginx's access log).
+this test's lines in the shared nginx's access log), ``room_in_window`` (start a test that
+counts inside a clock-aligned window far enough from the window's end).
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+def room_in_window(seconds: float, need: float) -> None:
+    """Sleep until the current clock-aligned window of ``seconds`` (the mock exchange's and
+    the rate limiter's fixed windows start at multiples of it since the epoch) has at least
+    ``need`` seconds left. A test that counts requests into one fixed window would otherwise
+    fail whenever its run happened to cross the window's edge (at most ``need`` seconds lost,
+    and only in ``need / seconds`` of the runs)."""
+    assert need < seconds
+    left = seconds - time.time() % seconds
+    if left < need:
+        time.sleep(left + 0.01)
 
 
 def fd_count() -> int:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pool_helpers import room_in_window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
@@ -177,6 +178,7 @@ def test_authentication_failures(client):
 
 
 def test_weight_limit_429_then_418():
+    room_in_window(60, 5)  # six requests inside one of the exchange's minutes
     with MockExchange(weight_limit=5, ban_after=2, ban_seconds=120) as ex:
         c = Client(ex)
         for _i in range(5):
@@ -196,6 +198,7 @@ def test_weight_limit_429_then_418():
 
 
 def test_order_count_limit():
+    room_in_window(10, 3)  # three orders inside one of the exchange's 10-s windows
     with MockExchange(order_limit=2) as ex:
         c = Client(ex)
         for i in range(2):

@@ -191,7 +191,7 @@ def test_a_non_priority_hedge_never_takes_the_reserved_lane(fault_server, make_p
 def test_the_copy_counts_in_the_rate_limits(fault_server, make_pool):
     server = fault_server(_first_of_each_target(_stall_then_answer()))
     pool = make_pool(server.url(), connections=3, hedge=_hedge(),
-                     rate_limits=[fastpool.RateLimit(100, per=60)])
+                     rate_limits=[fastpool.RateLimit(100, per=60, window="sliding")])
     assert pool.get("/stall", weight=3).content == b"/stall"
     stats = pool.stats()
     assert stats["hedges"] == 1
@@ -201,7 +201,7 @@ def test_the_copy_counts_in_the_rate_limits(fault_server, make_pool):
 def test_no_copy_when_the_rate_limit_has_no_room(fault_server, make_pool):
     server = fault_server(_first_of_each_target(_stall_then_answer(0.3)))
     pool = make_pool(server.url(), connections=3, hedge=_hedge(),
-                     rate_limits=[fastpool.RateLimit(5, per=60)])
+                     rate_limits=[fastpool.RateLimit(5, per=60, window="sliding")])
     assert pool.get("/stall", weight=3).content == b"/stall"  # 3 + 3 > 5: no copy
     stats = pool.stats()
     assert stats["hedges"] == 0 and stats["rate_limited"] == 0

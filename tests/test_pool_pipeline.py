@@ -231,7 +231,7 @@ def test_stale_idle_connection_moves_the_whole_burst(fault_server, make_pool):
 def test_rate_limits_admit_every_item(fault_server, make_pool):
     server = fault_server(faults.respond())
     pool = make_pool(server.url("/"), connections=1,
-                     rate_limits=[fastpool.RateLimit(10, per=60)])
+                     rate_limits=[fastpool.RateLimit(10, per=60, window="sliding")])
     results = pool.pipeline([("GET", f"/{i}") for i in range(4)], weight=2)
     assert all(isinstance(r, fastpool.Response) for r in results)
     (state,) = pool.stats()["rate_limits"]
@@ -247,7 +247,7 @@ def test_rate_limits_admit_every_item(fault_server, make_pool):
 def test_rate_limit_refuses_the_whole_burst(fault_server, make_pool):
     server = fault_server(faults.respond())
     pool = make_pool(server.url("/"), connections=1,
-                     rate_limits=[fastpool.RateLimit(1, per=60)], on_limit="raise")
+                     rate_limits=[fastpool.RateLimit(1, per=60, window="sliding")], on_limit="raise")
     assert isinstance(pool.pipeline([("GET", "/a")])[0], fastpool.Response)
     results = pool.pipeline([("GET", "/b"), ("GET", "/c")])
     assert all(isinstance(r, fastpool.RateLimitedError) for r in results)
@@ -263,7 +263,7 @@ def test_rate_limit_refuses_the_whole_burst(fault_server, make_pool):
 def test_admitted_items_that_never_left_get_their_weight_back(fault_server, make_pool):
     server = fault_server(faults.respond())
     pool = make_pool(server.url("/"), connections=1,
-                     rate_limits=[fastpool.RateLimit(10, per=60)])
+                     rate_limits=[fastpool.RateLimit(10, per=60, window="sliding")])
     pool.close()
     results = pool.pipeline([("GET", f"/{i}") for i in range(3)], weight=2)
     assert all(isinstance(r, fastpool.PoolClosed) for r in results)
