@@ -320,7 +320,8 @@ class Connection:
         if tsock is not None and tsock.pending():
             return _PEER_SPOKE  # decrypted bytes nobody asked for
         poller = self._poller
-        assert poller is not None  # (set by open(); only an opened connection gets here)
+        if poller is None:  # closed (its fd number may already belong to another socket)
+            return _PEER_CLOSED
         events = poller.poll(0)
         if not events:
             return _PEER_QUIET
@@ -369,6 +370,7 @@ class Connection:
                 self._sock.close()
             finally:
                 self._sock = self._tls_sock = self._io = None
+                self._poller = None
 
     # ---- exchanges ------------------------------------------------------------------------
 
