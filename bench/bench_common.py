@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
-from typing import Any
 
 import fastpool
+from fastpool._bench.features.common import cpu_seconds, pct  # noqa: F401 (the scripts' import)
 
 
 def serve(plain: bool) -> None:
@@ -129,15 +128,3 @@ class FloorConn:
         self.conn.close()
 
 
-def cpu_seconds() -> float:
-    """This process's user + system CPU time, all threads (seconds)."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def pct(values: Any, q: float) -> float:
-    """The q-quantile (0..1) of values, nearest rank."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    return float(s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))])
