@@ -176,7 +176,9 @@ def test_cli_end_to_end_on_both_engines(engines_run):
     for name in ("fastpool-py", "fastpool-py-async"):
         assert lat[name]["status"] == pure, lat[name]
     assert lat["floor"]["x_floor"] == 1.0 and lat["fastpool"]["x_fastpool"] == 1.0
-    assert {t["mode"] for t in doc["tables"]} == set(options.MODES)
+    assert {t["mode"] for t in doc["tables"]} == set(options.PEER_MODES)
+    assert {f["mode"] for f in doc["features"]} == set(options.FEATURE_MODES)
+    assert all(f["rows"] for f in doc["features"]), doc["features"]
     tp = [t for t in doc["tables"] if t["mode"] == "throughput"]
     assert [t["setting"] for t in tp] == [1, 4]
     for t in tp:
@@ -344,3 +346,63 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     assert b"interrupted" in err
     alive = {k for k in kids if os.path.exists(f"/proc/{k}")}
     assert not alive, f"worker processes left behind: {alive}"
+
+
+# ---- the feature modes ---------------------------------------------------------------------
+
+
+def test_feature_modes_run_without_peer_workers(tmp_path, capsys):
+    """--modes of features only: fastpool's own tables, no client worker started, a JSON
+    report that follows the schema."""
+    _core_or_skip()
+    out = tmp_path / "f.json"
+    before = _children(os.getpid())
+    code = bench_main(["--modes", "pipeline,hedge,choice,busy-poll", "-n", "40", "-r", "1",
+                       "-q", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    report.validate(doc)
+    assert [f["mode"] for f in doc["features"]] == sorted(
+        {f["mode"] for f in doc["features"]}, key=list(options.FEATURE_MODES).index)
+    assert {f["mode"] for f in doc["features"]} == set(options.FEATURE_MODES)
+    assert doc["tables"] == [] and doc["clients"] == {}
+    for f in doc["features"]:
+        assert f["rows"] and f["title"] in text
+        for row in f["rows"]:
+            assert len(row) == len(f["columns"]) and isinstance(row[0], str)
+    assert set(doc["mode_wall_s"]) == set(options.FEATURE_MODES)
+    assert _children(os.getpid()) <= before  # every server child was stopped
+
+
+def test_feature_mode_that_fails_is_a_failed_run(monkeypatch, capsys):
+    """A feature mode that raises fails the run (exit code 1) with its error in the notes,
+    and the modes after it still run."""
+    from fastpool._bench import cli
+    from fastpool._bench.features import FeatureTable
+
+    def fake(mode):
+        def run(settings):
+            if mode == "pipeline":
+                raise RuntimeError("a burst failed")
+            t = FeatureTable(mode, f"{mode} title", ["client", "p50 us"])
+            t.add("Pool", 1.0)
+            return [t]
+        return run
+
+    monkeypatch.setattr(cli, "runner", fake)
+    code = bench_main(["--modes", "pipeline,hedge", "-n", "5", "-q"])
+    text = capsys.readouterr().out
+    assert code == options.EXIT_FAILED
+    assert "the pipeline mode failed: RuntimeError: a burst failed" in text
+    assert "hedge title" in text
+
+
+def test_feature_modes_are_not_in_the_default_run():
+    assert not set(options.parse([]).modes) & set(options.FEATURE_MODES)
+    assert set(options.parse(["--mode", "all"]).modes) >= set(options.FEATURE_MODES)
+    o = options.parse(["--modes", "hedge", "-r", "2"])
+    assert o.modes == ("hedge",) and o.feature_rounds == 2
+    assert options.parse(["--modes", "hedge"]).feature_rounds == 3
+    with pytest.raises(options._ArgparseExit):
+        options.parse(["--modes", "hedges"])

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from . import options as opts
 from . import plot, report
 from .clients import CLIENTS, presence, version_of
+from .features import FeatureTable, Settings, runner
 from .modes import Runner
 from .output import Progress, print_report
 from .worker import Worker, WorkerError
@@ -79,6 +80,10 @@ def run(argv: Sequence[str]) -> int:
     runner: Optional[Runner] = None
     target = None
     interrupted = False
+    peer_modes = [m for m in o.modes if m in opts.PEER_MODES]
+    feature_modes = [m for m in o.modes if m in opts.FEATURE_MODES]
+    features: list[FeatureTable] = []
+    failed_features: list[str] = []
     try:
         progress.step("starting the target")
         if o.url is None:
@@ -90,13 +95,15 @@ def run(argv: Sequence[str]) -> int:
             from .server import url_target
 
             target = url_target(o)
-        _start_workers(o, workers, absent, infos, progress)
+        if peer_modes:  # (the feature modes run fastpool in this process: no workers)
+            _start_workers(o, workers, absent, infos, progress)
         runner = Runner(o, workers, absent, progress, random.Random(seed), tmpdir,
                         server=server)
-        started = time.monotonic()
-        _check_tls(o, runner, target, tmpdir)
-        mode_times["checks"] = round(time.monotonic() - started, 2)
-        for mode in o.modes:
+        if peer_modes:
+            started = time.monotonic()
+            _check_tls(o, runner, target, tmpdir)
+            mode_times["checks"] = round(time.monotonic() - started, 2)
+        for mode in peer_modes:
             started = time.monotonic()
             if mode == "sizes":
                 runner.sizes()
@@ -104,6 +111,14 @@ def run(argv: Sequence[str]) -> int:
                 runner.reconnect(target, server)
             else:
                 getattr(runner, mode)(target)
+            mode_times[mode] = round(time.monotonic() - started, 2)
+        if feature_modes and o.url is not None:
+            o.notes.append("the feature modes (" + ", ".join(feature_modes) + ") ran against "
+                           "local servers of their own, not the URL")
+        for mode in feature_modes:
+            started = time.monotonic()
+            progress.step(f"feature mode {mode}")
+            features.extend(_run_feature(o, mode, progress, failed_features))
             mode_times[mode] = round(time.monotonic() - started, 2)
     except opts.UsageError as exc:
         progress.clear()
@@ -129,11 +144,14 @@ def run(argv: Sequence[str]) -> int:
             if r["status"] == "failed" and (r["client"].startswith("fastpool")
                                             or r["client"] == "floor"):
                 code = opts.EXIT_FAILED
+    if failed_features:
+        code = opts.EXIT_FAILED
     rejected = runner.rejected if runner is not None else {}
     doc = _document(o, date, time.monotonic() - t0, seed, target, tables, absent, infos, code,
                     rejected)
+    doc["features"] = [f.as_json() for f in features]
     doc["mode_wall_s"] = mode_times
-    print_report(doc, tables)
+    print_report(doc, tables, features=features)
     if o.json_path:
         with open(o.json_path, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
@@ -146,6 +164,29 @@ def run(argv: Sequence[str]) -> int:
         else:
             _error("--plot: no latency samples to plot")
     return code
+
+
+def _engine() -> str:
+    """The engine of the feature modes: the C engine where it loads."""
+    try:
+        from .._engine import _core  # noqa: F401
+    except ImportError:
+        return "python"
+    return "c"
+
+
+def _run_feature(o, mode: str, progress: Progress, failed: list) -> list[FeatureTable]:
+    """One feature mode's tables; a mode that raises is a fastpool failure (exit code 1),
+    reported with its error, and the run goes on with the next mode."""
+    settings = Settings(requests=o.requests if o.requests_given else None,
+                        rounds=o.feature_rounds, engine=_engine(), plain=o.plain,
+                        log=lambda text: progress.step(f"{mode}: {text}"))
+    try:
+        return runner(mode)(settings)
+    except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
+        failed.append(mode)
+        o.notes.append(f"the {mode} mode failed: {type(exc).__name__}: {exc}")
+        return []
 
 
 def _check_tls(o, runner: Runner, target, tmpdir: str) -> None:
@@ -214,8 +255,8 @@ def _document(o, date, wall, seed, target, tables, absent, infos, code, rejected
     client_versions = {}
     clients = {}
     for spec in CLIENTS:
-        if spec.name not in o.clients:
-            continue
+        if spec.name not in o.clients or not any(m in opts.PEER_MODES for m in o.modes):
+            continue  # (a run of feature modes only runs no client)
         rows = [r for t in tables for r in t["rows"] if r["client"] == spec.name]
         info = infos.get(spec.name, {})
         if spec.name in absent:
@@ -257,6 +298,7 @@ def _document(o, date, wall, seed, target, tables, absent, infos, code, rejected
         "target": tdict,
         "clients": clients,
         "tables": [report.table_json(t, o.samples) for t in tables],
+        "features": [],
         "notes": list(o.notes),
     }
     return doc

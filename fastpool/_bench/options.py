@@ -16,7 +16,12 @@ from typing import Optional, Sequence
 from .clients import CLIENT_NAMES, CLIENTS
 
 #: Every mode, in the order a run goes through them.
-MODES = ("latency", "sporadic", "throughput", "cold", "reconnect", "sizes")
+#: The modes that race fastpool against the peers (each client in its own worker process).
+PEER_MODES = ("latency", "sporadic", "throughput", "cold", "reconnect", "sizes")
+#: The modes that measure one of fastpool's own features (fastpool._bench.features): fastpool
+#: only, in this process, each against a server of its own.
+FEATURE_MODES = ("pipeline", "hedge", "choice", "busy-poll")
+MODES = PEER_MODES + FEATURE_MODES
 DEFAULT_MODES = ("latency", "sporadic", "throughput", "cold")
 #: Idle gaps of the sporadic mode, ns, and the requests per client after each: a short
 #: version in the default run (a 1 s gap costs a second per request), the full one when the
@@ -54,6 +59,7 @@ class Options:
     requests_given: bool = False
     max_seconds: float = DEFAULT_MAX_SECONDS   #: 0: no time cap on the latency mode
     rounds: int = 5
+    feature_rounds: int = 3                 #: the feature modes' (-r, else 3)
     warmup: int = 500
     modes: tuple = DEFAULT_MODES
     inflight: tuple = DEFAULT_INFLIGHT_DEFAULT_RUN
@@ -201,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
             "for\n              fastpool and the floor, each peer's own reconnect otherwise\n"
             "  sizes       sequential latency for each --sizes response body (embedded "
             "server only)\n\n"
+            "feature modes (fastpool only, in this process, each against a local server of "
+            "its own\nwhatever the URL; in --mode all, not in the default run; -n sets their "
+            "count per client\nand round, -r their rounds):\n"
+            "  pipeline    a burst of 10 quotes: pool.pipeline() vs 10 sequential GETs vs 10 "
+            "concurrent\n              ones (threads, asyncio.gather), against the floor\n"
+            "  hedge       hedged vs unhedged GETs against a server that stalls 1 % of its "
+            "answers\n              for 50 ms: p99, p99.9, copies sent and won\n"
+            "  choice      choose=\"fastest\" vs \"hottest\" over two gateway addresses, one "
+            "answering\n              1 ms late: latency and the slow connections replaced\n"
+            "  busy-poll   Pool(busy_poll=...) vs the default wait (sync C engine): back to "
+            "back and\n              after an idle gap\n\n"
             "clients (missing ones are reported as not installed):\n" + clients_help + "\n\n"
             "ratios: '× floor' and '× fastpool' say how many times slower a client is than "
             "the\nreference: the p50 latency ratio, or (throughput) the reference's req/s over "
@@ -231,16 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"latency mode: a client stops after S seconds of requests (over all "
                          f"rounds) if it has not made its N by then; 0 for no cap (default "
                          f"{DEFAULT_MAX_SECONDS:g}, or 0 when -n is given)")
-    ap.add_argument("-r", "--rounds", type=_positive_int, default=5, metavar="R",
+    ap.add_argument("-r", "--rounds", type=_positive_int, default=None, metavar="R",
                     help="rounds of every client, in a new shuffled order each round "
-                         "(default 5; throughput uses min(R, 3))")
+                         "(default 5; throughput uses min(R, 3); the feature modes 3)")
     ap.add_argument("-w", "--warmup", type=_non_negative_int, default=None, metavar="W",
                     help="warm-up requests per client before measuring, not counted "
                          "(default 500, or N/5 when N is smaller)")
     ap.add_argument("--mode", choices=("default", "all"), default="default",
                     help="default: latency + a short sporadic + throughput at 16 in flight + "
-                         "cold start; all: every mode, the full sporadic, throughput at 1, 4, "
-                         "16, 64")
+                         "cold start; all: every mode (the feature modes too), the full "
+                         "sporadic, throughput at 1, 4, 16, 64")
     ap.add_argument("--modes", type=_list(str, MODES), metavar="LIST",
                     help=f"comma-separated modes to run instead ({', '.join(MODES)})")
     ap.add_argument("--inflight", type=_list(_positive_int), metavar="LIST",
@@ -312,7 +329,8 @@ def parse(argv: Sequence[str]) -> Options:
     o.url = ns.url
     o.requests_given = ns.requests is not None
     o.requests = ns.requests if ns.requests is not None else DEFAULT_REQUESTS
-    o.rounds = min(ns.rounds, o.requests)
+    o.rounds = min(ns.rounds or 5, o.requests)
+    o.feature_rounds = ns.rounds or 3
     if ns.max_seconds is not None:
         if ns.max_seconds < 0:
             raise UsageError("--max-seconds must not be negative")

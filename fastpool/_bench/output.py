@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Optional, Sequence, TextIO
 
 from .clients import BY_NAME, REFERENCE
+from .features import FeatureTable
 
 #: What each of fastpool's own rows is, one line each under the tables.
 LEGEND = (
@@ -188,9 +189,10 @@ def clients_lines(doc: dict) -> list:
     return lines
 
 
-def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
-    """Header (target, machine, versions), every table, the summary, the legend, the clients
-    that did not run, notes."""
+def print_report(doc: dict, tables: list, out: Optional[TextIO] = None,
+                 features: Sequence[FeatureTable] = ()) -> None:
+    """Header (target, machine, versions), every table, the summary, the feature modes'
+    tables, the legend, the clients that did not run, notes."""
     out = sys.stdout if out is None else out
     m, v = doc["machine"], doc["versions"]
     out.write(f"fastpool bench — {doc['target']['description']}\n")
@@ -208,6 +210,10 @@ def print_report(doc: dict, tables: list, out: Optional[TextIO] = None) -> None:
     line = summary_line(tables)
     if line:
         out.write(line + "\n")
+    for f in features:
+        out.write(("\n" if tables else "") + f.format() + "\n")
+    if features:
+        out.write("\n")
     ran = {r["client"] for t in tables for r in t["rows"]}
     for name, text in LEGEND:
         if name in ran:

@@ -69,6 +69,13 @@ requests per second; "× floor"/"× fastpool" figures are "times slower than", s
           "samples_ns": [int]         # only with --samples: every latency sample
         }]
       }],
+      "features": [{                  # the feature modes (fastpool._bench.features), in order
+        "mode": "pipeline"|"hedge"|"choice"|"busy-poll",
+        "title": str,                 # what was measured, against what, how often
+        "columns": [str],             # the first is the client's; units in the labels
+        "rows": [[str | int | float | null]],   # one per client, as the terminal shows it
+        "notes": [str]
+      }],
       "notes": [str]
     }
 
@@ -86,8 +93,10 @@ import ssl
 import sys
 from typing import Optional
 
+from .options import FEATURE_MODES, PEER_MODES
+
 SCHEMA = "fastpool-bench/2"
-MODES = ("latency", "sporadic", "throughput", "cold", "reconnect", "sizes")
+MODES = PEER_MODES  #: the modes of "tables" (the feature modes' are in "features")
 CLIENT_STATUSES = ("ran", "not installed", "unavailable", "rejected", "failed")
 
 _SUMMARY = ("count", "min", "p50", "p90", "p99", "p999", "max", "mean")
@@ -101,7 +110,7 @@ _ROW = {"client": str, "variant": (str, type(None)), "label": str, "kind": str, 
         "idle_ns_mean": (int, type(None)), "server": dict, "note": str}
 _TOP = {"schema": str, "command": str, "argv": list, "date": str, "wall_time_s": (float, int),
         "exit_code": int, "seed": int, "machine": dict, "versions": dict, "options": dict,
-        "target": dict, "clients": dict, "tables": list, "notes": list}
+        "target": dict, "clients": dict, "tables": list, "features": list, "notes": list}
 
 
 def machine() -> dict:
@@ -251,6 +260,18 @@ def validate(doc: dict) -> None:
                 raise ValueError(f"{rw}: a {r['status']} row carries figures")
             if "samples_ns" in r and not isinstance(r["samples_ns"], list):
                 raise ValueError(f"{rw}.samples_ns: not a list")
+    for i, f in enumerate(doc["features"]):
+        where = f"features[{i}]"
+        for key, types in (("mode", str), ("title", str), ("columns", list), ("rows", list),
+                           ("notes", list)):
+            need(f, key, types, where)
+        if f["mode"] not in FEATURE_MODES:
+            raise ValueError(f"{where}.mode: {f['mode']!r}")
+        for j, row in enumerate(f["rows"]):
+            if not isinstance(row, list) or len(row) != len(f["columns"]):
+                raise ValueError(f"{where}.rows[{j}]: not a row of {len(f['columns'])} cells")
+            if not all(c is None or isinstance(c, (str, int, float)) for c in row):
+                raise ValueError(f"{where}.rows[{j}]: a cell that is not str, number or null")
 
 
 def now_iso() -> str:
