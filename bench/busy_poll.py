@@ -22,7 +22,13 @@ The measurement is fastpool/_bench/features/busy_poll.py (also the ``busy-poll``
 ``fastpool bench``); this script is its standalone entry point.
 """
 
-from fastpool._bench.features.busy_poll import main
+import sys
+from pathlib import Path
+
+# this checkout's fastpool, not an installed one (as when the script held the measurement)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastpool._bench.features.busy_poll import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

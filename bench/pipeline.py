@@ -26,7 +26,13 @@ The measurement is fastpool/_bench/features/pipeline.py (also the ``pipeline`` m
 ``fastpool bench``); this script is its standalone entry point.
 """
 
-from fastpool._bench.features.pipeline import main
+import sys
+from pathlib import Path
+
+# this checkout's fastpool, not an installed one (as when the script held the measurement)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastpool._bench.features.pipeline import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -46,7 +46,7 @@ from .table import FeatureTable
 
 PATH = "/api/v3/ticker"
 SCRIPT_N = 1000   #: bursts per client and round, standalone (-n)
-DEFAULT_N = 1500  #: the same in a `fastpool bench` run: about 15-20 s for the whole mode
+DEFAULT_N = 1200  #: the same in a `fastpool bench` run: about 15-25 s for the whole mode
 SCRIPT_WARM = 200  #: untimed bursts before each client's timed ones, standalone
 DEFAULT_WARM = 100  #: the same in a `fastpool bench` run
 
