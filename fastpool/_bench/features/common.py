@@ -55,3 +55,65 @@ def uvloop_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+# The embedded server in a child process (its CPU is then not this process's). argv: "tls" or
+# "plain", the body size, the CPU to pin it to (-1: none). The CA file lives in the child's
+# temporary directory, which goes when the child stops (pools read it when they open).
+_SERVER = """
+import json, os, sys, tempfile
+if int(sys.argv[3]) >= 0:
+    os.sched_setaffinity(0, {int(sys.argv[3])})
+from fastpool._bench._server import EmbeddedServer
+tls = sys.argv[1] == "tls"
+with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(tls=tls,
+                                                          body_size=int(sys.argv[2])) as srv:
+    ca = srv.write_ca(os.path.join(tmp, "ca.pem")) if tls else ""
+    print(json.dumps([srv.url, ca]), flush=True)
+    sys.stdin.read()
+"""
+
+
+def start_server(plain: bool, *, body_size: int = 137,
+                 cpu: Optional[int] = None) -> tuple[str, str, subprocess.Popen]:
+    """The embedded server (HTTPS, TLS 1.3, unless plain) in a child process, pinned to cpu if
+    given: (its url, its CA file or "" when plain, the process). It serves until
+    ``stop_child(process)``."""
+    import json
+
+    proc = python_child(_SERVER, "plain" if plain else "tls", str(body_size),
+                        str(-1 if cpu is None else cpu))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the embedded server's child process did not start "
+                               "(is fastpool._bench._server built?)")
+        url, ca = json.loads(line)
+    except BaseException:
+        stop_child(proc)
+        raise
+    return str(url), str(ca), proc
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stops a child of python_child: closes its stdin (its cue to exit), waits up to timeout
+    seconds, then kills it; reaped either way."""
+    if proc.stdin is not None:
+        try:
+            proc.stdin.close()
+        except OSError:  # a child already gone: a broken pipe on the flush
+            pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def floor_connection(pool: Any) -> Any:
+    """The raw C connection of a ``fastpool.Pool(url, connections=1, engine="c")`` (opened
+    when the pool was), for ``_core.floor_latencies``: the floor, no Python per request."""
+    return pool._policy.idle[0][0]
