@@ -210,10 +210,10 @@ def print_report(doc: dict, tables: list, out: Optional[TextIO] = None,
     line = summary_line(tables)
     if line:
         out.write(line + "\n")
-    for f in features:
-        out.write(("\n" if tables else "") + f.format() + "\n")
-    if features:
+    if features and line:
         out.write("\n")
+    for f in features:
+        out.write(f.format() + "\n\n")
     ran = {r["client"] for t in tables for r in t["rows"]}
     for name, text in LEGEND:
         if name in ran:

@@ -1,5 +1,5 @@
 """FeatureTable: what a feature mode measured, as one titled table: a row per client (the
-first cell its label), numeric cells printed with one decimal, notes under it."""
+first cell its label), numbers below 10 printed with two decimals, others with one, notes under it."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ def _cell(value: Cell) -> str:
     if isinstance(value, float):
         if value != value:  # nan
             return "-"
+        if abs(value) < 10:  # ratios and small times: 1.23, not 1.2
+            return f"{value:.2f}"
         return f"{value:,.1f}" if abs(value) < 1e6 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
