@@ -1,4 +1,5 @@
-"""Latency-aware choice against a gateway address that is slow: choose="fastest" vs "hottest".
+"""Latency-aware choice against a gateway address that is slow: choose="fastest" vs "hottest"
+(the ``choice`` mode of ``fastpool bench``; standalone ``bench/slow_connection.py``).
 
     .venv/bin/python bench/slow_connection.py [-n 4000] [--slow-ms 1.0] [--concurrency 1,4]
                                               [--engine c] [--drivers sync,asyncio]
@@ -20,115 +21,61 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import fastpool
 
-from bench_common import cpu_seconds, pct  # noqa: E402
+from .common import Settings, cpu_seconds, holding_server, pct
+from .table import FeatureTable
 
-import fastpool  # noqa: E402
-
-SERVER = r"""
-import heapq, select, socket, sys, time
-slow_s = float(sys.argv[1])
-body = b'{"symbol":"BTCUSDT","price":"67000.01"}'
-resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n" + body)
-fast = socket.socket()
-fast.bind(("127.0.0.1", 0))
-port = fast.getsockname()[1]
-slow = socket.socket()
-slow.bind(("127.0.0.2", port))
-ep = select.epoll()
-listeners = {}
-for s, is_slow in ((fast, False), (slow, True)):
-    s.listen(64)
-    s.setblocking(False)
-    listeners[s.fileno()] = (s, is_slow)
-    ep.register(s.fileno(), select.EPOLLIN)
-ep.register(sys.stdin.fileno(), select.EPOLLIN)
-print(port, flush=True)
-conns, bufs, held = {}, {}, []
-seq = 0
-while True:
-    timeout = max(held[0][0] - time.monotonic(), 0) if held else -1
-    for fd, _ in ep.poll(timeout):
-        if fd in listeners:
-            lsock, is_slow = listeners[fd]
-            c, _ = lsock.accept()
-            c.setblocking(False)
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conns[c.fileno()] = (c, is_slow)
-            bufs[c.fileno()] = b""
-            ep.register(c.fileno(), select.EPOLLIN)
-            continue
-        if fd == sys.stdin.fileno():
-            sys.exit(0)
-        c, is_slow = conns[fd]
-        try:
-            data = c.recv(65536)
-        except BlockingIOError:
-            continue
-        except OSError:
-            data = b""
-        if not data:
-            ep.unregister(fd)
-            c.close()
-            del conns[fd], bufs[fd]
-            continue
-        buf = bufs[fd] + data
-        while b"\r\n\r\n" in buf:
-            _, buf = buf.split(b"\r\n\r\n", 1)
-            if is_slow:
-                seq += 1
-                heapq.heappush(held, (time.monotonic() + slow_s, seq, c))
-            else:
-                c.send(resp)
-        bufs[fd] = buf
-    now = time.monotonic()
-    while held and held[0][0] <= now:
-        _, _, c = heapq.heappop(held)
-        entry = conns.get(c.fileno())
-        if entry is not None and entry[0] is c:  # not closed (nor its descriptor reused)
-            try:
-                c.send(resp)
-            except OSError:
-                pass
-"""
-
+MODE = "choice"
+#: GETs per pool when Settings.requests is None: with the 8 pools' warm-ups and pauses
+#: (1.2 s each) about 20 s on a 2-core machine, most of it "hottest" waiting on the hold.
+DEFAULT_REQUESTS = 2000
 ADDRESSES = ["127.0.0.1", "127.0.0.2"]
+SLOW_ADDRESS = ADDRESSES[1]
 CONNECTIONS = 4
 WARMUP = 200
+#: after the first warm-up: one slow-connection check (every second) replaces what it found
+CHECK_PAUSE = 1.2
+PATH = "/api/v3/ticker"
+CHOICES = ("hottest", "fastest")
+COLUMNS = ["client", "p50", "p90", "p99", "slow %", "cpu/req", "rotated"]
 
 
+class Sample(NamedTuple):
+    latencies: list[int]    #: wall time of each request, all workers (ns)
+    cpu: float              #: this process's CPU seconds per request
+    rotated: int            #: connections replaced for being slow (stats()["rotations"])
 
-def _pct(xs: Any, q: float) -> float:
-    return pct(xs, q) / 1e3
+
+#: (url, choose, engine, requests per worker, workers) -> Sample
+Driver = Callable[[str, str, str, int, int], Sample]
 
 
-def run_sync(url: str, choose: str, engine: str, n: int, k: int) -> Tuple[List[int], float, int]:
+def run_sync(url: str, choose: str, engine: str, per: int, k: int) -> Sample:
     with fastpool.Pool(url, connections=CONNECTIONS, addresses=ADDRESSES, choose=choose,
                        engine=engine, timeout=5.0) as pool:
         for _ in range(WARMUP):
-            pool.get("/api/v3/ticker")
-        time.sleep(1.2)  # one slow-connection check (every second) replaces what it found
+            pool.get(PATH)
+        time.sleep(CHECK_PAUSE)
         for _ in range(WARMUP):
-            pool.get("/api/v3/ticker")
-        per = n // k
-        lat: List[List[int]] = [[] for _ in range(k)]
+            pool.get(PATH)
+        lat: list[list[int]] = [[] for _ in range(k)]
+        errors: list[BaseException] = []
 
-        def work(out: List[int]) -> None:
+        def work(out: list[int]) -> None:
             clock = time.perf_counter_ns
-            for _ in range(per):
-                t = clock()
-                pool.get("/api/v3/ticker")
-                out.append(clock() - t)
+            try:
+                for _ in range(per):
+                    t = clock()
+                    pool.get(PATH)
+                    out.append(clock() - t)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                errors.append(exc)
 
         threads = [threading.Thread(target=work, args=(lat[i],)) for i in range(k)]
         c0 = cpu_seconds()
@@ -137,29 +84,29 @@ def run_sync(url: str, choose: str, engine: str, n: int, k: int) -> Tuple[List[i
         for t in threads:
             t.join()
         cpu = cpu_seconds() - c0
+        if errors:
+            raise errors[0]
         rotations = pool.stats()["rotations"]
     flat = [x for part in lat for x in part]
-    return flat, cpu / len(flat) * 1e6, rotations
+    return Sample(flat, cpu / len(flat), rotations)
 
 
-def run_async(url: str, choose: str, engine: str, n: int, k: int
-              ) -> Tuple[List[int], float, int]:
-    async def main() -> Tuple[List[int], float, int]:
+def run_async(url: str, choose: str, engine: str, per: int, k: int) -> Sample:
+    async def main() -> Sample:
         async with fastpool.AsyncPool(url, connections=CONNECTIONS, addresses=ADDRESSES,
                                       choose=choose, engine=engine, timeout=5.0) as pool:
             for _ in range(WARMUP):
-                await pool.get("/api/v3/ticker")
-            await asyncio.sleep(1.2)
+                await pool.get(PATH)
+            await asyncio.sleep(CHECK_PAUSE)
             for _ in range(WARMUP):
-                await pool.get("/api/v3/ticker")
-            per = n // k
-            lat: List[List[int]] = [[] for _ in range(k)]
+                await pool.get(PATH)
+            lat: list[list[int]] = [[] for _ in range(k)]
 
-            async def work(out: List[int]) -> None:
+            async def work(out: list[int]) -> None:
                 clock = time.perf_counter_ns
                 for _ in range(per):
                     t = clock()
-                    await pool.get("/api/v3/ticker")
+                    await pool.get(PATH)
                     out.append(clock() - t)
 
             c0 = cpu_seconds()
@@ -167,43 +114,72 @@ def run_async(url: str, choose: str, engine: str, n: int, k: int
             cpu = cpu_seconds() - c0
             rotations = pool.stats()["rotations"]
         flat = [x for part in lat for x in part]
-        return flat, cpu / len(flat) * 1e6, rotations
+        return Sample(flat, cpu / len(flat), rotations)
 
     return asyncio.run(main())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+#: --drivers name -> (label, driver, what its k workers are)
+DRIVERS: dict[str, tuple[str, Driver, str]] = {
+    "sync": ("Pool", run_sync, "thread"),
+    "asyncio": ("AsyncPool/asyncio", run_async, "task"),
+}
+
+
+def measure(settings: Settings, slow_ms: float = 1.0, concurrency: Sequence[int] = (1, 4),
+            drivers: Sequence[str] = ("sync", "asyncio")) -> FeatureTable:
+    """The table: for each concurrency and driver, a "hottest" and a "fastest" pool."""
+    n = settings.requests or DEFAULT_REQUESTS
+    table = FeatureTable(
+        MODE, f"choice: {n:,} GETs per pool after 2 x {WARMUP} warm-up, from k threads (Pool) "
+        f"or tasks (AsyncPool); {CONNECTIONS} connections over {' and '.join(ADDRESSES)}, "
+        f"every answer on {SLOW_ADDRESS} held {slow_ms:g} ms; engine {settings.engine}; plain "
+        f"HTTP (the server has no TLS); one pass (no rounds); slow % = answers slower than "
+        f"half the hold; latency and CPU per request in us", list(COLUMNS))
+    table.notes.append("no floor row: one raw connection has no connection to choose")
+    threshold_ns = slow_ms * 1e6 / 2
+    runs = [(k, DRIVERS[d], choose) for k in concurrency for d in drivers for choose in CHOICES]
+    with holding_server(slow_ms / 1e3, slow_address=SLOW_ADDRESS) as port:
+        url = f"http://127.0.0.1:{port}"
+        for i, (k, (name, driver, worker), choose) in enumerate(runs, 1):
+            label = f"{name} {choose}, {k} {worker}{'s' if k > 1 else ''}"
+            settings.log(f"choice: {label} ({i}/{len(runs)}), {n:,} GETs")
+            # n per pool, shared by its k workers (at least one each)
+            s = driver(url, choose, settings.engine, max(1, n // k), k)
+            lat = s.latencies
+            slow = sum(1 for x in lat if x > threshold_ns) / len(lat) * 100
+            table.add(label, pct(lat, 0.5) / 1e3, pct(lat, 0.9) / 1e3, pct(lat, 0.99) / 1e3,
+                      slow, s.cpu * 1e6, s.rotated)
+    return table
+
+
+def run(settings: Settings) -> list[FeatureTable]:
+    return [measure(settings)]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("-n", type=int, default=4000, help="measured requests per pool")
     ap.add_argument("--slow-ms", type=float, default=1.0)
     ap.add_argument("--concurrency", default="1,4")
     ap.add_argument("--engine", default="c", choices=("c", "python"))
     ap.add_argument("--drivers", default="sync,asyncio")
-    a = ap.parse_args()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(a.slow_ms / 1e3)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    a = ap.parse_args(argv)
+    drivers = [d for d in a.drivers.split(",") if d]
+    for d in drivers:
+        if d not in DRIVERS:
+            ap.error(f"--drivers: {d!r} is not one of {', '.join(DRIVERS)}")
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        url = f"http://127.0.0.1:{port}"
-        runners: dict[str, Any] = {"sync": run_sync, "asyncio": run_async}
-        threshold_ns = a.slow_ms * 1e6 / 2
-        print(f"one of two gateway addresses holds every answer {a.slow_ms:g} ms; "
-              f"{CONNECTIONS} connections over both, {a.engine} engine, n={a.n}")
-        print(f"{'driver':8} {'choose':8} {'k':>2} {'p50 us':>8} {'p90 us':>8} "
-              f"{'p99 us':>8} {'slow %':>7} {'CPU us':>7} {'rotated':>7}")
-        for k in (int(x) for x in a.concurrency.split(",")):
-            for driver in a.drivers.split(","):
-                for choose in ("hottest", "fastest"):
-                    lat, cpu, rotated = runners[driver](url, choose, a.engine, a.n, k)
-                    slow = sum(1 for x in lat if x > threshold_ns) / len(lat) * 100
-                    print(f"{driver:8} {choose:8} {k:2} {_pct(lat, 0.5):8.1f} "
-                          f"{_pct(lat, 0.9):8.1f} {_pct(lat, 0.99):8.1f} {slow:7.1f} "
-                          f"{cpu:7.1f} {rotated:7}", flush=True)
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(5)
+        concurrency = [int(x) for x in a.concurrency.split(",") if x]
+    except ValueError:
+        ap.error(f"--concurrency: {a.concurrency!r} is not a comma-separated list of counts")
+    if any(k < 1 for k in concurrency):
+        ap.error("--concurrency: every count must be at least 1")
+    # progress on stderr, one line per pool (the table goes to stdout when all are done)
+    settings = Settings(requests=a.n, engine=a.engine,
+                        log=lambda text: print(text, file=sys.stderr, flush=True))
+    table = measure(settings, slow_ms=a.slow_ms, concurrency=concurrency, drivers=drivers)
+    print(table.format(), flush=True)
 
 
 if __name__ == "__main__":

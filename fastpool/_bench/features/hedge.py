@@ -1,4 +1,5 @@
-"""Hedged requests against a server that stalls a small fraction of its responses.
+"""Hedged requests against a server that stalls a small fraction of its responses (the
+``hedge`` mode of ``fastpool bench``; standalone ``bench/hedge.py``).
 
     .venv/bin/python bench/hedge.py [-n 5000] [--stall-every 100] [--stall-ms 50]
                                     [--after 0.002] [--engine c] [--only NAME,...]
@@ -19,141 +20,97 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import fastpool
 
-from bench_common import cpu_seconds, pct  # noqa: E402
+from .common import Settings, cpu_seconds, holding_server, pct, uvloop_installed
+from .table import FeatureTable
 
-import fastpool  # noqa: E402
-
-SERVER = r"""
-import heapq, select, socket, sys, time
-stall_every, stall_s = int(sys.argv[1]), float(sys.argv[2])
-body = b'{"symbol":"BTCUSDT","price":"67000.01"}'
-resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n" + body)
-lsock = socket.socket()
-lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-lsock.bind(("127.0.0.1", 0))
-lsock.listen(64)
-lsock.setblocking(False)
-print(lsock.getsockname()[1], flush=True)
-ep = select.epoll()
-ep.register(lsock.fileno(), select.EPOLLIN)
-ep.register(sys.stdin.fileno(), select.EPOLLIN)
-conns, bufs, held = {}, {}, []
-count = 0
-while True:
-    timeout = max(held[0][0] - time.monotonic(), 0) if held else -1
-    for fd, _ in ep.poll(timeout):
-        if fd == lsock.fileno():
-            c, _ = lsock.accept()
-            c.setblocking(False)
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conns[c.fileno()] = c
-            bufs[c.fileno()] = b""
-            ep.register(c.fileno(), select.EPOLLIN)
-            continue
-        if fd == sys.stdin.fileno():
-            sys.exit(0)
-        c = conns[fd]
-        try:
-            data = c.recv(65536)
-        except BlockingIOError:
-            continue
-        except OSError:
-            data = b""
-        if not data:
-            ep.unregister(fd)
-            c.close()
-            del conns[fd], bufs[fd]
-            continue
-        buf = bufs[fd] + data
-        while b"\r\n\r\n" in buf:
-            _, buf = buf.split(b"\r\n\r\n", 1)
-            count += 1
-            if stall_every and count % stall_every == 0:
-                heapq.heappush(held, (time.monotonic() + stall_s, count, c))
-            else:
-                c.send(resp)
-        bufs[fd] = buf
-    now = time.monotonic()
-    while held and held[0][0] <= now:
-        _, _, c = heapq.heappop(held)
-        if c.fileno() >= 0 and conns.get(c.fileno()) is c:  # not closed (nor its fd reused)
-            try:
-                c.send(resp)
-            except OSError:
-                pass
-"""
-
-
+MODE = "hedge"
+#: GETs per client when Settings.requests is None: 7 clients, the unhedged ones waiting out
+#: 1 % of stalls of 50 ms, make about 30 s on a 2-core machine (p99.9: the 8th slowest).
+DEFAULT_REQUESTS = 8000
 #: Connections per pool: a loser the async pool drains holds its connection for the rest of
 #: the stall (the sync pool closes it and the refill replaces it), and the copy needs an idle
 #: one; 8 covers the stalls that overlap at this request rate.
 CONNECTIONS = 8
+WARMUP = 200           #: GETs before measuring (connections open, stats reset after)
+BUDGET = 0.05
+PATH = "/api/v3/ticker"
+COLUMNS = ["client", "p50", "p99", "p99.9", "max", ">10ms", "cpu/req", "hedges", "won",
+           "opened"]
+FLOOR = "floor (C loop, 1 conn)"
 
 
+class Sample(NamedTuple):
+    latencies: list[int]    #: wall time of each request (ns)
+    cpu: float              #: this process's CPU seconds per request
+    hedges: int             #: copies sent (stats()["hedges"])
+    won: int                #: copies that answered first (stats()["hedge_wins"])
+    opened: int             #: connections opened while measuring (stats()["connects"])
 
 
-def run_floor(url: str, n: int, hedge: object) -> tuple:
-    from fastpool._engine import get_engine
+#: (url, n, hedge or None, engine) -> Sample
+Client = Callable[[str, int, Optional[fastpool.Hedge], str], Sample]
 
-    core = get_engine("c")
+
+def run_floor(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
+    """The C engine's own loop on one connection (no hedging: the bound of what a request
+    costs without a pool around it)."""
+    from fastpool._engine import _core
+
     with fastpool.Pool(url, connections=1, engine="c") as pool:
-        req = b"GET /api/v3/ticker HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fastpool\r\n\r\n"
-        conn = pool._policy.idle[0][0]
+        req = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fastpool\r\n\r\n".encode()
+        conn = pool._policy.idle[0][0]   # the pool's one connection, opened by the constructor
         c0 = cpu_seconds()
-        lat, bad = core.floor_latencies(conn, req, n)
+        lat, bad = _core.floor_latencies(conn, req, n)
         c1 = cpu_seconds()
-    assert not bad
-    return lat, (c1 - c0) / n, 0, 0, 0
+    if bad:
+        raise RuntimeError(f"the floor got {bad} bad answers")
+    return Sample(list(lat), (c1 - c0) / n, 0, 0, 0)
 
 
-def run_sync(url: str, n: int, hedge: object, engine: str) -> tuple:
+def run_sync(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
     with fastpool.Pool(url, connections=CONNECTIONS, engine=engine, hedge=hedge) as pool:
-        for _ in range(200):
-            pool.get("/api/v3/ticker")
+        for _ in range(WARMUP):
+            pool.get(PATH)
         pool.reset_stats()
         lat = []
         c0 = cpu_seconds()
         for _ in range(n):
             t = time.perf_counter_ns()
-            pool.get("/api/v3/ticker")
+            pool.get(PATH)
             lat.append(time.perf_counter_ns() - t)
         c1 = cpu_seconds()
         s = pool.stats()
-    return lat, (c1 - c0) / n, s["hedges"], s["hedge_wins"], s["connects"]
+    return Sample(lat, (c1 - c0) / n, s["hedges"], s["hedge_wins"], s["connects"])
 
 
-async def _async(url: str, n: int, hedge: object, engine: str) -> tuple:
+async def _async(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
     async with fastpool.AsyncPool(url, connections=CONNECTIONS, engine=engine,
                                   hedge=hedge) as pool:
-        for _ in range(200):
-            await pool.get("/api/v3/ticker")
+        for _ in range(WARMUP):
+            await pool.get(PATH)
         pool.reset_stats()
         lat = []
         c0 = cpu_seconds()
         for _ in range(n):
             t = time.perf_counter_ns()
-            await pool.get("/api/v3/ticker")
+            await pool.get(PATH)
             lat.append(time.perf_counter_ns() - t)
         c1 = cpu_seconds()
         s = pool.stats()
-    return lat, (c1 - c0) / n, s["hedges"], s["hedge_wins"], s["connects"]
+    return Sample(lat, (c1 - c0) / n, s["hedges"], s["hedge_wins"], s["connects"])
 
 
-def run_asyncio(url: str, n: int, hedge: object, engine: str) -> tuple:
+def run_asyncio(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
     return asyncio.run(_async(url, n, hedge, engine))
 
 
-def run_uvloop(url: str, n: int, hedge: object, engine: str) -> tuple:
+def run_uvloop(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
     import uvloop
 
     loop = uvloop.new_event_loop()
@@ -163,55 +120,71 @@ def run_uvloop(url: str, n: int, hedge: object, engine: str) -> tuple:
         loop.close()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-n", type=int, default=5000)
+def clients(engine: str, notes: list[str]) -> list[tuple[str, Client, bool]]:
+    """(label, client, hedged) in the order measured; what is skipped goes in notes."""
+    out: list[tuple[str, Client, bool]] = []
+    if engine == "c":
+        out.append((FLOOR, run_floor, False))
+    else:
+        notes.append(f"{FLOOR}: skipped, the floor needs the C engine (engine {engine})")
+    drivers: list[tuple[str, Client]] = [("Pool", run_sync), ("AsyncPool/asyncio", run_asyncio)]
+    if uvloop_installed():
+        drivers.append(("AsyncPool/uvloop", run_uvloop))
+    else:
+        notes.append("AsyncPool/uvloop: skipped, uvloop is not installed")
+    for name, client in drivers:
+        out.append((f"{name} unhedged", client, False))
+        out.append((f"{name} hedged", client, True))
+    return out
+
+
+def measure(settings: Settings, stall_every: int = 100, stall_ms: float = 50.0,
+            after: Union[float, str] = 0.002, only: Sequence[str] = ()) -> FeatureTable:
+    """The table: one row per client whose label contains one of ``only`` (all if empty)."""
+    n = settings.requests or DEFAULT_REQUESTS
+    hedge = fastpool.Hedge(after=after, budget=BUDGET)
+    stalls = (f"stalls 1 in {stall_every} responses for {stall_ms:g} ms" if stall_every
+              else "stalls no response")
+    table = FeatureTable(
+        MODE, f"hedge: {n:,} sequential GETs per client, {CONNECTIONS} connections per pool; "
+        f"the server {stalls}; Hedge(after={after}, budget={BUDGET}); engine "
+        f"{settings.engine}; plain HTTP (the server has no TLS); one pass (no rounds); "
+        f"latency and CPU per request in us", list(COLUMNS))
+    chosen = [c for c in clients(settings.engine, table.notes)
+              if not only or any(o in c[0] for o in only)]
+    with holding_server(stall_ms / 1e3, every=stall_every) as port:
+        url = f"http://127.0.0.1:{port}"
+        for i, (label, client, hedged) in enumerate(chosen, 1):
+            settings.log(f"hedge: {label} ({i}/{len(chosen)}), {n:,} GETs")
+            s = client(url, n, hedge if hedged else None, settings.engine)
+            lat = s.latencies
+            table.add(label, pct(lat, 0.5) / 1e3, pct(lat, 0.99) / 1e3, pct(lat, 0.999) / 1e3,
+                      max(lat) / 1e3, sum(1 for x in lat if x > 10_000_000), s.cpu * 1e6,
+                      s.hedges, s.won, s.opened)
+    return table
+
+
+def run(settings: Settings) -> list[FeatureTable]:
+    return [measure(settings)]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=5000, help="GETs per client")
     ap.add_argument("--stall-every", type=int, default=100)
     ap.add_argument("--stall-ms", type=float, default=50.0)
     ap.add_argument("--after", default="0.002", help='seconds, or a quantile like "p95"')
     ap.add_argument("--engine", default=fastpool.BACKEND)
-    ap.add_argument("--only", default="")
-    args = ap.parse_args()
-    after = args.after if args.after.startswith("p") else float(args.after)
-    hedge = fastpool.Hedge(after=after, budget=0.05)
-    srv = subprocess.Popen([sys.executable, "-c", SERVER, str(args.stall_every),
-                            str(args.stall_ms / 1000)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert srv.stdout is not None
-        port = int(srv.stdout.readline())
-        url = f"http://127.0.0.1:{port}"
-        clients = []
-        if args.engine == "c":
-            clients.append(("floor (C loop, 1 conn)", run_floor, None))
-        for name, fn in (("Pool", run_sync), ("AsyncPool/asyncio", run_asyncio),
-                         ("AsyncPool/uvloop", run_uvloop)):
-            if name.endswith("uvloop"):
-                try:
-                    import uvloop  # noqa: F401
-                except ImportError:
-                    continue
-            for h in (None, hedge):
-                label = f"{name} {'hedged' if h else 'unhedged'}"
-                clients.append((label, lambda u, n, hh, f=fn: f(u, n, hh, args.engine), h))
-        only = [s for s in args.only.split(",") if s]
-        print(f"# {args.n} GETs each; server stalls 1 in {args.stall_every} responses for "
-              f"{args.stall_ms:g} ms; hedge after={args.after} budget=0.05; engine "
-              f"{args.engine}; python {sys.version.split()[0]}; pid {os.getpid()}")
-        print(f"{'client':34} {'p50':>8} {'p99':>9} {'p99.9':>9} {'max':>9} {'>10ms':>6} "
-              f"{'cpu/req':>8} {'hedges':>7} {'won':>5} {'opened':>6}   (us)")
-        for label, fn, h in clients:
-            if only and not any(o in label for o in only):
-                continue
-            lat, cpu, hedges, won, opened = fn(url, args.n, h)
-            slow = sum(1 for x in lat if x > 10_000_000)
-            print(f"{label:34} {pct(lat, 0.5) / 1e3:8.1f} {pct(lat, 0.99) / 1e3:9.1f} "
-                  f"{pct(lat, 0.999) / 1e3:9.1f} {max(lat) / 1e3:9.1f} {slow:6d} "
-                  f"{cpu * 1e6:8.1f} {hedges:7d} {won:5d} {opened:6d}", flush=True)
-    finally:
-        if srv.stdin is not None:
-            srv.stdin.close()
-        srv.wait(10)
+    ap.add_argument("--only", default="", help="clients whose label contains one of these")
+    args = ap.parse_args(argv)
+    after: Union[float, str] = args.after if args.after.startswith("p") else float(args.after)
+    # progress on stderr, one line per client (the table goes to stdout when all are done)
+    settings = Settings(requests=args.n, engine=args.engine,
+                        log=lambda text: print(text, file=sys.stderr, flush=True))
+    table = measure(settings, stall_every=args.stall_every,
+                    stall_ms=args.stall_ms, after=after,
+                    only=[s for s in args.only.split(",") if s])
+    print(table.format(), flush=True)
 
 
 if __name__ == "__main__":
