@@ -31,7 +31,7 @@ from .table import FeatureTable
 
 MODE = "hedge"
 #: GETs per client when Settings.requests is None: 7 clients, the unhedged ones waiting out
-#: 1 % of stalls of 50 ms, make about 30 s on a 2-core machine (p99.9: the 8th slowest).
+#: 1 % of stalls of 50 ms, take about 20 s on a 2-core machine (p99.9: the 8th slowest).
 DEFAULT_REQUESTS = 8000
 #: Connections per pool: a loser the async pool drains holds its connection for the rest of
 #: the stall (the sync pool closes it and the refill replaces it), and the copy needs an idle
