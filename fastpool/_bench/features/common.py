@@ -3,12 +3,13 @@ mode gets from ``fastpool bench`` (or from its standalone script's own options).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import fastpool
 
@@ -96,21 +97,120 @@ def start_server(plain: bool, *, body_size: int = 137,
     return str(url), str(ca), proc
 
 
-def stop_child(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Stops a child of python_child: closes its stdin (its cue to exit), waits up to timeout
-    seconds, then kills it; reaped either way."""
-    if proc.stdin is not None:
-        try:
+# ---- a server child that holds some answers (hedge, choice) --------------------------------
+
+def serve_holding(hold_s: float, every: int, slow_address: str) -> None:
+    """In a child (``holding_server``): plain HTTP keep-alive on 127.0.0.1, one epoll loop
+    answering every request with a small JSON body, holding some answers ``hold_s`` seconds
+    without blocking its other connections: every ``every``-th request (0: none), and every
+    request on a connection accepted on ``slow_address`` (listened on with the same port;
+    "" for none). Prints its port, serves until its stdin closes."""
+    import heapq
+    import select
+    import signal
+    import socket
+    import time
+
+    # Ctrl-C reaches the whole process group: the parent stops this child itself (stdin)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    body = b'{"symbol":"BTCUSDT","price":"67000.01"}'
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+    addresses = [("127.0.0.1", False)] + ([(slow_address, True)] if slow_address else [])
+    listeners: dict[int, tuple[socket.socket, bool]] = {}
+    port = 0
+    for address, slow in addresses:
+        lsock = socket.socket()
+        lsock.bind((address, port))
+        port = lsock.getsockname()[1]   # the slow address listens on the fast one's port
+        lsock.listen(64)
+        lsock.setblocking(False)
+        listeners[lsock.fileno()] = (lsock, slow)
+    ep = select.epoll()
+    for fd in (*listeners, sys.stdin.fileno()):
+        ep.register(fd, select.EPOLLIN)
+    print(port, flush=True)
+    conns: dict[int, tuple[socket.socket, bool]] = {}
+    bufs: dict[int, bytes] = {}
+    held: list[tuple[float, int, socket.socket]] = []   # (due, request number, connection)
+    count = 0
+    while True:
+        timeout = max(held[0][0] - time.monotonic(), 0) if held else -1
+        for fd, _ in ep.poll(timeout):
+            if fd in listeners:
+                lsock, slow = listeners[fd]
+                c, _ = lsock.accept()
+                c.setblocking(False)
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conns[c.fileno()], bufs[c.fileno()] = (c, slow), b""
+                ep.register(c.fileno(), select.EPOLLIN)
+                continue
+            if fd == sys.stdin.fileno():
+                return
+            c, slow = conns[fd]
+            try:
+                data = c.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                ep.unregister(fd)
+                c.close()
+                del conns[fd], bufs[fd]
+                continue
+            buf = bufs[fd] + data
+            while b"\r\n\r\n" in buf:
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                count += 1
+                if slow or (every and count % every == 0):
+                    heapq.heappush(held, (time.monotonic() + hold_s, count, c))
+                else:
+                    c.send(resp)
+            bufs[fd] = buf
+        now = time.monotonic()
+        while held and held[0][0] <= now:
+            _, _, c = heapq.heappop(held)
+            entry = conns.get(c.fileno())
+            if entry is not None and entry[0] is c:  # not closed (nor its descriptor reused)
+                try:
+                    c.send(resp)
+                except OSError:
+                    pass
+
+
+@contextlib.contextmanager
+def holding_server(hold_s: float, every: int = 0, slow_address: str = "") -> Iterator[int]:
+    """``serve_holding`` in a child process (its CPU is not this process's): yields its port.
+    The child is stopped on the way out, however the block ends."""
+    proc = python_child("import sys; from fastpool._bench.features.common import "
+                        "serve_holding; serve_holding(float(sys.argv[1]), int(sys.argv[2]), "
+                        "sys.argv[3])", repr(hold_s), str(every), slow_address)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError("the server child exited before it printed its port")
+        yield int(line)
+    finally:
+        stop_child(proc)
+
+
+def stop_child(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop a child that serves until its stdin closes: close it, wait, kill if it hangs."""
+    try:
+        if proc.stdin is not None:
             proc.stdin.close()
-        except OSError:  # a child already gone: a broken pipe on the flush
-            pass
+    except OSError:   # it died already (a broken pipe on the flush)
+        pass
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def floor_connection(pool: Any) -> Any:

@@ -1,5 +1,6 @@
 """FeatureTable: what a feature mode measured, as one titled table: a row per client (the
-first cell its label), numbers below 10 printed with two decimals, others with one, notes under it."""
+first cell its label), numbers below 10 printed with two decimals, others with one, notes
+under it."""
 
 from __future__ import annotations
 
