@@ -43,3 +43,34 @@ def test_different_configuration_does_not_share(tls_server, sync_pool):
     assert unverified.stats()["resumed"] == 0
     assert pinned.stats()["resumed"] == 0
     assert srv.stats()["tls_resumed"] == 0
+
+
+#: Threads that open a Pool's / an AsyncPool's initial connections (fastpool._drivers).
+_SYNC_OPENERS, _ASYNC_OPENERS = 16, 8
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_a_pools_own_initial_fill_resumes_its_sessions(tls_server, sync_pool, engine_name,
+                                                       driver):
+    """A fresh context (no session yet): each opener's first two connections make full
+    handshakes; before each later open it reads the tickets its connection two back got, so
+    the rest resume (fastpool._drivers.connect.open_all). Every connection still works."""
+    import asyncio
+
+    srv, ca = tls_server
+    n = 48
+    if driver == "sync":
+        pool = sync_pool(srv.url, connections=n, verify=ca)
+        resumed = pool.stats()["resumed"]
+        answers = [pool.get("/").status_code for _ in range(n)]
+    else:
+        async def run() -> tuple:
+            async with fastpool.AsyncPool(srv.url, connections=n, verify=ca,
+                                          engine=engine_name) as apool:
+                got = await asyncio.gather(*(apool.get("/") for _ in range(n)))
+                return apool.stats()["resumed"], [r.status_code for r in got]
+
+        resumed, answers = asyncio.run(run())
+    openers = _SYNC_OPENERS if driver == "sync" else _ASYNC_OPENERS
+    assert n - 2 * openers <= resumed <= n
+    assert answers == [200] * n

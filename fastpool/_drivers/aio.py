@@ -55,10 +55,13 @@ from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from . import aio_race
 from .base import HedgeTypes, PoolBase, _check_samples
+from .connect import open_all
 from .pipeline import PipelineItem, PipelineResult
 
 log = logging.getLogger("fastpool")
 
+#: The most threads that open connections together (the initial fill; background opens).
+_OPEN_THREADS = 8
 #: A signed request that waited longer than this is signed again before it is written.
 _RESIGN_AFTER_NS = 100_000_000
 #: Connections whose smoothed round trip is below this try one read right after writing.
@@ -143,17 +146,17 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
             raise PoolClosed("the pool is closed")
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._opener = ThreadPoolExecutor(max_workers=min(policy.slots.limit[GENERAL] + 1, 8),
+        self._opener = ThreadPoolExecutor(max_workers=min(policy.slots.limit[GENERAL] + 1,
+                                                          _OPEN_THREADS),
                                           thread_name_prefix="fastpool-open")
         target = policy.slots.target
         lanes = [GENERAL] * target[GENERAL] + [RESERVED] * target[RESERVED]
         naddr = len(self._cfg.addrs) if self._cfg.spread else 1
         for lane in lanes:
             policy.slots.reserve(lane)
-        results = await asyncio.gather(
-            *(loop.run_in_executor(self._opener, self._cfg.open, False, 0, i % naddr)
-              for i in range(len(lanes))),
-            return_exceptions=True)
+        results = await loop.run_in_executor(
+            self._opener, open_all, lambda i: self._cfg.open(False, 0, i % naddr),
+            len(lanes), _OPEN_THREADS, self._cfg.tls is not None)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             for r in results:

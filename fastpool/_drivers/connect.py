@@ -7,10 +7,11 @@ import hashlib
 import os
 import socket
 import sys
+import threading
 import warnings
 import weakref
 from time import monotonic_ns
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 from .._engine.protocol import Connection, Engine, TLSContext
 from .._model.errors import ConnectError, FastpoolError, TLSError
@@ -169,6 +170,65 @@ def open_connection(engine: Engine, addrs: list[tuple[int, str]], origin: Origin
             last = exc
     assert last is not None
     raise last
+
+
+#: An opener thread checks the connection it opened this many before for session tickets
+#: before it opens the next (see open_all): by then they have had a whole handshake's time
+#: to arrive.
+_HARVEST_BACK = 2
+
+
+def open_all(open_one: Callable[[int], Connection], n: int, threads: int,
+             harvest: bool = True) -> list[Union[Connection, BaseException]]:
+    """Opens connections 0 .. n-1 (``open_one(i)``) from ``threads`` threads (the caller's
+    and threads - 1 more; each releases the GIL while it connects): the initial fill of
+    both pools. Returns each connection, or the error that stopped its opener; after the
+    first failure the others open nothing more (the pool fails anyway).
+
+    TLS 1.3 servers send their session tickets a round trip after the handshake, and a
+    client stores them only when it reads; a connection nobody has read from yet holds
+    them unread. So (``harvest``: a TLS pool) before each open an opener peeks at the one
+    it opened two before (``stale()``: SSL_peek, nothing consumed), which stores its
+    tickets, and the opens
+    after the first few resume instead of making a full handshake: no certificate chain
+    parsed and verified again (the CPU of a pool of a thousand connections, and ~5 KiB of
+    memory each: bench/footprint.py). The connections are nobody else's yet, so touching
+    them from their opener is safe."""
+    results: list[Union[Connection, BaseException, None]] = [None] * n
+    todo = iter(range(n))
+    lock = threading.Lock()
+    failed: list[bool] = []
+
+    def work() -> None:
+        mine: list[Connection] = []
+        while True:
+            with lock:
+                i = None if failed else next(todo, None)
+            if i is None:
+                return
+            if harvest and len(mine) >= _HARVEST_BACK:
+                mine[-_HARVEST_BACK].stale()  # (each connection once)
+            try:
+                conn = open_one(i)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                results[i] = exc
+                failed.append(True)
+                return
+            results[i] = conn
+            mine.append(conn)
+
+    extra = [threading.Thread(target=work, daemon=True, name="fastpool-open")
+             for _ in range(min(n, threads) - 1)]
+    for t in extra:
+        t.start()
+    try:
+        work()
+    finally:
+        for t in extra:
+            t.join()
+    # (None: never opened, an earlier failure stopped the openers; those come after it)
+    return [ConnectError("not opened: another initial connection failed") if r is None else r
+            for r in results]
 
 
 def set_tcp_keepalive(fd: int, seconds: float) -> None:

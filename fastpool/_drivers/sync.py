@@ -38,6 +38,7 @@ from .._policy.pool import Claim
 from .._policy.waiters import FAILED, GENERAL, GOT_CONN, GOT_SLOT, RESERVED, Waiter
 from . import sync_race
 from .base import HedgeTypes, PoolBase, _check_samples
+from .connect import open_all
 from .pipeline import PipelineItem, PipelineResult
 
 log = logging.getLogger("fastpool")
@@ -601,40 +602,13 @@ class Pool(PoolBase[Response]):
         connects and handshakes); any failure closes the rest and is raised."""
         target = self._policy.slots.target
         lanes = [GENERAL] * target[GENERAL] + [RESERVED] * target[RESERVED]
-        n = len(lanes)
-        results: List[Any] = [None] * n
-
         naddr = len(self._cfg.addrs) if self._cfg.spread else 1
-        todo = iter(range(n))
-        todo_lock = threading.Lock()
-        failed: List[bool] = []
-
-        def work() -> None:
-            # Each worker opens connections until none is left (bounded threads: a pool of
-            # a thousand connections does not start a thousand threads).
-            while True:
-                with todo_lock:
-                    i = None if failed else next(todo, None)
-                if i is None:
-                    return
-                try:
-                    results[i] = self._cfg.open(blocking=True, address=i % naddr)
-                except BaseException as exc:  # noqa: BLE001 - handed to the constructor
-                    results[i] = exc
-                    failed.append(True)  # the others stop: the constructor fails anyway
-                    return
-
-        threads = [threading.Thread(target=work, daemon=True)
-                   for _ in range(min(n, _OPEN_THREADS) - 1)]
-        for t in threads:
-            t.start()
-        work()
-        for t in threads:
-            t.join()
+        results = open_all(lambda i: self._cfg.open(blocking=True, address=i % naddr),
+                           len(lanes), _OPEN_THREADS, harvest=self._cfg.tls is not None)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             for r in results:
-                if not isinstance(r, BaseException) and r is not None:
+                if not isinstance(r, BaseException):
                     r.close()
             raise errors[0]
         with self._lock:

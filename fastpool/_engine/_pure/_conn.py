@@ -111,10 +111,11 @@ class TLSContext:
         with self._lock:
             return self._session if self._session_host == host else None
 
-    def keep(self, sock: ssl.SSLSocket, host: str) -> None:
-        """Keeps sock's session for resumption. Only verified handshakes get here (with
-        verification on, a failed one raises), as in fp_tls's session hook."""
-        session = sock.session
+    def keep(self, session: Optional[ssl.SSLSession], host: str) -> None:
+        """Keeps a connection's session for resumption. Only verified handshakes get here
+        (with verification on, a failed one raises), as in fp_tls's session hook. (Callers
+        read ``SSLSocket.session`` once: CPython copies the session, certificates and all, on
+        every read of it, ~150 us.)"""
         if session is not None and (session.has_ticket or session.id):
             with self._lock:
                 self._session = session
@@ -274,7 +275,7 @@ class Connection:
         # (None only before a handshake: typeshed's Optional does not apply here.)
         self.resumed = bool(tsock.session_reused)
         if tsock.version() != "TLSv1.3":
-            tls.keep(tsock, host)  # TLS 1.2 sessions exist at the end of the handshake
+            tls.keep(tsock.session, host)  # TLS 1.2 sessions exist after the handshake
             self._session_kept = True
         return tsock
 
@@ -694,9 +695,15 @@ class Connection:
     def _keep_session(self) -> None:
         # TLS 1.3 tickets arrive after the handshake; by the first response they are in.
         if self._tls is not None and not self._session_kept and self._tls_sock is not None:
+            if self.resumed and self._tls.session_for(self._host) is not None:
+                # The context's session still resumes: keep it rather than pay for a copy
+                # of this one (see TLSContext.keep). One that stops resuming (expired,
+                # refused) makes a full handshake, whose session is kept.
+                self._session_kept = True
+                return
             session = self._tls_sock.session
             if session is not None and session.has_ticket:
-                self._tls.keep(self._tls_sock, self._host)
+                self._tls.keep(session, self._host)
                 self._session_kept = True
 
     # ---- timeouts and failures ------------------------------------------------------------
