@@ -120,6 +120,17 @@ static int arm_rcvtimeo(fp_conn *c, int64_t left)
 
 /* spin_recv: nothing arrived during the spin; the caller sleeps for the time left. */
 #define SPIN_OVER (-2)
+/* How often a spin returns to let Python's signal handlers run (see fp_conn.h). */
+#define SPIN_CHECK_NS 1000000
+
+/* Ends a stretch of spin as an interrupted call would: the caller runs the handlers, then
+ * resumes the exchange, and the spin goes on (c->spin_until) where it was. */
+static ssize_t spin_interrupt(fp_conn *c)
+{
+    c->io_errno = EINTR;
+    c->io_status = IO_INTERRUPTED;
+    return -1;
+}
 
 /* Busy-poll (fp_conn_set_busy_poll): non-blocking recv() until bytes come or busy_ns (or the
  * time left, if less) has passed. The bytes read (0: EOF), -1 as io_recv, or SPIN_OVER with
@@ -127,26 +138,48 @@ static int arm_rcvtimeo(fp_conn *c, int64_t left)
  * costs a syscall per turn either way, so the loop needs no pause instruction to yield. */
 static ssize_t spin_recv(fp_conn *c, char *buf, size_t len)
 {
-    int64_t now = wait_clock(c), left = time_left(c, now), end;
-    if (left <= 0)
+    int64_t now, left;
+    if (c->spin_until < 0) { /* it ended and the handlers ran: now the sleep */
+        c->spin_until = 0;
+        return SPIN_OVER;
+    }
+    now = wait_clock(c);
+    left = time_left(c, now);
+    if (left <= 0) {
+        c->spin_until = 0;
         return SPIN_OVER; /* io_recv takes what is there and times out */
-    end = now + (c->busy_ns < left ? c->busy_ns : left);
+    }
+    if (c->spin_until == 0) { /* a new spin (else one resumed after the handlers ran) */
+        c->spin_until = now + (c->busy_ns < left ? c->busy_ns : left);
+        c->spin_check = now + SPIN_CHECK_NS;
+    }
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
         if (n >= 0) {
+            c->spin_until = 0;
             c->progressed |= n > 0;
             return n;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            c->spin_until = 0;
             c->io_errno = errno;
             if (errno == EINTR)
                 c->io_status = IO_INTERRUPTED;
             return -1;
         }
         now = fp_now_ns();
-        if (now >= end) {
-            c->t_hint = now;
-            return SPIN_OVER;
+        if (now >= c->spin_until) {
+            if (c->busy_ns < SPIN_CHECK_NS) {
+                c->spin_until = 0;
+                c->t_hint = now;
+                return SPIN_OVER;
+            }
+            c->spin_until = -1; /* the handlers, then the sleep */
+            return spin_interrupt(c);
+        }
+        if (now >= c->spin_check) {
+            c->spin_check = now + SPIN_CHECK_NS;
+            return spin_interrupt(c);
         }
     }
 }
@@ -650,6 +683,7 @@ void fp_conn_begin(fp_conn *c, const char *req, size_t len, int head_request)
     c->t_written = c->t_first_byte = c->t_complete = 0;
     c->t_progress = c->t_start;
     c->t_hint = 0;
+    c->spin_until = 0;
     c->progressed = 0;
     c->write_ns = c->read_ns = -1;
     c->deadline_ns = 0;

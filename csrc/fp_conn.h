@@ -26,8 +26,11 @@
  * deadline like any wait, so they end the exchange at the same moment with or without it.
  * It buys the wake-up (the scheduler's latency to run a sleeping thread again) for a core
  * kept busy; it costs that core, and on a machine with fewer cores than busy threads it
- * delays the very peer it waits for. A signal that arrives during the spin itself (no
- * syscall is sleeping to return EINTR) is handled when the exchange returns.
+ * delays the very peer it waits for. A signal that arrives during the spin itself finds no
+ * syscall asleep to return EINTR; so a spin returns FP_INTERRUPTED every millisecond (and
+ * once more when a spin of a millisecond or more ends) for the caller to run the handlers,
+ * then resumes. A spin shorter than that never leaves C (its end would wait for the GIL on
+ * the path to the sleep): a signal landing in it is handled when the exchange returns.
  *
  * Signals: Python's handlers are installed without SA_RESTART, so a blocking call returns
  * EINTR when one arrives. A blocking exchange then returns FP_INTERRUPTED with its state kept:
@@ -119,6 +122,8 @@ typedef struct fp_conn {
     int io_errno;            /* errno of the last failed socket call */
     int64_t rcvtimeo_us;     /* SO_RCVTIMEO on the fd, in microseconds (0 = none, -1 = unknown) */
     int64_t busy_ns;         /* busy-poll before each blocking read (see above; 0 = off) */
+    int64_t spin_until;      /* the spin under way ends then (0: none; -1: it ended, sleep) */
+    int64_t spin_check;      /* when the spin under way next returns for signal handlers */
     /* CLOCK_MONOTONIC nanoseconds of the current exchange */
     int64_t t_start, t_written, t_first_byte, t_complete;
     int64_t t_idle;          /* when the connection last became idle (opened or finished) */

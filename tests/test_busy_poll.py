@@ -230,3 +230,51 @@ def test_the_pure_engine_refuses_it(fault_server):
     server = fault_server(faults.respond())
     with pytest.raises(ValueError, match="needs the C engine"):
         fastpool.Pool(server.url(), connections=1, engine="python", busy_poll=50e-6)
+
+
+def test_a_signal_during_a_long_spin_interrupts_it(fault_server, c_pool):
+    """A signal that lands in the spin itself finds no sleeping syscall to return EINTR; the
+    spin returns to run the handlers every millisecond, so the handler's exception surfaces
+    long before the 2 s spin would end (and the 3 s answer), marked maybe-sent."""
+    server = fault_server(faults.delay(3000))
+
+    def handler(signum, frame):
+        raise _Interrupt()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    pool = c_pool(server, busy_poll=2.0, timeout=10)
+    try:
+        pool.get("/warm")
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        t0 = time.monotonic()
+        with pytest.raises(_Interrupt) as info:
+            pool.get("/slow")
+        assert time.monotonic() - t0 < 1.5  # inside the spin, not at its end
+        assert isinstance(getattr(info.value, "fastpool_error", None),
+                          fastpool.InterruptedMaybeSent)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.get("/after").status_code == 200  # the interrupted connection was replaced
+
+
+def test_a_handler_that_returns_runs_during_the_spin_and_the_exchange_goes_on(fault_server,
+                                                                              c_pool):
+    """The handler runs while the spin is under way (not when the answer comes), then the
+    exchange resumes where it was: the answer is read, on the same connection."""
+    server = fault_server(faults.delay(800))
+    ran: list[float] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: ran.append(time.monotonic()))
+    pool = c_pool(server, busy_poll=2.0, timeout=10)
+    try:
+        pool.get("/warm")
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        t0 = time.monotonic()
+        r = pool.get("/slow")
+        answered = time.monotonic()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert r.status_code == 200
+    assert len(ran) == 1 and ran[0] - t0 < answered - t0  # before the answer came
+    assert pool.stats()["connects"] == 1
