@@ -7,7 +7,9 @@ The embedded server runs in this process; each measurement runs in a fresh child
 (``--child``), so the child's RSS is the client's alone: the interpreter with fastpool
 imported, then a Pool or AsyncPool with ``connections`` TLS connections opened and idle.
 It prints, per engine and driver, RSS before the pool, with it, and the growth per
-connection. The soft RLIMIT_NOFILE is raised to the hard limit in both processes.
+connection; the wall and CPU time of opening the pool (the initial fill, TLS handshakes
+included) and how many of its handshakes resumed a session. The soft RLIMIT_NOFILE is
+raised to the hard limit in both processes.
 tests/test_footprint.py runs the same child with fewer connections and asserts only that
 the growth per connection is bounded. Measures; asserts nothing.
 """
@@ -23,6 +25,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def raise_nofile(need: int) -> None:
@@ -42,6 +45,7 @@ def child(url: str, ca: str, n: int, driver: str, engine: str) -> dict:
     """In the child: RSS after import, then with a pool of n idle connections."""
     raise_nofile(n + 256)
     import fastpool
+    from fastpool._bench.features.common import cpu_seconds
 
     kw: dict = {"connections": n, "engine": engine, "timeout": 30.0}
     if ca:
@@ -49,27 +53,34 @@ def child(url: str, ca: str, n: int, driver: str, engine: str) -> dict:
     gc.collect()
     before = rss_bytes()
     if driver == "sync":
+        t0, c0 = time.perf_counter(), cpu_seconds()
         pool = fastpool.Pool(url, **kw)
+        opening = (time.perf_counter() - t0, cpu_seconds() - c0)
+        resumed = pool.stats()["resumed"]
         pool.get("/")  # used once: one connection has also carried an exchange
         gc.collect()
         after = rss_bytes()
         fds = len(os.listdir("/proc/self/fd"))
         pool.close()
     else:
-        async def run() -> tuple[int, int]:
+        async def run() -> tuple[int, int, tuple[float, float], int]:
+            t0, c0 = time.perf_counter(), cpu_seconds()
             async with fastpool.AsyncPool(url, **kw) as apool:
+                opened = (time.perf_counter() - t0, cpu_seconds() - c0)
+                got = apool.stats()["resumed"]
                 await apool.get("/")
                 gc.collect()
-                return rss_bytes(), len(os.listdir("/proc/self/fd"))
+                return rss_bytes(), len(os.listdir("/proc/self/fd")), opened, got
 
         if driver == "uvloop":
             import uvloop
 
-            after, fds = uvloop.run(run())
+            after, fds, opening, resumed = uvloop.run(run())
         else:
-            after, fds = asyncio.run(run())
+            after, fds, opening, resumed = asyncio.run(run())
     return {"driver": driver, "engine": engine, "connections": n, "rss_before": before,
-            "rss_after": after, "fds": fds}
+            "rss_after": after, "fds": fds, "open_s": opening[0], "open_cpu_s": opening[1],
+            "resumed": resumed}
 
 
 def measure(url: str, ca: str, n: int, driver: str, engine: str) -> dict:
@@ -101,7 +112,7 @@ def main() -> int:
     print(f"{args.connections} idle {'plain' if args.plain else 'TLS'} connections in one pool "
           f"(child process RSS, MiB)")
     print(f"{'engine':<7} {'driver':<8} {'before':>7} {'with pool':>9} {'growth':>7} "
-          f"{'KiB/conn':>8} {'fds':>5}")
+          f"{'KiB/conn':>8} {'fds':>5} {'open ms':>8} {'CPU ms':>7} {'resumed':>7}")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(tls=not args.plain) as srv:
         ca = "" if args.plain else srv.write_ca(os.path.join(tmp, "ca.pem"))
         for engine in args.engines.split(","):
@@ -110,7 +121,9 @@ def main() -> int:
                 grow = m["rss_after"] - m["rss_before"]
                 print(f"{engine:<7} {driver:<8} {m['rss_before'] / 2**20:>7.1f} "
                       f"{m['rss_after'] / 2**20:>9.1f} {grow / 2**20:>7.1f} "
-                      f"{grow / args.connections / 1024:>8.1f} {m['fds']:>5}", flush=True)
+                      f"{grow / args.connections / 1024:>8.1f} {m['fds']:>5} "
+                      f"{m['open_s'] * 1e3:>8.0f} {m['open_cpu_s'] * 1e3:>7.0f} "
+                      f"{m['resumed']:>7}", flush=True)
     return 0
 
 

@@ -24,7 +24,7 @@ POOLS = 84
 #: Idle TLS connections in the memory measurement (bench/footprint.py does 1 000).
 IDLE = 200
 #: Growth of RSS per idle TLS connection, pool overhead included, that no build should
-#: reach: the C engine measures about 50 KiB, the pure one 25-45 KiB (bench/footprint.py).
+#: reach: both engines measure 32-36 KiB (bench/footprint.py).
 #: ASan's redzones and quarantine multiply every allocation.
 KIB_PER_CONNECTION = 1024 if ASAN_DIR else 256
 FOOTPRINT = Path(__file__).resolve().parents[1] / "bench" / "footprint.py"
