@@ -187,35 +187,45 @@ def open_all(open_one: Callable[[int], Connection], n: int, threads: int,
 
     TLS 1.3 servers send their session tickets a round trip after the handshake, and a
     client stores them only when it reads; a connection nobody has read from yet holds
-    them unread. So (``harvest``: a TLS pool) before each open an opener peeks at the one
-    it opened two before (``stale()``: SSL_peek, nothing consumed), which stores its
-    tickets, and the opens
-    after the first few resume instead of making a full handshake: no certificate chain
-    parsed and verified again (the CPU of a pool of a thousand connections, and ~5 KiB of
-    memory each: bench/footprint.py). The connections are nobody else's yet, so touching
-    them from their opener is safe."""
+    them unread. So (``harvest``: a TLS pool) before each open an opener checks the one it
+    opened two before (``stale()``: SSL_peek, nothing consumed), which stores its tickets,
+    and the opens after the first few resume instead of making a full handshake: no
+    certificate chain parsed, verified and kept again (the CPU of a pool of a thousand
+    connections, and ~5 KiB of memory each: bench/footprint.py). The connections are
+    nobody else's yet, so touching them from their opener is safe; one that turns out
+    stale (the server closed it, or spoke unasked) is opened again."""
     results: list[Union[Connection, BaseException, None]] = [None] * n
     todo = iter(range(n))
     lock = threading.Lock()
     failed: list[bool] = []
 
+    def opened(i: int) -> bool:
+        try:
+            results[i] = open_one(i)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            results[i] = exc
+            failed.append(True)
+            return False
+        return True
+
     def work() -> None:
-        mine: list[Connection] = []
+        mine: list[int] = []  # the indices this opener opened, in order
         while True:
             with lock:
                 i = None if failed else next(todo, None)
             if i is None:
                 return
             if harvest and len(mine) >= _HARVEST_BACK:
-                mine[-_HARVEST_BACK].stale()  # (each connection once)
-            try:
-                conn = open_one(i)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                results[i] = exc
-                failed.append(True)
+                j = mine[-_HARVEST_BACK]  # (each connection once)
+                conn = results[j]
+                assert conn is not None and not isinstance(conn, BaseException)
+                if conn.stale():
+                    conn.close()
+                    if not opened(j):
+                        return
+            if not opened(i):
                 return
-            results[i] = conn
-            mine.append(conn)
+            mine.append(i)
 
     extra = [threading.Thread(target=work, daemon=True, name="fastpool-open")
              for _ in range(min(n, threads) - 1)]
