@@ -93,12 +93,17 @@ def test_keepalive_requests_limit_is_transparent(nginx_factory, certs, make_pool
     assert len(by_conn) >= 5  # 450 requests, at most 100 per connection
     s = pool.stats()
     assert s["errors"] == 0 and s["requests"] == count
-    assert s["reconnects"] >= 4 and s["connects"] == 2 + s["reconnects"]
+    # Each connection nginx closed (its 100th answer said so) was replaced. While one is
+    # replaced the other connection serves, so the 450 may spread: at most two connections
+    # are left open under 100 at the end, hence at least (450 - 2 x 99) / 100 closes.
+    closed = sum(1 for reqs in by_conn.values() if len(reqs) == 100)
+    assert closed >= 3 and s["reconnects"] >= closed
+    assert s["connects"] == 2 + s["reconnects"]
     assert s["retries"] == 0  # every close was announced: nothing had to be sent again
     if lst.tls:
         # every reconnect resumed; only the initial connections (opened in parallel, before
         # any session existed) may have done a full handshake
-        assert s["resumed"] >= s["reconnects"] >= 4
+        assert s["resumed"] >= s["reconnects"] >= closed
         full = [serial for serial, reqs in by_conn.items() if not reqs[0].ssl_session_reused]
         assert len(full) <= 2, full
         assert {e.ssl_protocol for e in entries} == {"TLSv1.2" if listener == "tls12" else "TLSv1.3"}
