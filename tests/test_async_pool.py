@@ -291,3 +291,55 @@ def test_a_failure_read_by_the_reader_is_not_left_as_the_tasks_handled_exception
             return sys.exc_info()
 
     assert arun(main) == (None, None, None)
+
+
+def test_an_open_cancelled_mid_fill_closes_what_the_fill_opens_later(engine_name, arun,
+                                                                     certs):
+    """open() cancelled while its initial connections are still handshaking (a server
+    that starts answering only later): the fill goes on in its threads, and every
+    connection it opens then is closed, not left open with nobody to use it."""
+    import socket
+    import ssl
+    import threading
+    import time
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(certs.server.chain), str(certs.server.key))
+    lsock = socket.create_server(("127.0.0.1", 0), backlog=16)
+    port = lsock.getsockname()[1]
+    start, closed = threading.Event(), []
+
+    def serve_one(raw: socket.socket) -> None:
+        raw.settimeout(10)
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as tls:
+                closed.append(tls.recv(1) == b"")  # the client's close: EOF
+        except OSError:
+            closed.append(True)  # (a close during the handshake counts too)
+
+    def serve() -> None:
+        start.wait(10)  # connects complete in the backlog; handshakes wait for this
+        for _ in range(4):
+            raw, _ = lsock.accept()
+            threading.Thread(target=serve_one, args=(raw,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+
+    async def main() -> None:
+        pool = fastpool.AsyncPool(f"https://127.0.0.1:{port}", connections=4,
+                                  verify=str(certs.ca), engine=engine_name, timeout=10)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.open(), 0.2)
+        start.set()  # now the handshakes complete, and the fill ends
+        deadline = time.monotonic() + 10
+        while len(closed) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await pool.aclose()
+
+    try:
+        arun(main)
+    finally:
+        start.set()
+        lsock.close()
+    assert closed == [True] * 4

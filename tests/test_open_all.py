@@ -1,6 +1,7 @@
 """fastpool._drivers.connect.open_all, the initial fill of both pools, with fake connections
 (no sockets): which connection an opener checks for session tickets before each open, what
-happens to one that turns out stale, and how a failure stops the rest."""
+happens to one that turns out stale, and how a failure or an interrupt stops the rest and
+closes what was opened."""
 
 from __future__ import annotations
 
@@ -65,14 +66,65 @@ def test_a_connection_found_stale_is_closed_and_opened_again():
     assert log.index(("stale", 1)) < log.index(("open", 1), 2) < log.index(("open", 3))
 
 
-def test_a_failure_stops_the_openers_and_is_returned_in_its_place():
+def _opener_keeping(log: list, made: list, fail_at=None, fail_with=ConnectError):
+    """As _opener, keeping every connection made in ``made``."""
+    inner = _opener(log)
+
+    def open_one(i: int) -> FakeConn:
+        if i == fail_at:
+            log.append(("open", i))
+            raise fail_with(f"refused {i}")
+        conn = inner(i)
+        made.append(conn)
+        return conn
+
+    return open_one
+
+
+def test_a_failure_stops_the_openers_closes_what_they_opened_and_is_raised():
     log: list = []
-    results = open_all(_opener(log, fail_at=2), 6, threads=1)
-    assert isinstance(results[2], ConnectError) and "refused 2" in str(results[2])
-    assert [type(r) for r in results[:2]] == [FakeConn, FakeConn]
-    for r in results[3:]:  # never opened
-        assert isinstance(r, ConnectError) and "not opened" in str(r)
+    made: list = []
+    with pytest.raises(ConnectError, match="refused 2"):
+        open_all(_opener_keeping(log, made, fail_at=2), 6, threads=1)
+    assert [c.i for c in made] == [0, 1] and all(c.closed for c in made)
     assert ("open", 3) not in log
+
+
+def test_an_interrupt_wins_over_another_openers_error():
+    """Ctrl-C during a fill must not be swallowed by a connect error of another opener
+    (which has the lower index)."""
+    from fastpool._drivers.connect import _first_failure
+
+    error, interrupt = ConnectError("refused 1"), KeyboardInterrupt()
+    assert _first_failure([FakeConn(0, []), error, interrupt]) is interrupt
+    assert _first_failure([error, ConnectError("refused 2")]) is error
+    assert _first_failure([FakeConn(0, [])]) is None
+    log: list = []
+    made: list = []
+    with pytest.raises(KeyboardInterrupt):
+        open_all(_opener_keeping(log, made, fail_at=1, fail_with=KeyboardInterrupt), 4,
+                 threads=1)
+    assert all(c.closed for c in made)
+
+
+def test_an_interrupt_between_opens_closes_everything_opened():
+    """A signal handler's exception while an opener checks an earlier connection (outside
+    any open) stops the fill the same way."""
+    log: list = []
+    made: list = []
+
+    class Interrupted(FakeConn):
+        def stale(self) -> bool:
+            raise KeyboardInterrupt()
+
+    def open_one(i: int) -> FakeConn:
+        conn = (Interrupted if i == 0 else FakeConn)(i, log)
+        made.append(conn)
+        return conn
+
+    with pytest.raises(KeyboardInterrupt):
+        open_all(open_one, 5, threads=1)
+    assert [c.i for c in made] == [0, 1] and all(c.closed for c in made)
 
 
 @pytest.mark.parametrize("threads", [2, 8, 32])

@@ -25,7 +25,7 @@ import copy
 import gc
 import inspect
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic_ns
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -62,6 +62,14 @@ log = logging.getLogger("fastpool")
 
 #: The most threads that open connections together (the initial fill; background opens).
 _OPEN_THREADS = 8
+
+
+def _close_filled(filling: Future[list[Connection]]) -> None:
+    """The end of an initial fill nobody waits for any more (open() was cancelled)."""
+    if not filling.cancelled() and filling.exception() is None:
+        for conn in filling.result():
+            conn.close()
+
 #: A signed request that waited longer than this is signed again before it is written.
 _RESIGN_AFTER_NS = 100_000_000
 #: Connections whose smoothed round trip is below this try one read right after writing.
@@ -154,18 +162,18 @@ class AsyncPool(PoolBase[Coroutine[Any, Any, Response]]):
         naddr = len(self._cfg.addrs) if self._cfg.spread else 1
         for lane in lanes:
             policy.slots.reserve(lane)
-        results = await loop.run_in_executor(
-            self._opener, open_all, lambda i: self._cfg.open(False, 0, i % naddr),
-            len(lanes), _OPEN_THREADS, self._cfg.tls is not None)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            for r in results:
-                if not isinstance(r, BaseException):
-                    r.close()
+        filling = self._opener.submit(open_all, lambda i: self._cfg.open(False, 0, i % naddr),
+                                      len(lanes), _OPEN_THREADS, self._cfg.tls is not None)
+        try:
+            results = await asyncio.wrap_future(filling)
+        except BaseException:
+            # A failed fill closed what it opened; a cancelled open() leaves the fill running
+            # in its thread: what it opens is closed when it ends.
+            filling.add_done_callback(_close_filled)
             for lane in lanes:
                 policy.slots.unreserve(lane)
             self._opener.shutdown(wait=False)
-            raise errors[0]
+            raise
         now = monotonic_ns()
         for conn, lane in zip(results, lanes):
             policy.opened(conn, lane, now)

@@ -179,11 +179,11 @@ _HARVEST_BACK = 2
 
 
 def open_all(open_one: Callable[[int], Connection], n: int, threads: int,
-             harvest: bool = True) -> list[Union[Connection, BaseException]]:
+             harvest: bool = True) -> list[Connection]:
     """Opens connections 0 .. n-1 (``open_one(i)``) from ``threads`` threads (the caller's
     and threads - 1 more; each releases the GIL while it connects): the initial fill of
-    both pools. Returns each connection, or the error that stopped its opener; after the
-    first failure the others open nothing more (the pool fails anyway).
+    both pools. After the first failure the openers open nothing more; every connection
+    opened is closed and the failure that matters most is raised (see _first_failure).
 
     TLS 1.3 servers send their session tickets a round trip after the handshake, and a
     client stores them only when it reads; a connection nobody has read from yet holds
@@ -202,7 +202,7 @@ def open_all(open_one: Callable[[int], Connection], n: int, threads: int,
     def opened(i: int) -> bool:
         try:
             results[i] = open_one(i)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:  # noqa: BLE001 - raised by open_all
             results[i] = exc
             failed.append(True)
             return False
@@ -231,14 +231,31 @@ def open_all(open_one: Callable[[int], Connection], n: int, threads: int,
              for _ in range(min(n, threads) - 1)]
     for t in extra:
         t.start()
+    interrupt: Optional[BaseException] = None
     try:
         work()
+    except BaseException as exc:  # noqa: BLE001 - e.g. a signal handler's, raised below
+        interrupt = exc
+        failed.append(True)  # the others stop after the open they are in
     finally:
         for t in extra:
             t.join()
-    # (None: never opened, an earlier failure stopped the openers; those come after it)
-    return [ConnectError("not opened: another initial connection failed") if r is None else r
-            for r in results]
+    conns = [r for r in results if r is not None and not isinstance(r, BaseException)]
+    failure = interrupt or _first_failure(results)
+    if failure is None:
+        return conns
+    for conn in conns:
+        conn.close()
+    raise failure
+
+
+def _first_failure(results: list[Any]) -> Optional[BaseException]:
+    """What a failed fill raises: an interrupt (KeyboardInterrupt, SystemExit: a
+    BaseException that is not an Exception) before any error, so that Ctrl-C is never
+    swallowed by a connect error of another opener; else the error of the lowest index."""
+    errors = [r for r in results if isinstance(r, BaseException)]
+    return next((e for e in errors if not isinstance(e, Exception)), errors[0] if errors
+                else None)
 
 
 def set_tcp_keepalive(fd: int, seconds: float) -> None:

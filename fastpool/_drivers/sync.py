@@ -599,18 +599,12 @@ class Pool(PoolBase[Response]):
 
     def _open_initial(self) -> None:
         """Opens the initial connections in parallel threads (each releases the GIL while it
-        connects and handshakes); any failure closes the rest and is raised."""
+        connects and handshakes); any failure closes the rest and is raised (open_all)."""
         target = self._policy.slots.target
         lanes = [GENERAL] * target[GENERAL] + [RESERVED] * target[RESERVED]
         naddr = len(self._cfg.addrs) if self._cfg.spread else 1
         results = open_all(lambda i: self._cfg.open(blocking=True, address=i % naddr),
                            len(lanes), _OPEN_THREADS, harvest=self._cfg.tls is not None)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            for r in results:
-                if not isinstance(r, BaseException):
-                    r.close()
-            raise errors[0]
         with self._lock:
             policy = self._policy
             now = monotonic_ns()
