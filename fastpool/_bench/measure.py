@@ -137,8 +137,8 @@ def sporadic_sync(request, gap_ns: int, count: int, start_ns, target: dict) -> d
     cpu = Cpu()
     prev = pc()
     for k in range(count):
-        left = (prev + gap_ns if start_ns is None else start_ns + k * gap_ns) - pc()
-        if left > 0:
+        due = prev + gap_ns if start_ns is None else start_ns + k * gap_ns
+        while (left := due - pc()) > 0:
             sleep(left / 1e9)
         t0 = pc()
         status, length = request()
@@ -157,8 +157,10 @@ async def sporadic_async(request, gap_ns: int, count: int, start_ns, target: dic
     cpu = Cpu()
     prev = pc()
     for k in range(count):
-        left = (prev + gap_ns if start_ns is None else start_ns + k * gap_ns) - pc()
-        if left > 0:
+        due = prev + gap_ns if start_ns is None else start_ns + k * gap_ns
+        # A loop's timer may fire early by however stale its cached clock was (libuv's:
+        # uvloop), which would shorten the gap: sleep again for what is left.
+        while (left := due - pc()) > 0:
             await sleep(left / 1e9)
         t0 = pc()
         status, length = await request()
@@ -180,8 +182,8 @@ def sporadic_floor(adapter, gap_ns: int, count: int, start_ns, target: dict) -> 
     cpu = Cpu()
     prev = pc()
     for k in range(count):
-        left = (prev + gap_ns if start_ns is None else start_ns + k * gap_ns) - pc()
-        if left > 0:
+        due = prev + gap_ns if start_ns is None else start_ns + k * gap_ns
+        while (left := due - pc()) > 0:
             sleep(left / 1e9)
         t0 = pc()
         one, b = adapter.floor(conn, 1)
