@@ -19,7 +19,6 @@ at once off, so the async rows show that path.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import statistics
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench_common import cpu_seconds, pct  # noqa: E402
 
 import fastpool  # noqa: E402
+from fastpool._bench.features.common import run_on  # noqa: E402
 
 SERVER = """
 import sys, time
@@ -94,16 +94,7 @@ def run_async(url: str, ca: str, n: int, engine: str, loop_kind: str) -> tuple:
             c1 = cpu_seconds()
         return lat, (c1 - c0) / n
 
-    if loop_kind == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return run_on(loop_kind, main())
 
 
 CLIENTS = {

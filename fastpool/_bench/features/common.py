@@ -3,13 +3,14 @@ mode gets from ``fastpool bench`` (or from its standalone script's own options).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Coroutine, Iterator, Optional, TypeVar
 
 import fastpool
 
@@ -48,6 +49,25 @@ def python_child(code: str, *args: str, text: bool = True) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""))
     return subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=text, env=env)
+
+
+T = TypeVar("T")
+
+
+def run_on(loop_kind: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Runs coro to completion on a new event loop of the kind ("asyncio" or "uvloop"),
+    closed afterwards."""
+    loop: asyncio.AbstractEventLoop
+    if loop_kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 def uvloop_installed() -> bool:

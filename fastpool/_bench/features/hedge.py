@@ -19,7 +19,6 @@ this process's user + system time, all threads), the copies sent and won
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Callable, NamedTuple, Optional, Sequence, Union
@@ -32,6 +31,7 @@ from .common import (
     floor_connection,
     holding_server,
     pct,
+    run_on,
     uvloop_installed,
 )
 from .table import FeatureTable
@@ -114,17 +114,11 @@ async def _async(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str)
 
 
 def run_asyncio(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
-    return asyncio.run(_async(url, n, hedge, engine))
+    return run_on("asyncio", _async(url, n, hedge, engine))
 
 
 def run_uvloop(url: str, n: int, hedge: Optional[fastpool.Hedge], engine: str) -> Sample:
-    import uvloop
-
-    loop = uvloop.new_event_loop()
-    try:
-        return loop.run_until_complete(_async(url, n, hedge, engine))
-    finally:
-        loop.close()
+    return run_on("uvloop", _async(url, n, hedge, engine))
 
 
 def clients(engine: str, notes: list[str]) -> list[tuple[str, Client, bool]]:

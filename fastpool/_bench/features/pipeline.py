@@ -173,17 +173,7 @@ def run_async(how: str, loop_kind: str, s: _Setup, n: int) -> Result:
 
             return await _atimed(s, n, one)
 
-    loop: asyncio.AbstractEventLoop
-    if loop_kind == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(measure())
-    finally:
-        loop.close()
+    return common.run_on(loop_kind, measure())
 
 
 Runner = Callable[[_Setup, int], Result]
