@@ -2,49 +2,35 @@
 sleeps and wake-ups are its own, as against a real gateway), the floor's raw C connection,
 percentiles and the process's CPU time.
 
-The server child prints one JSON line (url, port, CA file) and serves until its stdin
-closes.
+The children are started as the feature modes start theirs (fastpool._bench.features.common)
+and serve until their stdin closes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import subprocess
 import sys
+import urllib.parse
 
-import fastpool
-from fastpool._bench.features.common import cpu_seconds, pct  # noqa: F401 (the scripts' import)
-
-
-def serve(plain: bool) -> None:
-    """In the child: run the embedded server until stdin closes."""
-    import tempfile
-
-    from fastpool._bench._server import EmbeddedServer
-
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedServer(tls=not plain) as srv:
-        ca = "" if plain else srv.write_ca(os.path.join(tmp, "ca.pem"))
-        print(json.dumps({"url": srv.url, "port": srv.port, "ca": ca}), flush=True)
-        sys.stdin.read()
+from fastpool._bench.features.common import (  # noqa: F401 (cpu_seconds, pct: the scripts')
+    cpu_seconds,
+    pct,
+    python_child,
+    start_server,
+    stop_child,
+)
 
 
 class ServerProcess:
-    """The embedded server, in a child process (``with ServerProcess(plain) as s``)."""
+    """The embedded server, in a child process (``with ServerProcess(plain) as s``): the
+    feature modes' start_server, with the url, port and CA file the scripts read."""
 
     def __init__(self, plain: bool = False) -> None:
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "import bench_common; bench_common.serve(sys.argv[2] == '1')",
-             os.path.dirname(os.path.abspath(__file__)), "1" if plain else "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        assert self.proc.stdout is not None
-        info = json.loads(self.proc.stdout.readline())
-        self.url: str = info["url"]
-        self.port: int = info["port"]
-        self.ca: str = info["ca"]
+        self.url, self.ca, self.proc = start_server(plain)
+        port = urllib.parse.urlsplit(self.url).port
+        assert port is not None
+        self.port: int = port
         self.tls = not plain
 
     def pool_kwargs(self) -> dict:
@@ -54,9 +40,7 @@ class ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(10)
+        stop_child(self.proc)
 
 
 def ping_forever(url: str, port: int, ca: str, every: float) -> None:
@@ -84,21 +68,17 @@ class PingerProcess:
     """Another process pinging the server every ``every`` seconds on its own connection."""
 
     def __init__(self, server: ServerProcess, every: float) -> None:
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastpool.__file__)))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "import bench_common; bench_common.ping_forever(sys.argv[2], int(sys.argv[3]), "
-             "sys.argv[4], float(sys.argv[5]))",
-             os.path.dirname(os.path.abspath(__file__)), server.url, str(server.port),
-             server.ca, str(every)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=env)
+        self.proc = python_child(
+            "import sys; sys.path.insert(0, sys.argv[1]); import bench_common; "
+            "bench_common.ping_forever(sys.argv[2], int(sys.argv[3]), sys.argv[4], "
+            "float(sys.argv[5]))",
+            os.path.dirname(os.path.abspath(__file__)), server.url, str(server.port),
+            server.ca, str(every))
         assert self.proc.stdout is not None
         self.proc.stdout.readline()
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(10)
+        stop_child(self.proc)
 
 
 class FloorConn:
