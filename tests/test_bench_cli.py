@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench_helpers import child_pids, embedded_server_or_skip
 
 from fastpool._bench import main as bench_main
 from fastpool._bench import options, report, stats
@@ -24,16 +25,6 @@ from fastpool._bench.clients import BY_NAME, CLIENT_NAMES, presence
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["-n", "30", "--rounds", "2", "--warmup", "5", "--duration", "0.05", "--cold-reps", "2",
         "--reconnect-reps", "2", "--gaps", "1ms", "--sporadic-count", "2", "--seed", "7", "-q"]
-
-
-def _core_or_skip():
-    try:
-        from fastpool._engine import _core
-    except ImportError as exc:
-        if os.environ.get("FASTPOOL_EXPECT_C") == "1":
-            pytest.fail(f"the C engine was expected but did not load: {exc}")
-        pytest.skip(f"the embedded server needs the C engine: {exc}")
-    return _core
 
 
 def _pure_loads() -> bool:
@@ -155,7 +146,7 @@ def test_percentiles_are_exact_order_statistics():
 def engines_run(tmp_path_factory):
     """One tiny run of every fastpool client (both engines), the floor and httpx, in every
     mode, through the real entry point."""
-    _core_or_skip()
+    embedded_server_or_skip()
     out = tmp_path_factory.mktemp("bench") / "run.json"
     r = _run_cli(["bench", *TINY, "--mode", "all", "--inflight", "1,4", "--sizes", "137,64k",
                   "--clients", "floor,fastpool,fastpool-async,fastpool-py,fastpool-py-async,httpx",
@@ -222,7 +213,7 @@ def test_json_report_follows_its_documented_schema(engines_run):
 
 
 def test_missing_optional_client_is_reported_not_fatal(tmp_path):
-    _core_or_skip()
+    embedded_server_or_skip()
     out = tmp_path / "r.json"
     r = _run_cli(["bench", *TINY, "--modes", "latency", "--clients", "fastpool,aiohttp",
                   "--json", str(out)], env=_hide(tmp_path, "aiohttp"))
@@ -259,7 +250,7 @@ def test_a_worker_never_launched_answers_with_a_worker_error():
 
 
 def test_wrong_responses_fail_the_client_instead_of_being_measured(capsys):
-    _core_or_skip()
+    embedded_server_or_skip()
     code = bench_main([*TINY, "--modes", "latency", "--clients", "floor,fastpool,httpx",
                        "--expect-length", "5"])
     out = capsys.readouterr().out
@@ -270,7 +261,7 @@ def test_wrong_responses_fail_the_client_instead_of_being_measured(capsys):
 
 
 def test_url_on_this_machine(tmp_path, capsys):
-    _core_or_skip()
+    embedded_server_or_skip()
     from fastpool._bench._server import EmbeddedServer
     with EmbeddedServer(tls=True, body_size=321) as srv:
         ca = srv.write_ca(str(tmp_path / "ca.pem"))
@@ -289,7 +280,7 @@ def test_url_on_this_machine(tmp_path, capsys):
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
-    _core_or_skip()
+    embedded_server_or_skip()
     r = _run_cli(["bench", *TINY, "--plot", str(tmp_path / "x.png")],
                  env=_hide(tmp_path, "matplotlib"))
     assert r.returncode == options.EXIT_MISSING
@@ -298,7 +289,7 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
 
 
 def test_plot_writes_a_png(tmp_path, capsys):
-    _core_or_skip()
+    embedded_server_or_skip()
     pytest.importorskip("matplotlib")
     png = tmp_path / "cdf.png"
     assert bench_main([*TINY, "--modes", "latency", "--clients", "floor,fastpool",
@@ -306,22 +297,8 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _children(pid: int) -> set:
-    kids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                kids.add(int(entry))
-    return kids
-
-
 def test_ctrl_c_stops_every_worker(tmp_path):
-    _core_or_skip()
+    embedded_server_or_skip()
     e = dict(os.environ)
     e["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
@@ -332,7 +309,7 @@ def test_ctrl_c_stops_every_worker(tmp_path):
         kids: set = set()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(kids) < 2:
-            kids = _children(proc.pid)
+            kids = child_pids(proc.pid)
             time.sleep(0.05)
         assert len(kids) >= 2, "the workers did not start"
         time.sleep(1.0)  # into the measurement
@@ -354,9 +331,9 @@ def test_ctrl_c_stops_every_worker(tmp_path):
 def test_feature_modes_run_without_peer_workers(tmp_path, capsys):
     """--modes of features only: fastpool's own tables, no client worker started, a JSON
     report that follows the schema."""
-    _core_or_skip()
+    embedded_server_or_skip()
     out = tmp_path / "f.json"
-    before = _children(os.getpid())
+    before = child_pids(os.getpid())
     code = bench_main(["--modes", "pipeline,hedge,choice,busy-poll", "-n", "40", "-r", "1",
                        "-q", "--json", str(out)])
     text = capsys.readouterr().out
@@ -372,7 +349,7 @@ def test_feature_modes_run_without_peer_workers(tmp_path, capsys):
         for row in f["rows"]:
             assert len(row) == len(f["columns"]) and isinstance(row[0], str)
     assert set(doc["mode_wall_s"]) == set(options.FEATURE_MODES)
-    assert _children(os.getpid()) <= before  # every server child was stopped
+    assert child_pids(os.getpid()) <= before  # every server child was stopped
 
 
 def test_feature_mode_that_fails_is_a_failed_run(monkeypatch, capsys):

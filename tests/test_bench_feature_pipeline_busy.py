@@ -9,19 +9,9 @@ import math
 import os
 
 import pytest
+from bench_helpers import child_pids, embedded_server_or_skip
 
 from fastpool._bench.features import Settings, busy_poll, common, pipeline
-
-
-def _server_or_skip() -> None:
-    # as tests/test_bench_cli.py: the embedded server is compiled with the C engine
-    try:
-        from fastpool._bench import _server  # noqa: F401
-        from fastpool._engine import _core  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("FASTPOOL_EXPECT_C") == "1":
-            pytest.fail(f"the C engine was expected but did not load: {exc}")
-        pytest.skip(f"the embedded server needs the C engine: {exc}")
 
 
 def _pure_or_skip() -> None:
@@ -31,31 +21,13 @@ def _pure_or_skip() -> None:
         pytest.skip(f"the pure engine does not load: {exc}")
 
 
-def _children() -> set[int]:
-    """This process's child processes (zombies too: a child not reaped is still there)."""
-    me = os.getpid()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:  # gone meanwhile
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-            pids.add(int(entry))
-    return pids
-
-
 @pytest.fixture
 def no_leftover_child():
     if not os.path.isdir("/proc/self"):
         pytest.skip("needs /proc")
-    before = _children()
+    before = child_pids()
     yield
-    assert _children() - before == set(), "a child process outlived the run"
+    assert child_pids() - before == set(), "a child process outlived the run"
 
 
 def _positive(value: object) -> bool:
@@ -63,7 +35,7 @@ def _positive(value: object) -> bool:
 
 
 def test_pipeline_run(no_leftover_child):
-    _server_or_skip()
+    embedded_server_or_skip()
     log: list[str] = []
     (table,) = pipeline.run(Settings(requests=3, rounds=1, log=log.append))
     assert table.mode == "pipeline"
@@ -89,7 +61,7 @@ def test_pipeline_run(no_leftover_child):
 
 
 def test_pipeline_python_engine_has_no_floor(no_leftover_child):
-    _server_or_skip()
+    embedded_server_or_skip()
     _pure_or_skip()
     (table,) = pipeline.run(Settings(requests=2, rounds=1, engine="python", plain=True))
     assert "engine python" in table.title and "HTTP," in table.title
@@ -103,7 +75,7 @@ def test_pipeline_python_engine_has_no_floor(no_leftover_child):
 
 
 def test_pipeline_main_prints_the_table(capsys, no_leftover_child):
-    _server_or_skip()
+    embedded_server_or_skip()
     pipeline.main(["-n", "2", "--rounds", "1", "--burst", "3", "--plain",
                    "--only", "sync-pipeline,sync-sequential"])
     out = capsys.readouterr()
@@ -115,7 +87,7 @@ def test_pipeline_main_prints_the_table(capsys, no_leftover_child):
 
 
 def test_pipeline_stops_the_server_when_a_client_fails(monkeypatch, no_leftover_child):
-    _server_or_skip()
+    embedded_server_or_skip()
 
     def broken(setup: object, n: int) -> pipeline.Result:
         raise RuntimeError("client failed")
@@ -126,7 +98,7 @@ def test_pipeline_stops_the_server_when_a_client_fails(monkeypatch, no_leftover_
 
 
 def test_busy_poll_run(no_leftover_child):
-    _server_or_skip()
+    embedded_server_or_skip()
     log: list[str] = []
     tables = busy_poll.run(Settings(requests=40, rounds=1, log=log.append))
     assert len(tables) == len(busy_poll.DEFAULT_GAPS) == 2
@@ -156,7 +128,7 @@ def test_busy_poll_python_engine_says_c_only(no_leftover_child):
 
 
 def test_busy_poll_main_prints_the_tables(capsys, no_leftover_child):
-    _server_or_skip()
+    embedded_server_or_skip()
     busy_poll.main(["-n", "20", "--rounds", "1", "--gaps", "0,0.002", "--busy", "50e-6",
                     "--plain", "--hogs", "1"])
     out = capsys.readouterr()
