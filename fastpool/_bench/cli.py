@@ -166,20 +166,13 @@ def run(argv: Sequence[str]) -> int:
     return code
 
 
-def _engine() -> str:
-    """The engine of the feature modes: the C engine where it loads."""
-    try:
-        from .._engine import _core  # noqa: F401
-    except ImportError:
-        return "python"
-    return "c"
-
-
 def _run_feature(o, mode: str, progress: Progress, failed: list) -> list[FeatureTable]:
     """One feature mode's tables; a mode that raises is a fastpool failure (exit code 1),
     reported with its error, and the run goes on with the next mode."""
+    from .._engine import BACKEND  # the pool's default engine: C where it loads
+
     settings = Settings(requests=o.requests if o.requests_given else None,
-                        rounds=o.feature_rounds, engine=_engine(), plain=o.plain,
+                        rounds=o.feature_rounds, engine=BACKEND, plain=o.plain,
                         log=lambda text: progress.step(f"{mode}: {text}"))
     try:
         return runner(mode)(settings)
