@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from . import features
 from .clients import CLIENT_NAMES, CLIENTS
 
 #: Every mode, in the order a run goes through them.
@@ -20,7 +21,7 @@ from .clients import CLIENT_NAMES, CLIENTS
 PEER_MODES = ("latency", "sporadic", "throughput", "cold", "reconnect", "sizes")
 #: The modes that measure one of fastpool's own features (fastpool._bench.features): fastpool
 #: only, in this process, each against a server of its own.
-FEATURE_MODES = ("pipeline", "hedge", "choice", "busy-poll")
+FEATURE_MODES = tuple(features.FEATURE_MODES)
 MODES = PEER_MODES + FEATURE_MODES
 DEFAULT_MODES = ("latency", "sporadic", "throughput", "cold")
 #: Idle gaps of the sporadic mode, ns, and the requests per client after each: a short
